@@ -1,0 +1,52 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotate import services
+from annotate.importers import FORMATS
+from annotate.models import Project
+
+
+class Command(BaseCommand):
+    help = "Import prompts with their completions from JSONL(.gz), CSV or HH-RLHF into a project."
+
+    def add_arguments(self, parser):
+        parser.add_argument("project_slug")
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--format", default="auto", choices=("auto", *FORMATS))
+        parser.add_argument(
+            "--skip-invalid",
+            action="store_true",
+            help="Import the valid lines and report every skipped one (default: reject the file)",
+        )
+
+    def handle(self, *args, **options):
+        try:
+            project = Project.objects.get(slug=options["project_slug"])
+        except Project.DoesNotExist:
+            raise CommandError(f"No project with slug {options['project_slug']!r}.") from None
+        path: Path = options["file"]
+        try:
+            binary = path.open("rb")
+        except OSError as exc:
+            raise CommandError(f"{path}: {exc.strerror}") from None
+        with binary:
+            try:
+                record = services.prompts_import(
+                    project=project,
+                    binary=binary,
+                    filename=str(path),
+                    file_format=options["format"],
+                    skip_invalid=options["skip_invalid"],
+                )
+            except services.ImportRejected as exc:
+                raise CommandError(str(exc)) from None
+        for skip in record.skipped:
+            self.stderr.write(
+                f"skipped {path}, line {skip['line']}, field '{skip['field']}': {skip['message']}"
+            )
+        self.stdout.write(
+            f"Imported {record.prompt_count} prompts, {record.completion_count} completions and "
+            f"{record.ranking_count} reference rankings from {path}"
+            + (f"; skipped {len(record.skipped)} lines." if record.skipped else ".")
+        )

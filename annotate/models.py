@@ -1,0 +1,264 @@
+"""Labeling data: projects, their members, prompts, completions, rankings and leases.
+
+Fields and constraints only. The database enforces what must never be false, including
+that a ranking's tiers name exactly its prompt's completions (a trigger, see migration 0002).
+"""
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+MIN_COMPLETIONS = 2
+MAX_COMPLETIONS = 9
+
+
+class Project(models.Model):
+    class TiePolicy(models.TextChoices):
+        HALF = "half", "A tie counts half a vote each way"
+        ABSTAIN = "abstain", "A tie is an abstention"
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    criterion = models.CharField(
+        max_length=200, help_text="What labelers rank by, e.g. 'helpfulness'."
+    )
+    instructions = models.TextField(blank=True, help_text="Shown to labelers; Markdown.")
+    completions_per_prompt = models.PositiveSmallIntegerField(
+        default=4,
+        validators=[MinValueValidator(MIN_COMPLETIONS), MaxValueValidator(MAX_COMPLETIONS)],
+    )
+    labelers_per_prompt = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1)]
+    )
+    allow_ties = models.BooleanField(default=False)
+    consensus_min_votes = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(1)],
+        help_text="A pair is kept only with at least this many votes.",
+    )
+    consensus_min_agreement = models.FloatField(
+        default=2 / 3,
+        validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
+        help_text="A pair is kept only when the winner's share of votes is at least this.",
+    )
+    consensus_tie_policy = models.CharField(
+        max_length=10, choices=TiePolicy.choices, default=TiePolicy.HALF
+    )
+    lease_minutes = models.PositiveIntegerField(
+        default=30,
+        validators=[MinValueValidator(1)],
+        help_text="How long a prompt handed to a labeler stays theirs.",
+    )
+    is_frozen = models.BooleanField(default=False, help_text="Frozen projects take no rankings.")
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(completions_per_prompt__gte=MIN_COMPLETIONS)
+                & Q(completions_per_prompt__lte=MAX_COMPLETIONS),
+                name="project_k_between_2_and_9",
+            ),
+            models.CheckConstraint(
+                condition=Q(labelers_per_prompt__gte=1), name="project_n_at_least_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(consensus_min_votes__gte=1), name="project_min_votes_at_least_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(consensus_min_agreement__gte=0.5) & Q(consensus_min_agreement__lte=1.0),
+                name="project_min_agreement_in_half_to_one",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        LABELER = "labeler", "Labeler"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.LABELER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_once_per_project"),
+            models.CheckConstraint(
+                condition=Q(role__in=["admin", "labeler"]), name="membership_role_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} is {self.role} of {self.project}"
+
+
+class PromptImport(models.Model):
+    """One file imported into a project: written only when the whole import succeeded."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imports")
+    filename = models.CharField(max_length=255)
+    file_format = models.CharField(max_length=20)
+    imported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    prompt_count = models.PositiveIntegerField(default=0)
+    completion_count = models.PositiveIntegerField(default=0)
+    ranking_count = models.PositiveIntegerField(default=0)
+    skipped = models.JSONField(
+        default=list, blank=True, help_text="Lines left out with --skip-invalid, with reasons."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.filename} into {self.project} ({self.prompt_count} prompts)"
+
+
+class Prompt(models.Model):
+    """A prompt to rank completions of: plain text, or chat messages [{role, content}]."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    source_import = models.ForeignKey(
+        PromptImport, null=True, blank=True, on_delete=models.SET_NULL, related_name="prompts"
+    )
+    external_id = models.CharField(max_length=200, blank=True)
+    text = models.TextField(blank=True)
+    messages = models.JSONField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "external_id"],
+                condition=~Q(external_id=""),
+                name="prompt_external_id_unique_in_project",
+            ),
+            # Exactly one of text and messages.
+            models.CheckConstraint(
+                condition=(Q(messages__isnull=True) & ~Q(text=""))
+                | (Q(messages__isnull=False) & Q(text="")),
+                name="prompt_text_xor_messages",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id or f"prompt {self.pk}"
+
+    @property
+    def is_chat(self) -> bool:
+        return self.messages is not None
+
+
+class Completion(models.Model):
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions")
+    position = models.PositiveSmallIntegerField(help_text="Order in the imported file, from 0.")
+    text = models.TextField()
+    model_name = models.CharField(max_length=200, blank=True)
+    generation_params = models.JSONField(default=dict, blank=True)
+    external_id = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["prompt_id", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["prompt", "position"], name="completion_position_unique"
+            ),
+            models.CheckConstraint(condition=~Q(text=""), name="completion_text_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"completion {self.position} of {self.prompt}"
+
+
+class Ranking(models.Model):
+    """An ordered list of tiers of completion ids, best first; one tier with several ids is a tie.
+
+    A labeler ranks a prompt at most once (revisions keep history elsewhere). A ranking
+    imported with the data (e.g. HH-RLHF's chosen/rejected) has no labeler.
+    """
+
+    class Source(models.TextChoices):
+        LABELER = "labeler", "Ranked by a labeler"
+        IMPORTED = "imported", "Imported with the data"
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="rankings")
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="rankings",
+    )
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.LABELER)
+    tiers = models.JSONField(help_text="[[completion id, ...], ...], best tier first.")
+    flags = models.JSONField(default=dict, blank=True)
+    comment = models.TextField(blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["prompt", "labeler"],
+                condition=Q(labeler__isnull=False),
+                name="ranking_once_per_labeler_and_prompt",
+            ),
+            models.UniqueConstraint(
+                fields=["prompt"],
+                condition=Q(source="imported"),
+                name="ranking_one_imported_per_prompt",
+            ),
+            models.UniqueConstraint(
+                fields=["labeler", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="ranking_idempotency_key_unique_per_labeler",
+            ),
+            models.CheckConstraint(
+                condition=(Q(source="labeler") & Q(labeler__isnull=False))
+                | (Q(source="imported") & Q(labeler__isnull=True)),
+                name="ranking_labeler_matches_source",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"ranking of {self.prompt} by {self.labeler or 'import'}"
+
+
+class Assignment(models.Model):
+    """A lease of a prompt to a labeler until `expires_at`; an expired lease frees the prompt."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="assignments")
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["prompt", "labeler"], name="assignment_once_per_labeler"
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=F("leased_at")), name="assignment_expires_after_lease"
+            ),
+        ]
+        indexes = [models.Index(fields=["prompt", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.prompt} leased to {self.labeler} until {self.expires_at:%Y-%m-%d %H:%M}"

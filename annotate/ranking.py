@@ -1,0 +1,49 @@
+"""What a valid ranking is. Pure Python: no Django, no database.
+
+A ranking is a list of tiers, best first; each tier is a list of completion ids, and ids
+in one tier are tied. It must be a partition of the prompt's completions.
+"""
+
+from collections.abc import Collection, Sequence
+
+Tiers = list[list[int]]
+
+
+class InvalidRanking(ValueError):
+    """The tiers do not rank the prompt's completions; the message says why."""
+
+
+def validate_tiers(tiers: object, completion_ids: Collection[int], *, allow_ties: bool) -> Tiers:
+    """Return `tiers` as a list of lists of ints, or raise InvalidRanking saying what is wrong.
+
+    >>> validate_tiers([[3], [1, 2]], {1, 2, 3}, allow_ties=True)
+    [[3], [1, 2]]
+    >>> validate_tiers([[3], [1]], {1, 2, 3}, allow_ties=False)
+    Traceback (most recent call last):
+    ...
+    annotate.ranking.InvalidRanking: tiers leave out completion 2
+    """
+    if not isinstance(tiers, Sequence) or isinstance(tiers, str) or not tiers:
+        raise InvalidRanking("tiers must be a non-empty list of lists of completion ids")
+    seen: set[int] = set()
+    clean: Tiers = []
+    for index, tier in enumerate(tiers):
+        if not isinstance(tier, Sequence) or isinstance(tier, str) or not tier:
+            raise InvalidRanking(f"tier {index} must be a non-empty list of completion ids")
+        if len(tier) > 1 and not allow_ties:
+            raise InvalidRanking(
+                f"tier {index} ties {len(tier)} completions; this project forbids ties"
+            )
+        for completion_id in tier:
+            if isinstance(completion_id, bool) or not isinstance(completion_id, int):
+                raise InvalidRanking(f"tier {index}: {completion_id!r} is not a completion id")
+            if completion_id not in completion_ids:
+                raise InvalidRanking(f"completion {completion_id} is not one of this prompt's")
+            if completion_id in seen:
+                raise InvalidRanking(f"completion {completion_id} appears more than once")
+            seen.add(completion_id)
+        clean.append(list(tier))
+    missing = sorted(set(completion_ids) - seen)
+    if missing:
+        raise InvalidRanking(f"tiers leave out completion {', '.join(map(str, missing))}")
+    return clean

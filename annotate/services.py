@@ -1,0 +1,226 @@
+"""Writes: every change to labeling data goes through a function here, named <entity>_<action>."""
+
+from collections.abc import Iterable
+from typing import IO
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+
+from . import importers
+from .importers import PromptRow, RowError
+from .models import Completion, Membership, Project, Prompt, PromptImport, Ranking
+
+User = get_user_model()
+
+IMPORT_BATCH_SIZE = 2000
+# Past this many errors, a failing import stops reading: the file needs fixing anyway.
+MAX_REPORTED_ERRORS = 1000
+
+
+class ImportRejected(Exception):
+    """The file was not imported; nothing was written. `errors` say where and why."""
+
+    def __init__(self, filename: str, errors: list[RowError], truncated: bool = False):
+        self.filename = filename
+        self.errors = errors
+        self.truncated = truncated
+        lines = [error.describe(filename) for error in errors[:20]]
+        more = len(errors) - len(lines)
+        if more > 0 or truncated:
+            lines.append(f"... and {'more than ' if truncated else ''}{more} more errors")
+        super().__init__(f"{filename}: nothing imported.\n" + "\n".join(lines))
+
+
+def project_create(*, created_by: AbstractUser | None, **fields) -> Project:
+    """Create a project from model field values; its creator, if any, becomes its admin."""
+    project = Project(**fields)
+    project.full_clean()
+    with transaction.atomic():
+        project.save()
+        if created_by is not None:
+            membership_set(project=project, user=created_by, role=Membership.Role.ADMIN)
+    return project
+
+
+def membership_set(*, project: Project, user: AbstractUser, role: str) -> Membership:
+    """Make `user` a member of `project` with `role`, changing the role if already a member."""
+    membership, _ = Membership.objects.update_or_create(
+        project=project, user=user, defaults={"role": role}
+    )
+    return membership
+
+
+def labeler_add(
+    *, project: Project, username: str, password: str | None = None
+) -> tuple[AbstractUser, bool]:
+    """Add `username` to `project` as a labeler, creating the user if needed.
+
+    Return the user and whether it was created. An existing member keeps an admin role.
+    """
+    with transaction.atomic():
+        user, created = User.objects.get_or_create(username=username)
+        if password:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        elif created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        if not Membership.objects.filter(project=project, user=user).exists():
+            membership_set(project=project, user=user, role=Membership.Role.LABELER)
+    return user, created
+
+
+def prompts_import(
+    *,
+    project: Project,
+    binary: IO[bytes],
+    filename: str,
+    file_format: str = "auto",
+    skip_invalid: bool = False,
+    imported_by: AbstractUser | None = None,
+) -> PromptImport:
+    """Import a prompt file into `project` in one transaction, or raise ImportRejected.
+
+    Without `skip_invalid`, any invalid line rejects the whole file and nothing is written.
+    With it, valid lines are imported and every skipped line is kept on the PromptImport.
+    A file-level error (size, header, format) rejects the file either way.
+    """
+    stream = importers.open_maybe_gzip(binary)
+    if file_format == "auto":
+        file_format = importers.detect_format(filename, stream.peek(4096))
+    rows = importers.parse_prompts(
+        stream,
+        file_format=file_format,
+        completions_per_prompt=project.completions_per_prompt,
+        max_bytes=settings.IMPORT_MAX_BYTES,
+    )
+    try:
+        with transaction.atomic():
+            record = PromptImport.objects.create(
+                project=project,
+                filename=filename[:255],
+                file_format=file_format,
+                imported_by=imported_by,
+            )
+            errors, truncated = _import_rows(record, rows, stop_on_error=not skip_invalid)
+            if errors and (not skip_invalid or any(error.fatal for error in errors)):
+                raise ImportRejected(filename, errors, truncated)
+            if record.prompt_count == 0:
+                raise ImportRejected(filename, errors or [RowError(0, "file", "no prompts in it")])
+            record.skipped = [error.as_dict() for error in errors]
+            record.save()
+    except (OSError, EOFError) as exc:  # a truncated or corrupt gzip stream
+        raise ImportRejected(
+            filename, [RowError(0, "file", f"cannot be read: {exc}", True)]
+        ) from exc
+    except IntegrityError as exc:  # e.g. another import added the same id meanwhile
+        raise ImportRejected(
+            filename, [RowError(0, "file", f"conflicts with stored data: {exc}")]
+        ) from exc
+    return record
+
+
+def _import_rows(
+    record: PromptImport, rows: Iterable[PromptRow | RowError], *, stop_on_error: bool
+) -> tuple[list[RowError], bool]:
+    """Write valid rows in batches; return the errors met and whether reading stopped early."""
+    existing_ids = set(
+        Prompt.objects.filter(project=record.project)
+        .exclude(external_id="")
+        .values_list("external_id", flat=True)
+    )
+    errors: list[RowError] = []
+    batch: list[PromptRow] = []
+    for row in rows:
+        if isinstance(row, PromptRow) and row.external_id in existing_ids:
+            row = RowError(row.line, "id", f"id {row.external_id!r} is already in this project")
+        if isinstance(row, RowError):
+            errors.append(row)
+            if row.fatal or len(errors) >= MAX_REPORTED_ERRORS:
+                return errors, not row.fatal
+            continue
+        if stop_on_error and errors:
+            continue  # the import will be rejected: only look for more errors
+        batch.append(row)
+        if len(batch) >= IMPORT_BATCH_SIZE:
+            _write_batch(record, batch)
+            batch = []
+    if batch and not (stop_on_error and errors):
+        _write_batch(record, batch)
+    return errors, False
+
+
+def _write_batch(record: PromptImport, rows: list[PromptRow]) -> None:
+    prompts = Prompt.objects.bulk_create(
+        Prompt(
+            project_id=record.project_id,
+            source_import=record,
+            external_id=row.external_id,
+            text=row.text,
+            messages=row.messages,
+            metadata=row.metadata,
+        )
+        for row in rows
+    )
+    completions = Completion.objects.bulk_create(
+        Completion(
+            prompt_id=prompt.id,
+            position=position,
+            text=completion.text,
+            model_name=completion.model_name,
+            generation_params=completion.generation_params,
+            external_id=completion.external_id,
+        )
+        for prompt, row in zip(prompts, rows, strict=True)
+        for position, completion in enumerate(row.completions)
+    )
+    ids_by_prompt: dict[int, list[int]] = {}
+    for completion in completions:
+        ids_by_prompt.setdefault(completion.prompt_id, []).append(completion.id)
+    rankings = Ranking.objects.bulk_create(
+        Ranking(
+            prompt_id=prompt.id,
+            source=Ranking.Source.IMPORTED,
+            tiers=_tiers_of_ids(row.reference_tiers, ids_by_prompt[prompt.id]),
+        )
+        for prompt, row in zip(prompts, rows, strict=True)
+        if row.reference_tiers is not None
+    )
+    record.prompt_count += len(prompts)
+    record.completion_count += len(completions)
+    record.ranking_count += len(rankings)
+
+
+def _tiers_of_ids(position_tiers: list[list[int]], completion_ids: list[int]) -> list[list[int]]:
+    return [[completion_ids[position] for position in tier] for tier in position_tiers]
+
+
+def prompts_import_upload(
+    *,
+    project: Project,
+    upload: UploadedFile,
+    file_format: str,
+    skip_invalid: bool,
+    imported_by: AbstractUser | None,
+) -> PromptImport:
+    """Import an uploaded file, refusing one over the size limit before reading it."""
+    if upload.size > settings.IMPORT_MAX_BYTES:
+        error = RowError(
+            0,
+            "file",
+            f"is {upload.size:,} bytes; the limit is {settings.IMPORT_MAX_BYTES:,}",
+            fatal=True,
+        )
+        raise ImportRejected(upload.name, [error])
+    with upload.open("rb") as binary:
+        return prompts_import(
+            project=project,
+            binary=binary,
+            filename=upload.name,
+            file_format=file_format,
+            skip_invalid=skip_invalid,
+            imported_by=imported_by,
+        )

@@ -1,0 +1,120 @@
+"""HTML pages: read the request, call one service or selector, render."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import connection
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import selectors, services
+from .forms import ImportForm, MemberForm, ProjectForm
+from .models import Membership
+
+
+@require_GET
+def healthz(request):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok", "database": connection.vendor})
+
+
+@login_required
+@require_GET
+def home(request):
+    projects = selectors.project_list_with_counts(request.user).order_by("name")
+    return render(
+        request,
+        "annotate/home.html",
+        {
+            "projects": projects,
+            "can_create": selectors.user_can_create_projects(request.user),
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_create(request):
+    if not selectors.user_can_create_projects(request.user):
+        raise PermissionDenied
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        project = services.project_create(created_by=request.user, **form.cleaned_data)
+        messages.success(request, f"Project {project.name} created.")
+        return redirect("project_detail", slug=project.slug)
+    return render(request, "annotate/project_form.html", {"form": form})
+
+
+@login_required
+@require_GET
+def project_detail(request, slug: str):
+    project = selectors.project_get_visible(request.user, slug=slug)
+    return _render_project(request, project)
+
+
+def _render_project(request, project, import_form=None, member_form=None, import_errors=None):
+    is_admin = selectors.project_role(request.user, project) == Membership.Role.ADMIN
+    context = {"project": project, "is_admin": is_admin, "prompt_count": project.prompts.count()}
+    if is_admin:
+        context |= {
+            "import_form": import_form or ImportForm(),
+            "member_form": member_form or MemberForm(),
+            "import_errors": import_errors,
+            "memberships": project.memberships.select_related("user").order_by(
+                "role", "user__username"
+            ),
+            "imports": project.imports.order_by("-created_at")[:10],
+        }
+    return render(request, "annotate/project_detail.html", context)
+
+
+def _project_for_admin(request, slug: str):
+    project = selectors.project_get_visible(request.user, slug=slug)
+    if selectors.project_role(request.user, project) != Membership.Role.ADMIN:
+        raise PermissionDenied
+    return project
+
+
+@login_required
+@require_POST
+def project_import(request, slug: str):
+    project = _project_for_admin(request, slug)
+    form = ImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _render_project(request, project, import_form=form)
+    try:
+        record = services.prompts_import_upload(
+            project=project,
+            upload=form.cleaned_data["file"],
+            file_format=form.cleaned_data["format"],
+            skip_invalid=form.cleaned_data["skip_invalid"],
+            imported_by=request.user,
+        )
+    except services.ImportRejected as exc:
+        errors = [error.describe(exc.filename) for error in exc.errors]
+        return _render_project(request, project, import_form=form, import_errors=errors)
+    skipped = f", {len(record.skipped)} lines skipped" if record.skipped else ""
+    messages.success(
+        request, f"Imported {record.prompt_count} prompts from {record.filename}{skipped}."
+    )
+    return redirect("project_detail", slug=project.slug)
+
+
+@login_required
+@require_POST
+def project_member_add(request, slug: str):
+    project = _project_for_admin(request, slug)
+    form = MemberForm(request.POST)
+    if not form.is_valid():
+        return _render_project(request, project, member_form=form)
+    user, created = services.labeler_add(
+        project=project,
+        username=form.cleaned_data["username"],
+        password=form.cleaned_data["password"] or None,
+    )
+    if form.cleaned_data["role"] == Membership.Role.ADMIN:
+        services.membership_set(project=project, user=user, role=Membership.Role.ADMIN)
+    messages.success(request, f"{user.username} {'created and ' if created else ''}added.")
+    return redirect("project_detail", slug=project.slug)

@@ -1,0 +1,248 @@
+"""Importing prompt files into a project: all or nothing, or valid lines with a report."""
+
+import gzip
+import io
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import CommandError, call_command
+
+from annotate import services
+from annotate.models import Completion, Prompt, PromptImport, Ranking
+from tests.factories import hh_record, jsonl_bytes, prompt_record
+
+pytestmark = pytest.mark.django_db
+
+
+def import_bytes(project, data: bytes, filename="prompts.jsonl", **options):
+    return services.prompts_import(
+        project=project, binary=io.BytesIO(data), filename=filename, **options
+    )
+
+
+def nothing_written():
+    return not (
+        Prompt.objects.exists()
+        or Completion.objects.exists()
+        or Ranking.objects.exists()
+        or PromptImport.objects.exists()
+    )
+
+
+def test_a_jsonl_import_stores_prompts_completions_and_the_import(project, carol):
+    records = [prompt_record(i) for i in range(3)]
+    records[1]["completions"][0] = {"text": "Best.", "model": "m1", "params": {"top_p": 0.9}}
+    record = import_bytes(project, jsonl_bytes(records), imported_by=carol)
+    assert (record.prompt_count, record.completion_count, record.ranking_count) == (3, 12, 0)
+    assert record.imported_by == carol and record.file_format == "jsonl"
+    prompt = Prompt.objects.get(external_id="p1")
+    assert prompt.source_import == record and prompt.project == project
+    first = prompt.completions.get(position=0)
+    assert (first.text, first.model_name, first.generation_params) == (
+        "Best.",
+        "m1",
+        {"top_p": 0.9},
+    )
+    assert list(prompt.completions.values_list("position", flat=True)) == [0, 1, 2, 3]
+
+
+def test_a_bad_line_9999_of_10000_imports_nothing(project):
+    records = [prompt_record(i) for i in range(10_000)]
+    records[9_998] = prompt_record(9_998, completions=["only", "three", "here"])
+    with pytest.raises(services.ImportRejected) as caught:
+        import_bytes(project, jsonl_bytes(records), filename="big.jsonl")
+    assert [(e.line, e.field) for e in caught.value.errors] == [(9_999, "completions")]
+    assert "big.jsonl, line 9999, field 'completions': has 3 completions" in str(caught.value)
+    assert nothing_written()
+
+
+def test_every_bad_line_is_reported_not_only_the_first(project):
+    records = [prompt_record(i) for i in range(6)]
+    records[1] = "{oops"
+    records[4] = prompt_record(4, prompt="")
+    with pytest.raises(services.ImportRejected) as caught:
+        import_bytes(project, jsonl_bytes(records))
+    assert [(e.line, e.field) for e in caught.value.errors] == [(2, "line"), (5, "prompt")]
+    assert nothing_written()
+
+
+def test_skip_invalid_imports_the_valid_lines_and_keeps_the_reasons(project):
+    records = [prompt_record(i) for i in range(6)]
+    records[1] = "{oops"
+    records[4] = prompt_record(4, prompt="")
+    record = import_bytes(project, jsonl_bytes(records), skip_invalid=True)
+    assert record.prompt_count == 4
+    assert sorted(Prompt.objects.values_list("external_id", flat=True)) == ["p0", "p2", "p3", "p5"]
+    assert [(s["line"], s["field"]) for s in record.skipped] == [(2, "line"), (5, "prompt")]
+    assert "invalid JSON" in record.skipped[0]["message"]
+
+
+def test_ids_already_in_the_project_are_duplicates(project, other_project):
+    import_bytes(project, jsonl_bytes([prompt_record(1), prompt_record(2)]))
+    with pytest.raises(services.ImportRejected) as caught:
+        import_bytes(project, jsonl_bytes([prompt_record(3), prompt_record(2)]))
+    [error] = caught.value.errors
+    assert (error.line, error.field) == (2, "id") and "already in this project" in error.message
+    assert Prompt.objects.filter(project=project).count() == 2
+    # The same id in another project is no conflict.
+    hh = [hh_record("Q", "a", "b") | {"id": "p2"}]
+    assert import_bytes(other_project, jsonl_bytes(hh)).prompt_count == 1
+
+
+def test_a_file_level_error_rejects_even_with_skip_invalid(project):
+    data = b"prompt,completion_1,completion_2\nQ,a,b\n"  # the project takes 4
+    with pytest.raises(services.ImportRejected) as caught:
+        import_bytes(project, data, filename="p.csv", skip_invalid=True)
+    assert caught.value.errors[0].field == "header"
+    assert nothing_written()
+
+
+def test_a_file_with_no_valid_prompt_is_rejected(project):
+    with pytest.raises(services.ImportRejected):
+        import_bytes(project, b"\n\n")
+    with pytest.raises(services.ImportRejected):
+        import_bytes(project, jsonl_bytes(["{bad"]), skip_invalid=True)
+    assert nothing_written()
+
+
+def test_an_oversized_file_is_rejected(project, settings):
+    data = jsonl_bytes([prompt_record(i) for i in range(200)])
+    settings.IMPORT_MAX_BYTES = len(data) // 2
+    with pytest.raises(services.ImportRejected) as caught:
+        import_bytes(project, data, skip_invalid=True)
+    assert "larger than the limit" in caught.value.errors[-1].message
+    assert nothing_written()
+
+
+def test_a_truncated_gzip_file_is_rejected(project):
+    data = jsonl_bytes([prompt_record(i) for i in range(500)], compress=True)
+    with pytest.raises(services.ImportRejected) as caught:
+        import_bytes(project, data[: len(data) // 2], filename="p.jsonl.gz")
+    assert "cannot be read" in caught.value.errors[0].message
+    assert nothing_written()
+
+
+def test_a_gzipped_csv_is_detected_and_imported(project):
+    header = "id,prompt,completion_1,completion_2,completion_3,completion_4\n"
+    data = gzip.compress((header + "a,Q,w,x,y,z\n").encode())
+    record = import_bytes(project, data, filename="p.csv.gz")
+    assert (record.file_format, record.prompt_count) == ("csv", 1)
+
+
+def test_hh_rlhf_import_keeps_the_original_preference_as_an_imported_ranking(other_project):
+    rows = [
+        hh_record("Q1", "good one", "bad one", history=("Hi", "Hello")),
+        hh_record("Q2", "fine", "rude"),
+    ]
+    record = import_bytes(other_project, jsonl_bytes(rows, compress=True), filename="hh.jsonl.gz")
+    assert (record.file_format, record.prompt_count, record.ranking_count) == ("hh-rlhf", 2, 2)
+    prompt = Prompt.objects.get(messages__0__content="Hi")
+    chosen, rejected = prompt.completions.order_by("position")
+    assert (chosen.text, rejected.text) == ("good one", "bad one")
+    ranking = prompt.rankings.get()
+    assert (ranking.source, ranking.labeler, ranking.tiers) == (
+        "imported",
+        None,
+        [[chosen.id], [rejected.id]],
+    )
+
+
+# --- entry points -------------------------------------------------------------------------
+
+
+def test_import_prompts_command_imports_and_reports(project, write_file, capsys):
+    path = write_file("prompts.jsonl", jsonl_bytes([prompt_record(1), "{x", prompt_record(3)]))
+    with pytest.raises(CommandError, match=r"prompts.jsonl, line 2, field 'line': invalid JSON"):
+        call_command("import_prompts", "helpful", str(path))
+    assert nothing_written()
+    call_command("import_prompts", "helpful", str(path), "--skip-invalid")
+    out, err = capsys.readouterr()
+    assert "Imported 2 prompts, 8 completions" in out and "skipped 1 lines" in out
+    assert "line 2, field 'line'" in err
+
+
+def test_import_prompts_command_errors_name_the_problem(project, tmp_path):
+    with pytest.raises(CommandError, match="No project with slug 'nope'"):
+        call_command("import_prompts", "nope", str(tmp_path / "x.jsonl"))
+    with pytest.raises(CommandError, match="No such file"):
+        call_command("import_prompts", "helpful", str(tmp_path / "missing.jsonl"))
+
+
+def upload(data: bytes, name="prompts.jsonl") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, data, content_type="application/octet-stream")
+
+
+def test_import_api_creates_prompts_for_a_project_admin(project, carol, api):
+    response = api(carol).post(
+        f"/api/projects/{project.id}/imports/",
+        {"file": upload(jsonl_bytes([prompt_record(1)]))},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["prompt_count"] == 1
+    assert PromptImport.objects.get().imported_by == carol
+
+
+def test_import_api_rejects_bad_files_with_every_error(project, carol, api):
+    data = jsonl_bytes([prompt_record(1, prompt=""), prompt_record(1)])
+    response = api(carol).post(
+        f"/api/projects/{project.id}/imports/", {"file": upload(data)}, format="multipart"
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"line": 1, "field": "prompt", "message": "is empty"},
+    ]
+    assert nothing_written()
+    response = api(carol).post(
+        f"/api/projects/{project.id}/imports/",
+        {"file": upload(data), "skip_invalid": "true"},
+        format="multipart",
+    )
+    assert response.status_code == 201 and response.json()["skipped"][0]["line"] == 1
+
+
+def test_import_api_refuses_an_upload_over_the_limit_before_reading_it(
+    project, carol, api, settings
+):
+    settings.IMPORT_MAX_BYTES = 10
+    response = api(carol).post(
+        f"/api/projects/{project.id}/imports/",
+        {"file": upload(jsonl_bytes([prompt_record(1)]))},
+        format="multipart",
+    )
+    assert (
+        response.status_code == 400 and "the limit is 10" in response.json()["errors"][0]["message"]
+    )
+
+
+def test_import_api_is_for_admins_of_the_project_only(project, alice, dave, api):
+    data = {"file": upload(jsonl_bytes([prompt_record(1)]))}
+    url = f"/api/projects/{project.id}/imports/"
+    assert api(alice).post(url, data, format="multipart").status_code == 403
+    data["file"].seek(0)
+    assert api(dave).post(url, data, format="multipart").status_code == 404
+    data["file"].seek(0)
+    assert api().post(url, data, format="multipart").status_code in (401, 403)
+    assert nothing_written()
+
+
+def test_import_form_shows_errors_then_imports_with_skip(project, carol, client):
+    client.force_login(carol)
+    data = jsonl_bytes([prompt_record(1), json.dumps(prompt_record(2, completions=["a"]))])
+    page = client.post(
+        f"/projects/{project.slug}/import/", {"file": upload(data), "format": "auto"}
+    )
+    assert page.status_code == 200
+    assert b"Nothing was imported" in page.content
+    assert (
+        b"prompts.jsonl, line 2, field &#x27;completions&#x27;: has 1 completions" in page.content
+    )
+    assert nothing_written()
+    page = client.post(
+        f"/projects/{project.slug}/import/",
+        {"file": upload(data), "format": "auto", "skip_invalid": "on"},
+        follow=True,
+    )
+    assert b"Imported 1 prompts from prompts.jsonl, 1 lines skipped" in page.content
+    assert Prompt.objects.count() == 1

@@ -1,0 +1,89 @@
+"""Shared fixtures. Personas: alice and bob label, carol administers the project, dave
+labels another project only, and root is the site's superuser."""
+
+from pathlib import Path
+
+import pytest
+from rest_framework.test import APIClient
+
+from annotate import services
+from annotate.models import Membership
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    def make(username: str, **fields):
+        return django_user_model.objects.create_user(username, password=f"{username}-pw", **fields)
+
+    return make
+
+
+@pytest.fixture
+def project(db):
+    return services.project_create(
+        created_by=None,
+        slug="helpful",
+        name="Helpfulness",
+        criterion="helpfulness",
+        completions_per_prompt=4,
+        labelers_per_prompt=3,
+    )
+
+
+@pytest.fixture
+def other_project(db):
+    return services.project_create(
+        created_by=None,
+        slug="harmless",
+        name="Harmlessness",
+        criterion="harmlessness",
+        completions_per_prompt=2,
+        labelers_per_prompt=3,
+    )
+
+
+@pytest.fixture
+def alice(make_user, project):
+    user = make_user("alice")
+    services.membership_set(project=project, user=user, role=Membership.Role.LABELER)
+    return user
+
+
+@pytest.fixture
+def carol(make_user, project):
+    user = make_user("carol")
+    services.membership_set(project=project, user=user, role=Membership.Role.ADMIN)
+    return user
+
+
+@pytest.fixture
+def dave(make_user, other_project):
+    user = make_user("dave")
+    services.membership_set(project=other_project, user=user, role=Membership.Role.LABELER)
+    return user
+
+
+@pytest.fixture
+def root(make_user):
+    return make_user("root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def api():
+    def client_for(user=None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            client.force_authenticate(user)
+        return client
+
+    return client_for
+
+
+@pytest.fixture
+def write_file(tmp_path):
+    def write(name: str, data: bytes) -> Path:
+        path = tmp_path / name
+        path.write_bytes(data)
+        return path
+
+    return write

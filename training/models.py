@@ -1,0 +1,1 @@
+"""Training jobs and the model registry: added by the training backend issue."""

@@ -1,0 +1,87 @@
+"""The management commands an admin runs from a shell."""
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from annotate.demo import DEMO_SLUG
+from annotate.models import Membership, Project, Prompt
+
+pytestmark = pytest.mark.django_db
+
+
+def test_create_project_then_add_labelers(capsys, django_user_model):
+    call_command(
+        "create_project",
+        "qa",
+        "--name",
+        "QA",
+        "--criterion",
+        "helpfulness",
+        "--completions-per-prompt",
+        "3",
+        "--labelers-per-prompt",
+        "5",
+        "--allow-ties",
+    )
+    project = Project.objects.get(slug="qa")
+    assert (project.completions_per_prompt, project.labelers_per_prompt, project.allow_ties) == (
+        3,
+        5,
+        True,
+    )
+    call_command("add_labeler", "qa", "erin", "--password", "erin-secret-1")
+    call_command("add_labeler", "qa", "erin")
+    out = capsys.readouterr().out
+    assert "Created user and added erin to qa." in out and "Added erin to qa." in out
+    erin = django_user_model.objects.get(username="erin")
+    assert erin.check_password("erin-secret-1")
+    assert Membership.objects.get(project=project, user=erin).role == "labeler"
+
+
+def test_create_project_refuses_a_bad_k_and_a_taken_slug():
+    with pytest.raises(CommandError, match="completions_per_prompt"):
+        call_command(
+            "create_project",
+            "qa",
+            "--name",
+            "QA",
+            "--criterion",
+            "c",
+            "--completions-per-prompt",
+            "10",
+        )
+    call_command("create_project", "qa", "--name", "QA", "--criterion", "c")
+    with pytest.raises(CommandError, match="slug"):
+        call_command("create_project", "qa", "--name", "QA", "--criterion", "c")
+
+
+def test_add_labeler_keeps_an_admin_an_admin(project, carol):
+    call_command("add_labeler", project.slug, "carol")
+    assert Membership.objects.get(user=carol).role == "admin"
+
+
+def test_add_labeler_to_a_missing_project_fails():
+    with pytest.raises(CommandError, match="No project with slug 'nope'"):
+        call_command("add_labeler", "nope", "erin")
+
+
+def test_load_demo_creates_accounts_and_a_project_once(capsys, django_user_model):
+    call_command("load_demo")
+    call_command("load_demo")
+    out = capsys.readouterr().out
+    assert "alice  password: alice-demo" in out
+    project = Project.objects.get(slug=DEMO_SLUG)
+    assert Prompt.objects.filter(project=project).count() == 16
+    assert {m.user.username: m.role for m in project.memberships.select_related("user")} == {
+        "admin": "admin",
+        "alice": "labeler",
+        "bob": "labeler",
+    }
+    assert django_user_model.objects.get(username="admin").check_password("admin-demo")
+
+
+def test_load_demo_is_refused_in_production(settings):
+    settings.PRODUCTION = True
+    with pytest.raises(Exception, match="refused in production"):
+        call_command("load_demo")
+    assert not Project.objects.exists()

@@ -1,0 +1,110 @@
+"""The real processes: a Celery worker on each broker, and `make run` serving the demo."""
+
+import http.cookiejar
+import re
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from tests.processes import BIN, ROOT, app_env, free_port, port_open, stop, wait_for_text
+
+pytestmark = pytest.mark.slow
+
+SEND_PING = "from config.celery import ping; print(ping.delay().id)"
+
+
+@pytest.mark.parametrize("broker", ["filesystem", "redis"])
+def test_a_worker_takes_a_task_from_the_broker(tmp_path, broker):
+    env = app_env(VAR_DIR=str(tmp_path))
+    if broker == "redis":
+        if not port_open("127.0.0.1", 6379):
+            pytest.skip("no Redis on 127.0.0.1:6379 (CI always has one)")
+        env["CELERY_BROKER_URL"] = "redis://127.0.0.1:6379/14"
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        worker = subprocess.Popen(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                "default",
+                "--concurrency",
+                "1",
+                "--hostname",
+                f"test-{broker}@%h",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        assert wait_for_text(log, "ready.", timeout=60), log.read_text()
+        sent = subprocess.run(
+            [sys.executable, "-c", SEND_PING],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        task_id = sent.stdout.strip()
+        assert wait_for_text(log, f"rlhf_studio.ping[{task_id}] succeeded", timeout=30), (
+            log.read_text()
+        )
+    finally:
+        stop(worker)
+
+
+def test_make_run_serves_the_login_page_and_the_demo_project(tmp_path):
+    port = free_port()
+    log = tmp_path / "run.log"
+    env = app_env(VAR_DIR=str(tmp_path / "var"), PORT=str(port), HOST="127.0.0.1")
+    with log.open("w") as out:
+        run = subprocess.Popen(
+            ["bash", "scripts/run"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        assert wait_for_text(log, "Quit the server with", timeout=120), log.read_text()
+        assert wait_for_text(log, "ready.", timeout=60), log.read_text()  # the worker
+        text = log.read_text()
+        assert "alice  password: alice-demo" in text
+
+        base = f"http://127.0.0.1:{port}"
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+        login_page = opener.open(f"{base}/accounts/login/").read().decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page).group(1)
+        form = urllib.parse.urlencode(
+            {"username": "alice", "password": "alice-demo", "csrfmiddlewaretoken": token}
+        ).encode()
+        home = (
+            opener.open(
+                urllib.request.Request(
+                    f"{base}/accounts/login/",
+                    data=form,
+                    headers={"Referer": f"{base}/accounts/login/"},
+                )
+            )
+            .read()
+            .decode()
+        )
+        assert "Demo: helpfulness" in home
+        project_page = opener.open(f"{base}/projects/demo-helpfulness/").read().decode()
+        assert "Rank the answers from <strong>most</strong>" in project_page
+    finally:
+        stop(run)

@@ -227,8 +227,8 @@ def _hh_rlhf_row(record: dict[str, Any], line: int, k: int) -> PromptRow:
     chosen = _transcript(record.get("chosen"), "chosen")
     rejected = _transcript(record.get("rejected"), "rejected")
     for name, turns in (("chosen", chosen), ("rejected", rejected)):
-        if len(turns) < 2 or turns[-1]["role"] != "assistant" or turns[-2]["role"] != "user":
-            raise _FieldError(name, "must end with a Human turn followed by an Assistant turn")
+        if turns[-1]["role"] != "assistant":
+            raise _FieldError(name, "must end with an Assistant turn")
     dialogue = chosen[:-1]
     if dialogue != rejected[:-1]:
         turn = next(
@@ -238,6 +238,8 @@ def _hh_rlhf_row(record: dict[str, Any], line: int, k: int) -> PromptRow:
         raise _FieldError(
             "rejected", f"transcripts differ before the final assistant turn (at turn {turn + 1})"
         )
+    if not dialogue or dialogue[-1]["role"] != "user":
+        raise _FieldError("chosen", "the final Assistant turn must answer a Human turn")
     completions = [
         _completion(turns[-1]["content"], name, "")
         for name, turns in (("chosen", chosen), ("rejected", rejected))

@@ -3,6 +3,7 @@
 import gzip
 import io
 import json
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -246,3 +247,23 @@ def test_import_form_shows_errors_then_imports_with_skip(project, carol, client)
     )
     assert b"Imported 1 prompts from prompts.jsonl, 1 lines skipped" in page.content
     assert Prompt.objects.count() == 1
+
+
+HH_REAL = (
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+)
+
+
+@pytest.mark.skipif(not HH_REAL.exists(), reason="optional check: ../shared/data is not here")
+def test_the_real_hh_rlhf_file_reports_its_nine_bad_pairs_and_imports_the_rest(other_project):
+    with HH_REAL.open("rb") as binary, pytest.raises(services.ImportRejected) as caught:
+        services.prompts_import(project=other_project, binary=binary, filename=HH_REAL.name)
+    messages = [error.message for error in caught.value.errors]
+    assert sum("differ before the final assistant turn" in m for m in messages) == 5
+    assert sum(m == "is empty" for m in messages) == 4
+    assert nothing_written()
+    with HH_REAL.open("rb") as binary:
+        record = services.prompts_import(
+            project=other_project, binary=binary, filename=HH_REAL.name, skip_invalid=True
+        )
+    assert (record.prompt_count, record.ranking_count, len(record.skipped)) == (2303, 2303, 9)

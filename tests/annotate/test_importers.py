@@ -303,7 +303,7 @@ def test_hh_rlhf_transcripts_that_differ_early_are_invalid_rows():
         (
             {"chosen": hh_transcript("Q"), "rejected": hh_transcript("Q", "b")},
             "chosen",
-            "must end with a Human turn followed by an Assistant turn",
+            "must end with an Assistant turn",
         ),
         ({"chosen": hh_transcript("Q", "a")}, "rejected", "must be a transcript string"),
     ],
@@ -312,6 +312,24 @@ def test_bad_hh_rlhf_rows(record, field, message):
     error = only_error(parse(jsonl_bytes([record]), "hh-rlhf", k=2))
     assert (error.line, error.field) == (1, field)
     assert message in error.message
+
+
+def test_hh_rlhf_an_extra_assistant_turn_on_one_side_is_a_difference_not_a_guess():
+    # As in the real harmless-base data: one transcript has two assistant turns at its end.
+    record = {
+        "chosen": hh_transcript("Hi", "Hello", "Q", "first part") + "\n\nAssistant: more",
+        "rejected": hh_transcript("Hi", "Hello", "Q", "other answer"),
+    }
+    error = only_error(parse(jsonl_bytes([record]), "hh-rlhf", k=2))
+    assert error.field == "rejected"
+    assert "differ before the final assistant turn (at turn 4)" in error.message
+
+
+def test_hh_rlhf_both_ending_with_two_assistant_turns_is_reported():
+    both = hh_transcript("Q", "a") + "\n\nAssistant: "
+    record = {"chosen": both + "x", "rejected": both + "y"}
+    error = only_error(parse(jsonl_bytes([record]), "hh-rlhf", k=2))
+    assert "must answer a Human turn" in error.message
 
 
 def test_hh_rlhf_needs_a_project_of_two_completions():

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from . import selectors, services
 from .importers import FORMATS
-from .models import Membership, Project
+from .models import PROJECT_SETTINGS, Membership, Project
 
 
 class ProjectOutput(serializers.ModelSerializer):
@@ -19,24 +19,7 @@ class ProjectOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = [
-            "id",
-            "name",
-            "slug",
-            "criterion",
-            "instructions",
-            "completions_per_prompt",
-            "labelers_per_prompt",
-            "allow_ties",
-            "consensus_min_votes",
-            "consensus_min_agreement",
-            "consensus_tie_policy",
-            "lease_minutes",
-            "is_frozen",
-            "role",
-            "prompt_count",
-            "created_at",
-        ]
+        fields = ["id", *PROJECT_SETTINGS, "is_frozen", "role", "prompt_count", "created_at"]
 
     def get_role(self, project: Project) -> str | None:
         return selectors.project_role(self.context["request"].user, project)

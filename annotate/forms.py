@@ -1,25 +1,13 @@
 from django import forms
 
 from .importers import FORMATS
-from .models import Membership, Project
+from .models import PROJECT_SETTINGS, Membership, Project
 
 
 class ProjectForm(forms.ModelForm):
     class Meta:
         model = Project
-        fields = [
-            "name",
-            "slug",
-            "criterion",
-            "instructions",
-            "completions_per_prompt",
-            "labelers_per_prompt",
-            "allow_ties",
-            "consensus_min_votes",
-            "consensus_min_agreement",
-            "consensus_tie_policy",
-            "lease_minutes",
-        ]
+        fields = PROJECT_SETTINGS
         widgets = {"instructions": forms.Textarea(attrs={"rows": 6})}
 
 

@@ -80,6 +80,22 @@ class Project(models.Model):
         return self.name
 
 
+# The settings an admin chooses for a project: the form edits them, the API shows them.
+PROJECT_SETTINGS = [
+    "name",
+    "slug",
+    "criterion",
+    "instructions",
+    "completions_per_prompt",
+    "labelers_per_prompt",
+    "allow_ties",
+    "consensus_min_votes",
+    "consensus_min_agreement",
+    "consensus_tie_policy",
+    "lease_minutes",
+]
+
+
 class Membership(models.Model):
     class Role(models.TextChoices):
         ADMIN = "admin", "Admin"

@@ -87,3 +87,10 @@ def write_file(tmp_path):
         return path
 
     return write
+
+
+def pytest_report_header(config):
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    return f"rlhf-studio: database {engine}, broker {settings.CELERY_BROKER_URL.split('://')[0]}"

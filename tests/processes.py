@@ -61,3 +61,11 @@ def stop(process: subprocess.Popen) -> None:
     except (ProcessLookupError, subprocess.TimeoutExpired):
         os.killpg(process.pid, 9)
         process.wait()
+
+
+def start_logged(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start `command` in its own session (so stop() ends its children too), logging to `log`."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )

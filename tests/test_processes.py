@@ -9,7 +9,16 @@ import urllib.request
 
 import pytest
 
-from tests.processes import BIN, ROOT, app_env, free_port, port_open, stop, wait_for_text
+from tests.processes import (
+    BIN,
+    ROOT,
+    app_env,
+    free_port,
+    port_open,
+    start_logged,
+    stop,
+    wait_for_text,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -24,28 +33,21 @@ def test_a_worker_takes_a_task_from_the_broker(tmp_path, broker):
             pytest.skip("no Redis on 127.0.0.1:6379 (CI always has one)")
         env["CELERY_BROKER_URL"] = "redis://127.0.0.1:6379/14"
     log = tmp_path / "worker.log"
-    with log.open("w") as out:
-        worker = subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "config",
-                "worker",
-                "-Q",
-                "default",
-                "--concurrency",
-                "1",
-                "--hostname",
-                f"test-{broker}@%h",
-                "--loglevel",
-                "INFO",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    command = [
+        str(BIN / "celery"),
+        "-A",
+        "config",
+        "worker",
+        "-Q",
+        "default",
+        "--concurrency",
+        "1",
+        "--hostname",
+        f"test-{broker}@%h",
+        "--loglevel",
+        "INFO",
+    ]
+    worker = start_logged(command, env, log)
     try:
         assert wait_for_text(log, "ready.", timeout=60), log.read_text()
         sent = subprocess.run(
@@ -68,15 +70,7 @@ def test_make_run_serves_the_login_page_and_the_demo_project(tmp_path):
     port = free_port()
     log = tmp_path / "run.log"
     env = app_env(VAR_DIR=str(tmp_path / "var"), PORT=str(port), HOST="127.0.0.1")
-    with log.open("w") as out:
-        run = subprocess.Popen(
-            ["bash", "scripts/run"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    run = start_logged(["bash", "scripts/run"], env, log)
     try:
         assert wait_for_text(log, "Quit the server with", timeout=120), log.read_text()
         assert wait_for_text(log, "ready.", timeout=60), log.read_text()  # the worker

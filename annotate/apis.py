@@ -150,3 +150,142 @@ class PromptImportApi(APIView):
             }
             return Response(body, status=status.HTTP_400_BAD_REQUEST)
         return Response(ImportOutput(record).data, status=status.HTTP_201_CREATED)
+
+
+# --- labeling -----------------------------------------------------------------------------
+
+
+def labeling_error_response(exc: services.LabelingError) -> Response:
+    return Response({"detail": exc.message}, status=exc.status)
+
+
+class CompletionOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField()
+
+
+class PromptOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    text = serializers.CharField()
+    messages = serializers.JSONField()
+
+
+class NextPromptOutput(serializers.Serializer):
+    prompt = PromptOutput()
+    completions = CompletionOutput(many=True, help_text="In the order to show them.")
+    expires_at = serializers.DateTimeField(help_text="When the lease ends unless renewed.")
+
+
+class NextPromptApi(APIView):
+    @extend_schema(responses={200: NextPromptOutput, 204: None})
+    def get(self, request, project_id: int):
+        project = selectors.project_get_visible(request.user, id=project_id)
+        assignment = services.assignment_next(project=project, labeler=request.user)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        page = selectors.rank_page_get(project, request.user, assignment.prompt_id)
+        body = {"prompt": page.prompt, "completions": page.completions,
+                "expires_at": assignment.expires_at}
+        return Response(NextPromptOutput(body).data)
+
+
+class RankingInput(serializers.Serializer):
+    prompt = serializers.IntegerField()
+    tiers = serializers.JSONField(help_text="[[completion id, ...], ...], best tier first.")
+    idempotency_key = serializers.CharField(max_length=100)
+    flags = serializers.JSONField(required=False, default=dict)
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, default=None)
+    displayed_order = serializers.JSONField(required=False, default=list)
+
+
+class RankingOutput(serializers.Serializer):
+    id = serializers.SerializerMethodField()
+    prompt = serializers.SerializerMethodField()
+    revision = serializers.IntegerField()
+    tiers = serializers.JSONField()
+    flags = serializers.JSONField()
+    comment = serializers.CharField()
+    time_spent_ms = serializers.IntegerField(allow_null=True)
+    idempotency_key = serializers.CharField()
+
+    def get_id(self, version) -> int:
+        return getattr(version, "ranking_id", None) or version.id
+
+    def get_prompt(self, version) -> int:
+        ranking = getattr(version, "ranking", version)
+        return ranking.prompt_id
+
+
+class RankingCreateApi(APIView):
+    @extend_schema(request=RankingInput, responses={201: RankingOutput, 200: RankingOutput})
+    def post(self, request, project_id: int):
+        project = selectors.project_get_visible(request.user, id=project_id)
+        serializer = RankingInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            version, _ = services.ranking_submit(
+                project=project, labeler=request.user, prompt_id=data["prompt"],
+                tiers=data["tiers"], idempotency_key=data["idempotency_key"],
+                flags=data["flags"], comment=data["comment"],
+                time_spent_ms=data["time_spent_ms"], displayed_order=data["displayed_order"],
+            )
+        except services.LabelingError as exc:
+            return labeling_error_response(exc)
+        # A first ranking answers 201, a revision 200; a retried key answers as it did first.
+        code = status.HTTP_201_CREATED if version.revision == 1 else status.HTTP_200_OK
+        return Response(RankingOutput(version).data, status=code)
+
+
+class SkipInput(serializers.Serializer):
+    prompt = serializers.IntegerField()
+    reason = serializers.CharField(max_length=500)
+
+
+class SkipCreateApi(APIView):
+    @extend_schema(request=SkipInput, responses={201: None})
+    def post(self, request, project_id: int):
+        project = selectors.project_get_visible(request.user, id=project_id)
+        serializer = SkipInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            services.prompt_skip(project=project, labeler=request.user,
+                                 prompt_id=serializer.validated_data["prompt"],
+                                 reason=serializer.validated_data["reason"])
+        except services.LabelingError as exc:
+            return labeling_error_response(exc)
+        return Response(status=status.HTTP_201_CREATED)
+
+
+class LeaseOutput(serializers.Serializer):
+    expires_at = serializers.DateTimeField()
+
+
+class LeaseRenewApi(APIView):
+    @extend_schema(request=None, responses={200: LeaseOutput})
+    def post(self, request, project_id: int, prompt_id: int):
+        project = selectors.project_get_visible(request.user, id=project_id)
+        try:
+            assignment = services.lease_renew(project=project, labeler=request.user,
+                                              prompt_id=prompt_id)
+        except services.LabelingError as exc:
+            return labeling_error_response(exc)
+        return Response(LeaseOutput(assignment).data)
+
+
+class ProgressOutput(serializers.Serializer):
+    done = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    assigned = serializers.IntegerField()
+    project_ranked = serializers.IntegerField()
+    project_needed = serializers.IntegerField()
+    left = serializers.IntegerField()
+
+
+class ProgressApi(APIView):
+    @extend_schema(responses=ProgressOutput)
+    def get(self, request, project_id: int):
+        project = selectors.project_get_visible(request.user, id=project_id)
+        return Response(ProgressOutput(selectors.labeler_progress(project, request.user)).data)

@@ -50,6 +50,18 @@ class Project(models.Model):
         validators=[MinValueValidator(1)],
         help_text="How long a prompt handed to a labeler stays theirs.",
     )
+    adaptive_overlap = models.BooleanField(
+        default=False,
+        help_text="When a prompt's N rankings agree less than the threshold, ask for more.",
+    )
+    adaptive_min_agreement = models.FloatField(
+        default=0.6, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Mean pairwise agreement below which adaptive overlap asks for another ranking.",
+    )
+    adaptive_max_labelers = models.PositiveSmallIntegerField(
+        default=5, validators=[MinValueValidator(1)],
+        help_text="Adaptive overlap never asks for more rankings of a prompt than this.",
+    )
     is_frozen = models.BooleanField(default=False, help_text="Frozen projects take no rankings.")
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
@@ -152,10 +164,15 @@ class Prompt(models.Model):
     text = models.TextField(blank=True)
     messages = models.JSONField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # Kept by annotate.services under the prompt's row lock: labelers' rankings so far, and
+    # the rankings adaptive overlap asked for beyond the project's N.
+    ranking_count = models.PositiveIntegerField(default=0)
+    extra_rankings = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["project", "ranking_count", "id"])]
         constraints = [
             models.UniqueConstraint(
                 fields=["project", "external_id"],
@@ -224,6 +241,10 @@ class Ranking(models.Model):
     comment = models.TextField(blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=100, blank=True)
+    displayed_order = models.JSONField(
+        default=list, blank=True, help_text="Completion ids in the order the labeler saw them."
+    )
+    revision = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -256,14 +277,27 @@ class Ranking(models.Model):
 
 
 class Assignment(models.Model):
-    """A lease of a prompt to a labeler until `expires_at`; an expired lease frees the prompt."""
+    """A prompt handed to a labeler: leased until `expires_at`, then ranked or skipped.
+
+    An open lease holds one of the prompt's slots until it expires; an expired one frees it.
+    `seed` fixes the order in which this labeler sees the completions.
+    """
+
+    class Status(models.TextChoices):
+        LEASED = "leased", "Leased"
+        RANKED = "ranked", "Ranked"
+        SKIPPED = "skipped", "Skipped"
 
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="assignments")
     labeler = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
     )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.LEASED)
+    seed = models.PositiveIntegerField()
     leased_at = models.DateTimeField()
     expires_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    skip_reason = models.CharField(max_length=500, blank=True)
 
     class Meta:
         constraints = [
@@ -273,8 +307,39 @@ class Assignment(models.Model):
             models.CheckConstraint(
                 condition=Q(expires_at__gt=F("leased_at")), name="assignment_expires_after_lease"
             ),
+            models.CheckConstraint(
+                condition=Q(status="leased", closed_at__isnull=True)
+                | (Q(status__in=["ranked", "skipped"]) & Q(closed_at__isnull=False)),
+                name="assignment_closed_when_ranked_or_skipped",
+            ),
         ]
-        indexes = [models.Index(fields=["prompt", "expires_at"])]
+        indexes = [
+            models.Index(fields=["prompt", "status", "expires_at"]),
+            models.Index(fields=["labeler", "status"]),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.prompt} leased to {self.labeler} until {self.expires_at:%Y-%m-%d %H:%M}"
+        return f"{self.prompt} {self.status} by {self.labeler}"
+
+
+class RankingRevision(models.Model):
+    """An earlier version of a ranking, kept when the labeler revised it."""
+
+    ranking = models.ForeignKey(Ranking, on_delete=models.CASCADE, related_name="revisions")
+    revision = models.PositiveIntegerField()
+    tiers = models.JSONField()
+    flags = models.JSONField(default=dict, blank=True)
+    comment = models.TextField(blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=100, blank=True)
+    displayed_order = models.JSONField(default=list, blank=True)
+    submitted_at = models.DateTimeField(help_text="When this version was submitted.")
+
+    class Meta:
+        ordering = ["ranking", "revision"]
+        constraints = [
+            models.UniqueConstraint(fields=["ranking", "revision"], name="revision_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"revision {self.revision} of {self.ranking}"

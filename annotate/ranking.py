@@ -4,6 +4,7 @@ A ranking is a list of tiers, best first; each tier is a list of completion ids,
 in one tier are tied. It must be a partition of the prompt's completions.
 """
 
+import random
 from collections.abc import Collection, Sequence
 
 Tiers = list[list[int]]
@@ -47,3 +48,52 @@ def validate_tiers(tiers: object, completion_ids: Collection[int], *, allow_ties
     if missing:
         raise InvalidRanking(f"tiers leave out completion {', '.join(map(str, missing))}")
     return clean
+
+
+FLAG_NAMES = ("unsafe", "factually_wrong", "off_topic")
+
+
+def validate_flags(flags: object, completion_ids: Collection[int]) -> dict[str, list[str]]:
+    """Return per-completion flags as {"<completion id>": [flag, ...]}, empty lists dropped.
+
+    >>> validate_flags({"12": ["unsafe", "unsafe"], "13": []}, [12, 13])
+    {'12': ['unsafe']}
+    """
+    if flags is None:
+        return {}
+    if not isinstance(flags, dict):
+        raise InvalidRanking("flags must be an object of completion id -> list of flags")
+    known = {str(completion_id) for completion_id in completion_ids}
+    clean: dict[str, list[str]] = {}
+    for key, names in flags.items():
+        if str(key) not in known:
+            raise InvalidRanking(f"flags name completion {key}, which is not one of this prompt's")
+        if not isinstance(names, list) or not all(name in FLAG_NAMES for name in names):
+            raise InvalidRanking(f"flags of completion {key} must be a list of {FLAG_NAMES}")
+        if names:
+            clean[str(key)] = sorted(set(names))
+    return clean
+
+
+def validate_displayed_order(order: object, completion_ids: Collection[int]) -> list[int]:
+    """Return the order the completions were shown in, which must name each one once (or none)."""
+    if order is None or order == []:
+        return []
+    if (
+        not isinstance(order, list)
+        or any(isinstance(item, bool) or not isinstance(item, int) for item in order)
+        or sorted(order) != sorted(completion_ids)
+    ):
+        raise InvalidRanking("displayed_order must list each of the prompt's completions once")
+    return list(order)
+
+
+def display_order(completion_ids: Sequence[int], seed: int) -> list[int]:
+    """Return the completions shuffled by `seed`: one labeler sees one prompt in one order.
+
+    >>> display_order([1, 2, 3, 4], seed=7) == display_order([4, 3, 2, 1], seed=7)
+    True
+    """
+    order = sorted(completion_ids)
+    random.Random(seed).shuffle(order)
+    return order

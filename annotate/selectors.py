@@ -1,10 +1,15 @@
 """Reads. Every page and endpoint finds projects through these, so scoping lives in one place."""
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, QuerySet
-from django.http import Http404
+from dataclasses import dataclass
 
-from .models import Membership, Project
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Count, QuerySet, Sum
+from django.db.models.functions import Coalesce
+from django.http import Http404
+from django.utils import timezone
+
+from .models import Assignment, Completion, Membership, Project, Prompt, Ranking
+from .ranking import display_order
 
 
 def projects_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Project]:
@@ -52,4 +57,59 @@ def project_list_with_counts(user) -> QuerySet[Project]:
     return projects_visible_to(user).annotate(
         prompt_count=Count("prompts", distinct=True),
         member_count=Count("memberships", distinct=True),
+    )
+
+
+def labeler_progress(project: Project, labeler, now=None) -> dict[str, int]:
+    """Return the labeler's and the project's counts for the progress bar."""
+    now = now or timezone.now()
+    mine = Assignment.objects.filter(prompt__project=project, labeler=labeler)
+    totals = Prompt.objects.filter(project=project).aggregate(
+        prompts=Count("id"),
+        ranked=Coalesce(Sum("ranking_count"), 0),
+        extra=Coalesce(Sum("extra_rankings"), 0),
+    )
+    needed = totals["prompts"] * project.labelers_per_prompt + totals["extra"]
+    return {
+        "done": mine.filter(status=Assignment.Status.RANKED).count(),
+        "skipped": mine.filter(status=Assignment.Status.SKIPPED).count(),
+        "assigned": mine.filter(status=Assignment.Status.LEASED, expires_at__gt=now).count(),
+        "project_ranked": totals["ranked"],
+        "project_needed": needed,
+        "left": needed - totals["ranked"],
+    }
+
+
+@dataclass(frozen=True)
+class RankPage:
+    """What the ranking page shows: a prompt leased to (or ranked by) the labeler."""
+
+    prompt: Prompt
+    completions: list[Completion]  # in this labeler's display order
+    assignment: Assignment | None
+    ranking: Ranking | None  # set when revising
+
+
+def rank_page_get(project: Project, labeler, prompt_id: int) -> RankPage:
+    """Return the page's data, or raise Http404 unless the prompt is leased to or ranked by them."""
+    prompt = Prompt.objects.filter(project=project, id=prompt_id).first()
+    if prompt is None:
+        raise Http404("No such prompt.")
+    ranking = Ranking.objects.filter(prompt=prompt, labeler=labeler).first()
+    assignment = Assignment.objects.filter(prompt=prompt, labeler=labeler).first()
+    if ranking is None and (assignment is None or assignment.status != Assignment.Status.LEASED):
+        raise Http404("This prompt is not leased to you.")
+    completions = {c.id: c for c in prompt.completions.all()}
+    if ranking is not None and ranking.displayed_order:
+        order = ranking.displayed_order
+    else:
+        order = display_order(list(completions), assignment.seed if assignment else prompt.id)
+    return RankPage(prompt, [completions[i] for i in order], assignment, ranking)
+
+
+def rankings_of_labeler(project: Project, labeler) -> QuerySet[Ranking]:
+    return (
+        Ranking.objects.filter(prompt__project=project, labeler=labeler)
+        .select_related("prompt")
+        .order_by("-updated_at")
     )

@@ -5,6 +5,8 @@ from rest_framework.authtoken.views import ObtainAuthToken
 
 from . import apis, views
 
+PROJECT_API = "api/projects/<int:project_id>/"
+
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
@@ -14,19 +16,20 @@ urlpatterns = [
     path("projects/<slug:slug>/", views.project_detail, name="project_detail"),
     path("projects/<slug:slug>/import/", views.project_import, name="project_import"),
     path("projects/<slug:slug>/members/", views.project_member_add, name="project_member_add"),
+    path("projects/<slug:slug>/rank/", views.rank_next, name="rank_next"),
+    path("projects/<slug:slug>/rank/<int:prompt_id>/", views.rank_page, name="rank_page"),
+    path("projects/<slug:slug>/my-rankings/", views.my_rankings, name="my_rankings"),
     # API
     path("api/auth/token/", ObtainAuthToken.as_view(), name="api_token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/projects/", apis.ProjectListCreateApi.as_view(), name="api_projects"),
-    path("api/projects/<int:project_id>/", apis.ProjectDetailApi.as_view(), name="api_project"),
-    path(
-        "api/projects/<int:project_id>/members/",
-        apis.ProjectMemberAddApi.as_view(),
-        name="api_project_members",
-    ),
-    path(
-        "api/projects/<int:project_id>/imports/",
-        apis.PromptImportApi.as_view(),
-        name="api_project_imports",
-    ),
+    path(PROJECT_API, apis.ProjectDetailApi.as_view(), name="api_project"),
+    path(PROJECT_API + "members/", apis.ProjectMemberAddApi.as_view(), name="api_project_members"),
+    path(PROJECT_API + "imports/", apis.PromptImportApi.as_view(), name="api_project_imports"),
+    path(PROJECT_API + "next-prompt/", apis.NextPromptApi.as_view(), name="api_next_prompt"),
+    path(PROJECT_API + "rankings/", apis.RankingCreateApi.as_view(), name="api_rankings"),
+    path(PROJECT_API + "skips/", apis.SkipCreateApi.as_view(), name="api_skips"),
+    path(PROJECT_API + "prompts/<int:prompt_id>/lease/", apis.LeaseRenewApi.as_view(),
+         name="api_lease_renew"),
+    path(PROJECT_API + "progress/", apis.ProgressApi.as_view(), name="api_progress"),
 ]

@@ -6,11 +6,13 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services
 from .forms import ImportForm, MemberForm, ProjectForm
 from .models import Membership
+from .ranking import FLAG_NAMES
 
 
 @require_GET
@@ -118,3 +120,62 @@ def project_member_add(request, slug: str):
         services.membership_set(project=project, user=user, role=Membership.Role.ADMIN)
     messages.success(request, f"{user.username} {'created and ' if created else ''}added.")
     return redirect("project_detail", slug=project.slug)
+
+
+# --- labeling -----------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def rank_next(request, slug: str):
+    """Resume the labeler's open lease, or lease them the next prompt."""
+    project = selectors.project_get_visible(request.user, slug=slug)
+    assignment = services.assignment_next(project=project, labeler=request.user)
+    if assignment is None:
+        progress = selectors.labeler_progress(project, request.user)
+        return render(request, "annotate/rank_done.html", {"project": project, "progress": progress})
+    return redirect("rank_page", slug=project.slug, prompt_id=assignment.prompt_id)
+
+
+@login_required
+@require_GET
+def rank_page(request, slug: str, prompt_id: int):
+    project = selectors.project_get_visible(request.user, slug=slug)
+    page = selectors.rank_page_get(project, request.user, prompt_id)
+    keys = "123456789"
+    rank_data = {
+        "projectId": project.id,
+        "promptId": page.prompt.id,
+        "allowTies": project.allow_ties,
+        "frozen": project.is_frozen,
+        "completions": [{"id": c.id, "key": keys[i]} for i, c in enumerate(page.completions)],
+        "displayedOrder": [c.id for c in page.completions],
+        "initialTiers": page.ranking.tiers if page.ranking else None,
+        "initialFlags": page.ranking.flags if page.ranking else {},
+        "initialComment": page.ranking.comment if page.ranking else "",
+        "revision": page.ranking.revision if page.ranking else 0,
+        "draftKey": f"rlhf-studio:draft:{request.user.id}:{page.prompt.id}",
+        "leaseMinutes": project.lease_minutes,
+        "urls": {
+            "rankings": reverse("api_rankings", args=[project.id]),
+            "skips": reverse("api_skips", args=[project.id]),
+            "lease": reverse("api_lease_renew", args=[project.id, page.prompt.id]),
+            "next": reverse("rank_next", args=[project.slug]),
+        },
+    }
+    return render(request, "annotate/rank.html", {
+        "project": project,
+        "page": page,
+        "keyed_completions": list(zip(keys, page.completions, strict=False)),
+        "progress": selectors.labeler_progress(project, request.user),
+        "rank_data": rank_data,
+        "flag_names": FLAG_NAMES,
+    })
+
+
+@login_required
+@require_GET
+def my_rankings(request, slug: str):
+    project = selectors.project_get_visible(request.user, slug=slug)
+    rankings = selectors.rankings_of_labeler(project, request.user)
+    return render(request, "annotate/my_rankings.html", {"project": project, "rankings": rankings})

@@ -1,0 +1,29 @@
+"""Writes: every change to labeling data goes through a function here, named <entity>_<action>.
+
+Views, API endpoints, commands and tasks call `services.<function>`; the modules below group
+them by subject.
+"""
+
+from .imports import ImportRejected, prompts_import, prompts_import_upload
+from .labeling import (
+    LabelingError,
+    assignment_next,
+    lease_renew,
+    prompt_skip,
+    ranking_submit,
+)
+from .projects import labeler_add, membership_set, project_create
+
+__all__ = [
+    "ImportRejected",
+    "LabelingError",
+    "assignment_next",
+    "labeler_add",
+    "lease_renew",
+    "membership_set",
+    "project_create",
+    "prompt_skip",
+    "prompts_import",
+    "prompts_import_upload",
+    "ranking_submit",
+]

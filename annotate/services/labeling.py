@@ -1,0 +1,279 @@
+"""Labeling: hand out prompts under leases, take rankings, revisions and skips.
+
+Invariants, under any concurrency:
+- a prompt never receives more labeler rankings than its target (N, plus what adaptive
+  overlap added), and open leases never hold more slots than are left;
+- a labeler ranks a prompt at most once (revisions keep the earlier versions);
+- no two labelers hold the last open slot of a prompt at once.
+Every write that changes a prompt's slots first locks the prompt's row (SELECT ... FOR UPDATE
+on PostgreSQL; on SQLite each transaction takes the write lock up front, see settings), then
+counts with a fresh query, so counts are never read from a stale snapshot.
+"""
+
+import secrets
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractUser
+from django.db import transaction
+from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from ..agreement import mean_pairwise_agreement
+from ..models import Assignment, Project, Prompt, Ranking, RankingRevision
+from ..ranking import InvalidRanking, validate_displayed_order, validate_flags, validate_tiers
+
+# How many candidate prompts one next-prompt call locks at most before giving up.
+CANDIDATES_PER_CALL = 20
+MAX_TIME_SPENT_MS = 24 * 3600 * 1000
+
+
+class LabelingError(Exception):
+    """A request the labeling rules refuse; `status` is the HTTP status an endpoint answers."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def assignment_next(
+    *, project: Project, labeler: AbstractUser, now: datetime | None = None
+) -> Assignment | None:
+    """Return the labeler's open lease in `project`, or lease them a new prompt.
+
+    A new prompt is one they have not ranked or skipped that still has an open slot;
+    prompts closest to done come first. Return None when nothing is left for them.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        open_lease = (
+            Assignment.objects.select_related("prompt")
+            .filter(prompt__project=project, labeler=labeler, status=Assignment.Status.LEASED,
+                    expires_at__gt=now)
+            .order_by("leased_at")
+            .first()
+        )
+        if open_lease is not None:
+            return open_lease
+        for prompt in _lock_candidates(project, labeler, now):
+            if _open_slots(prompt, project, now, excluding=labeler) > 0:
+                return _lease(prompt, project, labeler, now)
+    return None
+
+
+def _lock_candidates(project: Project, labeler: AbstractUser, now: datetime) -> list[Prompt]:
+    done_by_labeler = Assignment.objects.filter(
+        labeler=labeler, prompt__project=project,
+        status__in=[Assignment.Status.RANKED, Assignment.Status.SKIPPED],
+    ).values("prompt_id")
+    return list(
+        Prompt.objects.filter(project=project)
+        .exclude(id__in=done_by_labeler)
+        .annotate(open_leases=_open_lease_count(now, excluding=labeler))
+        .annotate(taken=F("ranking_count") + F("open_leases"))
+        .filter(taken__lt=F("extra_rankings") + project.labelers_per_prompt)
+        .order_by("-taken", "id")
+        .select_for_update(skip_locked=True, of=("self",))[:CANDIDATES_PER_CALL]
+    )
+
+
+def _open_lease_count(now: datetime, excluding: AbstractUser) -> Coalesce:
+    leases = (
+        Assignment.objects.filter(prompt=OuterRef("pk"), status=Assignment.Status.LEASED,
+                                  expires_at__gt=now)
+        .exclude(labeler=excluding)
+        .values("prompt")
+        .annotate(count=Count("id"))
+        .values("count")
+    )
+    return Coalesce(Subquery(leases, output_field=IntegerField()), Value(0))
+
+
+def _open_slots(prompt: Prompt, project: Project, now: datetime, excluding: AbstractUser) -> int:
+    """Slots left on a locked prompt, counted afresh, not counting `excluding`'s own lease."""
+    ranking_count = Prompt.objects.values_list("ranking_count", flat=True).get(id=prompt.id)
+    open_leases = (
+        Assignment.objects.filter(prompt=prompt, status=Assignment.Status.LEASED,
+                                  expires_at__gt=now)
+        .exclude(labeler=excluding)
+        .count()
+    )
+    target = project.labelers_per_prompt + prompt.extra_rankings
+    return target - ranking_count - open_leases
+
+
+def _lease(prompt: Prompt, project: Project, labeler: AbstractUser, now: datetime) -> Assignment:
+    expires_at = now + timedelta(minutes=project.lease_minutes)
+    assignment, created = Assignment.objects.get_or_create(
+        prompt=prompt, labeler=labeler,
+        defaults={"seed": secrets.randbelow(2**31), "leased_at": now, "expires_at": expires_at},
+    )
+    if not created:  # an expired lease of theirs: renew it, keeping its seed (same order)
+        assignment.leased_at, assignment.expires_at = now, expires_at
+        assignment.save(update_fields=["leased_at", "expires_at"])
+    assignment.prompt = prompt
+    return assignment
+
+
+def lease_renew(
+    *, project: Project, labeler: AbstractUser, prompt_id: int, now: datetime | None = None
+) -> Assignment:
+    """Extend the labeler's lease on a prompt they are still ranking (the page calls this)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        prompt = _locked_prompt(project, prompt_id)
+        assignment = _open_assignment(prompt, labeler)
+        if assignment.expires_at <= now and _open_slots(prompt, project, now, labeler) <= 0:
+            raise LabelingError("Your lease expired and others took this prompt's slots.", 409)
+        assignment.leased_at = now
+        assignment.expires_at = now + timedelta(minutes=project.lease_minutes)
+        assignment.save(update_fields=["leased_at", "expires_at"])
+    return assignment
+
+
+def prompt_skip(
+    *, project: Project, labeler: AbstractUser, prompt_id: int, reason: str,
+    now: datetime | None = None,
+) -> Assignment:
+    """Skip a leased prompt with a reason; it goes back to the pool for others."""
+    now = now or timezone.now()
+    reason = (reason or "").strip()
+    if not reason:
+        raise LabelingError("Say why you skip this prompt.")
+    with transaction.atomic():
+        prompt = _locked_prompt(project, prompt_id)
+        assignment = _open_assignment(prompt, labeler)
+        assignment.status = Assignment.Status.SKIPPED
+        assignment.closed_at = now
+        assignment.skip_reason = reason[:500]
+        assignment.save(update_fields=["status", "closed_at", "skip_reason"])
+    return assignment
+
+
+def ranking_submit(
+    *,
+    project: Project,
+    labeler: AbstractUser,
+    prompt_id: int,
+    tiers: object,
+    idempotency_key: str,
+    flags: object = None,
+    comment: str = "",
+    time_spent_ms: int | None = None,
+    displayed_order: object = None,
+    now: datetime | None = None,
+) -> tuple[Ranking | RankingRevision, bool]:
+    """Record a ranking, or a revision of the labeler's earlier one.
+
+    Return the version stored and whether it is new; a key seen before returns the version
+    it stored then, and nothing is written. Raise LabelingError when the rules refuse.
+    """
+    now = now or timezone.now()
+    if time_spent_ms is not None and not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
+        raise LabelingError("time_spent_ms must be between 0 and 86,400,000.")
+    with transaction.atomic():
+        prompt = _locked_prompt(project, prompt_id)
+        # Checked under the prompt's lock, so two copies of one request cannot both pass.
+        earlier = _version_with_key(labeler, idempotency_key)
+        if earlier is not None:
+            return earlier, False
+        if Project.objects.filter(id=project.id, is_frozen=True).exists():
+            raise LabelingError("This project is frozen: it takes no more rankings.", 409)
+        existing = Ranking.objects.filter(prompt=prompt, labeler=labeler).first()
+        assignment = None if existing else _open_assignment(prompt, labeler)
+        completion_ids = list(prompt.completions.values_list("id", flat=True))
+        try:
+            fields = {
+                "tiers": validate_tiers(tiers, set(completion_ids), allow_ties=project.allow_ties),
+                "flags": validate_flags(flags, completion_ids),
+                "displayed_order": validate_displayed_order(displayed_order, completion_ids),
+            }
+        except InvalidRanking as exc:
+            raise LabelingError(str(exc)) from None
+        fields |= {"comment": comment or "", "time_spent_ms": time_spent_ms,
+                   "idempotency_key": idempotency_key}
+        if existing is not None:
+            return _revise(existing, fields), True
+        return _first_ranking(prompt, project, labeler, assignment, fields, now), True
+
+
+def _version_with_key(labeler: AbstractUser, key: str) -> Ranking | RankingRevision | None:
+    if not key:
+        return None
+    ranking = Ranking.objects.filter(labeler=labeler, idempotency_key=key).first()
+    if ranking is not None:
+        return ranking
+    return (
+        RankingRevision.objects.select_related("ranking")
+        .filter(ranking__labeler=labeler, idempotency_key=key)
+        .first()
+    )
+
+
+def _first_ranking(
+    prompt: Prompt, project: Project, labeler: AbstractUser, assignment: Assignment,
+    fields: dict, now: datetime,
+) -> Ranking:
+    target = project.labelers_per_prompt + prompt.extra_rankings
+    if prompt.ranking_count >= target or (
+        assignment.expires_at <= now and _open_slots(prompt, project, now, labeler) <= 0
+    ):
+        raise LabelingError(
+            "Your lease on this prompt expired and others took its slots; it needs no more "
+            "rankings.", 409,
+        )
+    ranking = Ranking.objects.create(prompt=prompt, labeler=labeler, **fields)
+    assignment.status = Assignment.Status.RANKED
+    assignment.closed_at = now
+    assignment.save(update_fields=["status", "closed_at"])
+    prompt.ranking_count += 1
+    if _needs_more_rankings(prompt, project):
+        prompt.extra_rankings += 1
+    prompt.save(update_fields=["ranking_count", "extra_rankings"])
+    return ranking
+
+
+def _revise(ranking: Ranking, fields: dict) -> Ranking:
+    """Keep the current version in history, then overwrite it with the new one."""
+    RankingRevision.objects.create(
+        ranking=ranking, revision=ranking.revision, tiers=ranking.tiers, flags=ranking.flags,
+        comment=ranking.comment, time_spent_ms=ranking.time_spent_ms,
+        idempotency_key=ranking.idempotency_key, displayed_order=ranking.displayed_order,
+        submitted_at=ranking.updated_at,
+    )
+    for name, value in fields.items():
+        setattr(ranking, name, value)
+    ranking.revision += 1
+    ranking.save()
+    return ranking
+
+
+def _needs_more_rankings(prompt: Prompt, project: Project) -> bool:
+    """Adaptive overlap: a prompt at its target whose rankings disagree asks for one more."""
+    target = project.labelers_per_prompt + prompt.extra_rankings
+    if not project.adaptive_overlap or prompt.ranking_count < target:
+        return False
+    if target >= project.adaptive_max_labelers:
+        return False
+    all_tiers = list(
+        Ranking.objects.filter(prompt=prompt, source=Ranking.Source.LABELER)
+        .values_list("tiers", flat=True)
+    )
+    return mean_pairwise_agreement(all_tiers) < project.adaptive_min_agreement
+
+
+def _locked_prompt(project: Project, prompt_id: int) -> Prompt:
+    try:
+        return Prompt.objects.select_for_update().get(id=prompt_id, project=project)
+    except (Prompt.DoesNotExist, ValueError, TypeError):
+        raise LabelingError("No such prompt in this project.", 404) from None
+
+
+def _open_assignment(prompt: Prompt, labeler: AbstractUser) -> Assignment:
+    assignment = Assignment.objects.filter(
+        prompt=prompt, labeler=labeler, status=Assignment.Status.LEASED
+    ).first()
+    if assignment is None:
+        raise LabelingError("This prompt is not leased to you.", 404)
+    return assignment

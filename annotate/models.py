@@ -194,6 +194,11 @@ class Prompt(models.Model):
     def is_chat(self) -> bool:
         return self.messages is not None
 
+    @property
+    def last_text(self) -> str:
+        """The text to show in a list: the prompt, or the chat's last message."""
+        return self.messages[-1]["content"] if self.messages else self.text
+
 
 class Completion(models.Model):
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions")

@@ -26,14 +26,11 @@ def healthz(request):
 @require_GET
 def home(request):
     projects = selectors.project_list_with_counts(request.user).order_by("name")
-    return render(
-        request,
-        "annotate/home.html",
-        {
-            "projects": projects,
-            "can_create": selectors.user_can_create_projects(request.user),
-        },
-    )
+    rows = [(project, selectors.labeler_progress(project, request.user)) for project in projects]
+    return render(request, "annotate/home.html", {
+        "rows": rows,
+        "can_create": selectors.user_can_create_projects(request.user),
+    })
 
 
 @login_required
@@ -133,7 +130,8 @@ def rank_next(request, slug: str):
     assignment = services.assignment_next(project=project, labeler=request.user)
     if assignment is None:
         progress = selectors.labeler_progress(project, request.user)
-        return render(request, "annotate/rank_done.html", {"project": project, "progress": progress})
+        context = {"project": project, "progress": progress}
+        return render(request, "annotate/rank_done.html", context)
     return redirect("rank_page", slug=project.slug, prompt_id=assignment.prompt_id)
 
 

@@ -11,11 +11,12 @@ counts with a fresh query, so counts are never read from a stale snapshot.
 """
 
 import secrets
+import time
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
-from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Value
+from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -25,6 +26,8 @@ from ..ranking import InvalidRanking, validate_displayed_order, validate_flags, 
 
 # How many candidate prompts one next-prompt call locks at most before giving up.
 CANDIDATES_PER_CALL = 20
+# Tries when every open prompt was locked by other labelers' transactions at that moment.
+LOCKED_RETRIES = 3
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 
 
@@ -56,25 +59,34 @@ def assignment_next(
         )
         if open_lease is not None:
             return open_lease
-        for prompt in _lock_candidates(project, labeler, now):
-            if _open_slots(prompt, project, now, excluding=labeler) > 0:
-                return _lease(prompt, project, labeler, now)
+        for attempt in range(LOCKED_RETRIES + 1):
+            candidates = _candidates(project, labeler, now)
+            for prompt in candidates.select_for_update(skip_locked=True, of=("self",))[
+                :CANDIDATES_PER_CALL
+            ]:
+                if _open_slots(prompt, project, now, excluding=labeler) > 0:
+                    return _lease(prompt, project, labeler, now)
+            # Nothing we could lock: done, unless open prompts were only locked by others
+            # for a moment (another labeler's lease being written). Then look again.
+            if attempt == LOCKED_RETRIES or not candidates.exists():
+                return None
+            time.sleep(0.005 * (attempt + 1))
     return None
 
 
-def _lock_candidates(project: Project, labeler: AbstractUser, now: datetime) -> list[Prompt]:
+def _candidates(project: Project, labeler: AbstractUser, now: datetime) -> QuerySet[Prompt]:
+    """Prompts the labeler has not ranked or skipped with a slot left, closest to done first."""
     done_by_labeler = Assignment.objects.filter(
         labeler=labeler, prompt__project=project,
         status__in=[Assignment.Status.RANKED, Assignment.Status.SKIPPED],
     ).values("prompt_id")
-    return list(
+    return (
         Prompt.objects.filter(project=project)
         .exclude(id__in=done_by_labeler)
         .annotate(open_leases=_open_lease_count(now, excluding=labeler))
         .annotate(taken=F("ranking_count") + F("open_leases"))
         .filter(taken__lt=F("extra_rankings") + project.labelers_per_prompt)
         .order_by("-taken", "id")
-        .select_for_update(skip_locked=True, of=("self",))[:CANDIDATES_PER_CALL]
     )
 
 

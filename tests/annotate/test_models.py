@@ -136,12 +136,19 @@ def test_completions_are_non_empty_and_have_distinct_positions(project):
 def test_a_lease_expires_after_it_starts_and_is_held_once(project, alice):
     prompt, _ = make_prompt(project)
     now = timezone.now()
+    later = now + timedelta(minutes=30)
+    lease = {"prompt": prompt, "labeler": alice, "seed": 1, "leased_at": now}
     with pytest.raises(IntegrityError), transaction.atomic():
-        Assignment.objects.create(prompt=prompt, labeler=alice, leased_at=now, expires_at=now)
-    Assignment.objects.create(
-        prompt=prompt, labeler=alice, leased_at=now, expires_at=now + timedelta(minutes=30)
-    )
+        Assignment.objects.create(**lease, expires_at=now)
+    Assignment.objects.create(**lease, expires_at=later)
     with pytest.raises(IntegrityError), transaction.atomic():
-        Assignment.objects.create(
-            prompt=prompt, labeler=alice, leased_at=now, expires_at=now + timedelta(minutes=30)
-        )
+        Assignment.objects.create(**lease, expires_at=later)
+
+
+@pytest.mark.django_db
+def test_a_ranked_or_skipped_assignment_has_a_closing_time(project, alice):
+    prompt, _ = make_prompt(project)
+    now = timezone.now()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Assignment.objects.create(prompt=prompt, labeler=alice, seed=1, leased_at=now,
+                                  expires_at=now + timedelta(minutes=5), status="ranked")

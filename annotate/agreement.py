@@ -3,16 +3,9 @@
 from collections.abc import Sequence
 from itertools import combinations
 
+from .ranking import rank_positions
+
 Tiers = Sequence[Sequence[int]]
-
-
-def rank_of(tiers: Tiers) -> dict[int, int]:
-    """Map each completion id to its tier index (0 is best).
-
-    >>> rank_of([[7], [5, 6]])
-    {7: 0, 5: 1, 6: 1}
-    """
-    return {completion_id: index for index, tier in enumerate(tiers) for completion_id in tier}
 
 
 def pairwise_agreement(tiers_a: Tiers, tiers_b: Tiers) -> float:
@@ -21,7 +14,7 @@ def pairwise_agreement(tiers_a: Tiers, tiers_b: Tiers) -> float:
     >>> pairwise_agreement([[1], [2], [3]], [[1], [3], [2]])
     0.6666666666666666
     """
-    rank_a, rank_b = rank_of(tiers_a), rank_of(tiers_b)
+    rank_a, rank_b = rank_positions(tiers_a), rank_positions(tiers_b)
     pairs = list(combinations(sorted(rank_a), 2))
     if not pairs:
         return 1.0

@@ -97,3 +97,41 @@ def display_order(completion_ids: Sequence[int], seed: int) -> list[int]:
     order = sorted(completion_ids)
     random.Random(seed).shuffle(order)
     return order
+
+
+def ranking_to_pairs(tiers: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+    """Return every (better, worse) pair across tiers, best tier first; a tie gives no pair.
+
+    >>> ranking_to_pairs([[3], [1, 2], [4]])
+    [(3, 1), (3, 2), (3, 4), (1, 4), (2, 4)]
+    """
+    return [
+        (better, worse)
+        for index, tier in enumerate(tiers)
+        for lower in tiers[index + 1 :]
+        for better in tier
+        for worse in lower
+    ]
+
+
+def ranking_ties(tiers: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+    """Return every pair of completions tied in one tier, smaller id first.
+
+    >>> ranking_ties([[3], [2, 1, 5]])
+    [(1, 2), (1, 5), (2, 5)]
+    """
+    return [
+        (a, b)
+        for tier in tiers
+        for i, a in enumerate(sorted(tier))
+        for b in sorted(tier)[i + 1 :]
+    ]
+
+
+def rank_positions(tiers: Sequence[Sequence[int]]) -> dict[int, int]:
+    """Map each completion id to its tier index, 0 being best.
+
+    >>> rank_positions([[7], [5, 6]])
+    {7: 0, 5: 1, 6: 1}
+    """
+    return {completion_id: index for index, tier in enumerate(tiers) for completion_id in tier}

@@ -39,7 +39,9 @@ def test_invalid_tiers_say_what_is_wrong(tiers, allow_ties, message):
         validate_tiers(tiers, IDS, allow_ties=allow_ties)
 
 
-@pytest.mark.parametrize("module", ["annotate.ranking", "annotate.importers"])
+@pytest.mark.parametrize(
+    "module", ["annotate.ranking", "annotate.importers", "annotate.consensus", "annotate.agreement"]
+)
 def test_pure_modules_do_not_load_django(module):
     code = f"import sys, {module}; print(sorted(m for m in sys.modules if 'django' in m))"
     result = subprocess.run(
@@ -51,9 +53,11 @@ def test_pure_modules_do_not_load_django(module):
 def test_doctests_of_the_data_contracts_pass():
     import doctest
 
+    import annotate.agreement
+    import annotate.consensus
     import annotate.importers
     import annotate.ranking
 
-    for module in (annotate.ranking, annotate.importers):
+    for module in (annotate.ranking, annotate.importers, annotate.consensus, annotate.agreement):
         failed, attempted = doctest.testmod(module)
         assert attempted > 0 and failed == 0

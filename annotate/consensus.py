@@ -1,0 +1,224 @@
+"""Merge several labelers' rankings of a prompt: pairwise consensus and consensus rankings.
+
+Pure Python: no Django, no database. The data contract:
+
+- in: LabeledRanking(prompt_id, labeler, tiers, weight), one per labeler and prompt, tiers
+  best first (see annotate.ranking);
+- out: PairVerdict(prompt_id, chosen, rejected, votes, agreement, margin) for each unordered
+  pair of completions the labelers agree on enough, and per prompt a consensus ranking by
+  ranked pairs (Tideman), the method OpenAssistant used to merge its rankers.
+
+A labeler's vote on a pair is their ranking's order of the two; a tie counts half a vote each
+way (tie_policy "half") or is left out (tie_policy "abstain"). Votes are weighted (a labeler's
+measured reliability, default 1). Results depend only on the set of rankings: they are
+processed in (prompt, labeler) order, whatever order they come in.
+"""
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from operator import attrgetter
+from typing import Literal
+
+from .ranking import rank_positions
+
+TiePolicy = Literal["half", "abstain"]
+TIE_POLICIES = ("half", "abstain")
+
+
+@dataclass(frozen=True, slots=True)
+class LabeledRanking:
+    prompt_id: int
+    labeler: str  # a stable pseudonym; one ranking per labeler and prompt
+    tiers: Sequence[Sequence[int]]
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class PairVerdict:
+    prompt_id: int
+    chosen: int
+    rejected: int
+    votes: int  # labelers who voted on the pair (an abstaining tie is no vote)
+    agreement: float  # the chosen side's weighted share of the votes: above 0.5, at most 1
+    margin: float  # 2 * agreement - 1: 0 for a split vote, 1 for a unanimous one
+
+    def as_dict(self) -> dict:
+        return {"prompt_id": self.prompt_id, "chosen": self.chosen, "rejected": self.rejected,
+                "votes": self.votes, "agreement": self.agreement, "margin": self.margin}
+
+
+@dataclass(slots=True)
+class PairTally:
+    """Weighted votes on one unordered pair (low id, high id) of one prompt."""
+
+    low_wins: float = 0.0
+    high_wins: float = 0.0
+    votes: int = 0
+
+
+def rankings_by_prompt(
+    rankings: Iterable[LabeledRanking],
+) -> Iterator[tuple[int, list[LabeledRanking]]]:
+    """Group rankings by prompt, each group in labeler order; refuse a labeler twice."""
+    ordered = sorted(rankings, key=attrgetter("prompt_id", "labeler"))
+    for prompt_id, group in groupby(ordered, key=attrgetter("prompt_id")):
+        members = list(group)
+        labelers = [ranking.labeler for ranking in members]
+        if len(set(labelers)) != len(labelers):
+            raise ValueError(f"prompt {prompt_id}: a labeler has more than one ranking")
+        yield prompt_id, members
+
+
+def tally_pairs(
+    rankings: Sequence[LabeledRanking], tie_policy: TiePolicy = "half"
+) -> dict[tuple[int, int], PairTally]:
+    """Count the weighted votes on every unordered pair of one prompt's rankings.
+
+    >>> tallies = tally_pairs([LabeledRanking(1, "a", [[7], [8]]), LabeledRanking(1, "b", [[7, 8]])])
+    >>> tallies[(7, 8)]
+    PairTally(low_wins=1.5, high_wins=0.5, votes=2)
+    """
+    if tie_policy not in TIE_POLICIES:
+        raise ValueError(f"tie_policy must be one of {TIE_POLICIES}")
+    tallies: dict[tuple[int, int], PairTally] = {}
+    for ranking in rankings:
+        weight = ranking.weight
+        position = rank_positions(ranking.tiers)
+        ids = sorted(position)
+        for i, low in enumerate(ids):
+            low_position = position[low]
+            for high in ids[i + 1 :]:
+                high_position = position[high]
+                if low_position == high_position and tie_policy == "abstain":
+                    continue
+                tally = tallies.get((low, high))
+                if tally is None:
+                    tally = tallies[(low, high)] = PairTally()
+                tally.votes += 1
+                if low_position < high_position:
+                    tally.low_wins += weight
+                elif high_position < low_position:
+                    tally.high_wins += weight
+                else:
+                    tally.low_wins += weight / 2
+                    tally.high_wins += weight / 2
+    return tallies
+
+
+def merge_votes(
+    rankings: Iterable[LabeledRanking],
+    *,
+    min_votes: int = 1,
+    min_agreement: float = 0.5,
+    tie_policy: TiePolicy = "half",
+) -> list[PairVerdict]:
+    """Return the pairs whose votes agree enough, sorted by prompt, chosen, rejected.
+
+    A pair is kept when at least `min_votes` labelers voted on it and the winner's weighted
+    share is at least `min_agreement` (and above one half: a split vote has no winner).
+
+    >>> two_to_one = [LabeledRanking(1, "a", [[7], [8]]), LabeledRanking(1, "b", [[7], [8]]),
+    ...               LabeledRanking(1, "c", [[8], [7]])]
+    >>> merge_votes(two_to_one, min_votes=3, min_agreement=0.66)
+    [PairVerdict(prompt_id=1, chosen=7, rejected=8, votes=3, agreement=0.6666666666666666, margin=0.33333333333333326)]
+    >>> merge_votes(two_to_one, min_votes=3, min_agreement=0.75)
+    []
+    """
+    verdicts: list[PairVerdict] = []
+    for prompt_id, group in rankings_by_prompt(rankings):
+        for (low, high), tally in sorted(tally_pairs(group, tie_policy).items()):
+            verdict = _verdict(prompt_id, low, high, tally)
+            if (
+                verdict is not None
+                and verdict.votes >= min_votes
+                and verdict.agreement >= min_agreement
+            ):
+                verdicts.append(verdict)
+    verdicts.sort(key=attrgetter("prompt_id", "chosen", "rejected"))
+    return verdicts
+
+
+def _verdict(prompt_id: int, low: int, high: int, tally: PairTally) -> PairVerdict | None:
+    total = tally.low_wins + tally.high_wins
+    if total <= 0 or tally.low_wins == tally.high_wins:
+        return None
+    chosen, rejected, share = (
+        (low, high, tally.low_wins / total)
+        if tally.low_wins > tally.high_wins
+        else (high, low, tally.high_wins / total)
+    )
+    return PairVerdict(prompt_id, chosen, rejected, tally.votes, share, 2 * share - 1)
+
+
+def ranked_pairs(
+    completion_ids: Iterable[int], tallies: dict[tuple[int, int], PairTally]
+) -> list[list[int]]:
+    """Return the consensus ranking of one prompt by ranked pairs (Tideman), as tiers.
+
+    Majorities are locked in from the strongest (most weight for the winner, then least
+    against) down, skipping any that would close a cycle. The ranking takes the completions
+    no locked majority beats, then the next, and so on; completions freed at the same step
+    (no majority between them) share a tier.
+
+    >>> votes = [LabeledRanking(1, name, tiers) for name, tiers in
+    ...          [("a", [[1], [2], [3]]), ("b", [[2], [3], [1]]), ("c", [[3], [1], [2]]),
+    ...           ("d", [[1], [2], [3]])]]
+    >>> ranked_pairs([1, 2, 3], tally_pairs(votes))
+    [[1], [2], [3]]
+    """
+    majorities = []
+    for (low, high), tally in tallies.items():
+        if tally.low_wins != tally.high_wins:
+            win, lose = max(tally.low_wins, tally.high_wins), min(tally.low_wins, tally.high_wins)
+            winner, loser = (low, high) if tally.low_wins > tally.high_wins else (high, low)
+            majorities.append((-win, lose, winner, loser))
+    majorities.sort()
+    beats: dict[int, set[int]] = {completion_id: set() for completion_id in completion_ids}
+    for _, _, winner, loser in majorities:
+        if not _reaches(beats, loser, winner):
+            beats[winner].add(loser)
+    beaten = {completion_id: 0 for completion_id in beats}
+    for losers in beats.values():
+        for loser in losers:
+            beaten[loser] += 1
+    tiers: list[list[int]] = []
+    while beaten:
+        tier = sorted(completion_id for completion_id, count in beaten.items() if count == 0)
+        tiers.append(tier)
+        for completion_id in tier:
+            del beaten[completion_id]
+            for loser in beats[completion_id]:
+                beaten[loser] -= 1
+    return tiers
+
+
+def _reaches(beats: dict[int, set[int]], start: int, goal: int) -> bool:
+    stack, seen = [start], {start}
+    while stack:
+        node = stack.pop()
+        if node == goal:
+            return True
+        for nxt in beats[node] - seen:
+            seen.add(nxt)
+            stack.append(nxt)
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusRanking:
+    prompt_id: int
+    tiers: list[list[int]]
+    rankings: int  # how many labelers' rankings it merges
+
+
+def consensus_rankings(
+    rankings: Iterable[LabeledRanking], tie_policy: TiePolicy = "half"
+) -> list[ConsensusRanking]:
+    """Return one ranked-pairs consensus ranking per prompt, in prompt order."""
+    result = []
+    for prompt_id, group in rankings_by_prompt(rankings):
+        completion_ids = {i for ranking in group for tier in ranking.tiers for i in tier}
+        tiers = ranked_pairs(sorted(completion_ids), tally_pairs(group, tie_policy))
+        result.append(ConsensusRanking(prompt_id, tiers, len(group)))
+    return result

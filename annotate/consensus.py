@@ -75,8 +75,8 @@ def tally_pairs(
 ) -> dict[tuple[int, int], PairTally]:
     """Count the weighted votes on every unordered pair of one prompt's rankings.
 
-    >>> tallies = tally_pairs([LabeledRanking(1, "a", [[7], [8]]), LabeledRanking(1, "b", [[7, 8]])])
-    >>> tallies[(7, 8)]
+    >>> a_then_tie = [LabeledRanking(1, "a", [[7], [8]]), LabeledRanking(1, "b", [[7, 8]])]
+    >>> tally_pairs(a_then_tie)[(7, 8)]
     PairTally(low_wins=1.5, high_wins=0.5, votes=2)
     """
     if tie_policy not in TIE_POLICIES:
@@ -120,8 +120,9 @@ def merge_votes(
 
     >>> two_to_one = [LabeledRanking(1, "a", [[7], [8]]), LabeledRanking(1, "b", [[7], [8]]),
     ...               LabeledRanking(1, "c", [[8], [7]])]
-    >>> merge_votes(two_to_one, min_votes=3, min_agreement=0.66)
-    [PairVerdict(prompt_id=1, chosen=7, rejected=8, votes=3, agreement=0.6666666666666666, margin=0.33333333333333326)]
+    >>> [(v.chosen, v.rejected, v.votes, round(v.agreement, 2), round(v.margin, 2))
+    ...  for v in merge_votes(two_to_one, min_votes=3, min_agreement=0.66)]
+    [(7, 8, 3, 0.67, 0.33)]
     >>> merge_votes(two_to_one, min_votes=3, min_agreement=0.75)
     []
     """

@@ -1,6 +1,10 @@
 """REST endpoints: one class per operation, parse -> one service or selector -> render."""
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.pagination import LimitOffsetPagination
@@ -10,7 +14,7 @@ from rest_framework.views import APIView
 
 from . import selectors, services
 from .importers import FORMATS
-from .models import PROJECT_SETTINGS, Membership, Project
+from .models import PROJECT_SETTINGS, Export, Membership, Project
 
 
 class ProjectOutput(serializers.ModelSerializer):
@@ -289,3 +293,82 @@ class ProgressApi(APIView):
     def get(self, request, project_id: int):
         project = selectors.project_get_visible(request.user, id=project_id)
         return Response(ProgressOutput(selectors.labeler_progress(project, request.user)).data)
+
+
+# --- exports ------------------------------------------------------------------------------
+
+
+class ExportInput(serializers.Serializer):
+    min_votes = serializers.IntegerField(min_value=1, default=2)
+    min_agreement = serializers.FloatField(min_value=0.5, max_value=1.0, default=2 / 3)
+    tie_policy = serializers.ChoiceField(choices=("half", "abstain"), default="half")
+    test_fraction = serializers.FloatField(min_value=0.0, max_value=0.99, default=0.1)
+    seed = serializers.IntegerField(default=0)
+    include_imported = serializers.BooleanField(default=False)
+    formats = serializers.ListField(
+        child=serializers.ChoiceField(choices=services.exports.FORMATS),
+        default=list(services.exports.FORMATS),
+    )
+
+
+class ExportOutput(serializers.ModelSerializer):
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Export
+        fields = ["id", "project", "version", "status", "params", "prompts_total",
+                  "prompts_done", "counts", "content_hash", "error", "created_at",
+                  "started_at", "finished_at", "download_url"]
+
+    def get_download_url(self, export: Export) -> str | None:
+        if export.status != Export.Status.SUCCEEDED:
+            return None
+        return reverse("api_export_download", args=[export.id])
+
+
+class ProjectExportsApi(APIView):
+    @extend_schema(responses=ExportOutput(many=True))
+    def get(self, request, project_id: int):
+        project = project_for_admin(request, project_id)
+        return Response(ExportOutput(project.exports.all()[:100], many=True).data)
+
+    @extend_schema(request=ExportInput, responses={202: ExportOutput})
+    def post(self, request, project_id: int):
+        project = project_for_admin(request, project_id)
+        serializer = ExportInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = {**serializer.validated_data, "formats": tuple(serializer.validated_data["formats"])}
+        export = services.export_create(
+            project=project, params=services.ExportParams(**data), created_by=request.user
+        )
+        return Response(ExportOutput(export).data, status=status.HTTP_202_ACCEPTED)
+
+
+def export_for_admin(request, export_id: int) -> Export:
+    export = get_object_or_404(
+        Export.objects.select_related("project"),
+        id=export_id, project__in=selectors.projects_visible_to(request.user),
+    )
+    project_for_admin(request, export.project_id)
+    return export
+
+
+class ExportDetailApi(APIView):
+    @extend_schema(responses=ExportOutput)
+    def get(self, request, export_id: int):
+        return Response(ExportOutput(export_for_admin(request, export_id)).data)
+
+
+class ExportDownloadApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("file", str, description="One file (default: the zip)")],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    )
+    def get(self, request, export_id: int):
+        export = export_for_admin(request, export_id)
+        try:
+            path = services.export_file_path(export, request.query_params.get("file"))
+        except ValueError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+        filename = f"{export.project.slug}-v{export.version}-{path.name}"
+        return FileResponse(path.open("rb"), as_attachment=True, filename=filename)

@@ -33,3 +33,24 @@ class MemberForm(forms.Form):
         widget=forms.PasswordInput,
         help_text="Only for a new user; leave empty for an existing one.",
     )
+
+
+class ExportForm(forms.Form):
+    min_votes = forms.IntegerField(min_value=1, initial=2,
+                                   help_text="Keep a pair only with at least this many votes.")
+    min_agreement = forms.FloatField(min_value=0.5, max_value=1.0, initial=0.66,
+                                     help_text="...and the winner's share at least this.")
+    tie_policy = forms.ChoiceField(choices=[("half", "a tie is half a vote each way"),
+                                            ("abstain", "a tie is no vote")], initial="half")
+    test_fraction = forms.FloatField(min_value=0.0, max_value=0.99, initial=0.1,
+                                     help_text="Share of prompts in the test split.")
+    seed = forms.IntegerField(initial=0)
+    include_imported = forms.BooleanField(
+        required=False, label="Count imported reference rankings (e.g. HH-RLHF) as votes"
+    )
+    formats = forms.MultipleChoiceField(
+        choices=[("trl-jsonl", "TRL JSONL (always)"), ("parquet", "Parquet"),
+                 ("hf-dataset", "Hugging Face dataset folder")],
+        initial=["trl-jsonl", "parquet", "hf-dataset"], widget=forms.CheckboxSelectMultiple,
+        required=False,
+    )

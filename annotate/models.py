@@ -348,3 +348,39 @@ class RankingRevision(models.Model):
 
     def __str__(self) -> str:
         return f"revision {self.revision} of {self.ranking}"
+
+
+class Export(models.Model):
+    """A frozen, versioned preference dataset built from a project's rankings."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports")
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    params = models.JSONField(help_text="min_votes, min_agreement, tie_policy, test_fraction, ...")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    prompts_total = models.PositiveIntegerField(default=0)
+    prompts_done = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict, blank=True)
+    content_hash = models.CharField(max_length=64, blank=True)
+    directory = models.CharField(max_length=500, blank=True, help_text="Under VAR_DIR.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="export_version_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} export v{self.version} ({self.status})"

@@ -16,6 +16,8 @@ urlpatterns = [
     path("projects/<slug:slug>/", views.project_detail, name="project_detail"),
     path("projects/<slug:slug>/import/", views.project_import, name="project_import"),
     path("projects/<slug:slug>/members/", views.project_member_add, name="project_member_add"),
+    path("projects/<slug:slug>/exports/", views.project_export_create,
+         name="project_export_create"),
     path("projects/<slug:slug>/rank/", views.rank_next, name="rank_next"),
     path("projects/<slug:slug>/rank/<int:prompt_id>/", views.rank_page, name="rank_page"),
     path("projects/<slug:slug>/my-rankings/", views.my_rankings, name="my_rankings"),
@@ -32,4 +34,8 @@ urlpatterns = [
     path(PROJECT_API + "prompts/<int:prompt_id>/lease/", apis.LeaseRenewApi.as_view(),
          name="api_lease_renew"),
     path(PROJECT_API + "progress/", apis.ProgressApi.as_view(), name="api_progress"),
+    path(PROJECT_API + "exports/", apis.ProjectExportsApi.as_view(), name="api_project_exports"),
+    path("api/exports/<int:export_id>/", apis.ExportDetailApi.as_view(), name="api_export"),
+    path("api/exports/<int:export_id>/download/", apis.ExportDownloadApi.as_view(),
+         name="api_export_download"),
 ]

@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services
-from .forms import ImportForm, MemberForm, ProjectForm
-from .models import Membership
+from .forms import ExportForm, ImportForm, MemberForm, ProjectForm
+from .models import Export, Membership
 from .ranking import FLAG_NAMES
 
 
@@ -53,7 +53,8 @@ def project_detail(request, slug: str):
     return _render_project(request, project)
 
 
-def _render_project(request, project, import_form=None, member_form=None, import_errors=None):
+def _render_project(request, project, import_form=None, member_form=None, import_errors=None,
+                    export_form=None):
     is_admin = selectors.project_role(request.user, project) == Membership.Role.ADMIN
     context = {"project": project, "is_admin": is_admin, "prompt_count": project.prompts.count()}
     if is_admin:
@@ -65,6 +66,11 @@ def _render_project(request, project, import_form=None, member_form=None, import
                 "role", "user__username"
             ),
             "imports": project.imports.order_by("-created_at")[:10],
+            "export_form": export_form or ExportForm(),
+            "exports": project.exports.all()[:20],
+            "exports_in_progress": project.exports.filter(
+                status__in=[Export.Status.QUEUED, Export.Status.RUNNING]
+            ).exists(),
         }
     return render(request, "annotate/project_detail.html", context)
 
@@ -177,3 +183,17 @@ def my_rankings(request, slug: str):
     project = selectors.project_get_visible(request.user, slug=slug)
     rankings = selectors.rankings_of_labeler(project, request.user)
     return render(request, "annotate/my_rankings.html", {"project": project, "rankings": rankings})
+
+
+@login_required
+@require_POST
+def project_export_create(request, slug: str):
+    project = _project_for_admin(request, slug)
+    form = ExportForm(request.POST)
+    if not form.is_valid():
+        return _render_project(request, project, export_form=form)
+    params = services.ExportParams(**{**form.cleaned_data,
+                                      "formats": tuple(form.cleaned_data["formats"])})
+    export = services.export_create(project=project, params=params, created_by=request.user)
+    messages.success(request, f"Export v{export.version} is queued; this page updates itself.")
+    return redirect("project_detail", slug=project.slug)

@@ -4,6 +4,13 @@ Views, API endpoints, commands and tasks call `services.<function>`; the modules
 them by subject.
 """
 
+from .exports import (
+    ExportParams,
+    export_create,
+    export_file_path,
+    export_run,
+    labeler_pseudonym,
+)
 from .imports import ImportRejected, prompts_import, prompts_import_upload
 from .labeling import (
     LabelingError,
@@ -15,6 +22,11 @@ from .labeling import (
 from .projects import labeler_add, membership_set, project_create
 
 __all__ = [
+    "ExportParams",
+    "export_create",
+    "export_file_path",
+    "export_run",
+    "labeler_pseudonym",
     "ImportRejected",
     "LabelingError",
     "assignment_next",

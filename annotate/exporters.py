@@ -1,0 +1,275 @@
+"""Preference datasets on disk: TRL JSONL, Parquet, a Hugging Face dataset folder, raw and
+consensus rankings JSONL and a dataset card. Pure Python: no Django, no database.
+
+The caller streams prompts (with their rankings) in prompt order; writers hold one prompt at
+a time plus a bounded batch, so memory stays flat however large the project. Output bytes
+depend only on the rows written: the same rankings and parameters give the same files.
+
+TRL's preference format (trl.RewardTrainer, DPOTrainer), one row per kept pair:
+    {"prompt": "What is 2+2?", "chosen": "4.", "rejected": "5.", "margin": 1.0, ...}
+or, when any prompt of the export is a chat, the conversational form for every row:
+    {"prompt": [{"role": "user", "content": "What is 2+2?"}],
+     "chosen": [{"role": "assistant", "content": "4."}], "rejected": [...], ...}
+Every row also carries prompt_id (keep a prompt's pairs together), external_id, chosen_id,
+rejected_id, votes and agreement.
+"""
+
+import hashlib
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .consensus import ConsensusRanking, PairVerdict
+
+PARQUET_BATCH_ROWS = 5000
+DATA_FILES = ("train.jsonl", "test.jsonl", "rankings.jsonl", "consensus.jsonl")
+
+
+@dataclass(frozen=True, slots=True)
+class PromptForExport:
+    prompt_id: int
+    external_id: str
+    text: str
+    messages: list[dict[str, str]] | None
+    completions: dict[int, str]  # completion id -> text
+
+
+@dataclass(frozen=True, slots=True)
+class RankingForExport:
+    labeler: str  # a pseudonym
+    source: str  # "labeler" or "imported"
+    tiers: Sequence[Sequence[int]]
+    revision: int
+    flags: dict[str, list[str]]
+    time_spent_ms: int | None
+    displayed_order: Sequence[int]
+
+
+def is_test_prompt(prompt_id: int, test_fraction: float, seed: int) -> bool:
+    """Put a prompt in the test split by a hash of (seed, prompt id): no prompt in both.
+
+    The split of a prompt never depends on which other prompts exist, so exports of a
+    growing project keep their earlier test prompts in test.
+
+    >>> [is_test_prompt(p, 0.5, seed=1) for p in range(6)]
+    [False, True, True, False, True, False]
+    """
+    digest = hashlib.sha256(f"{seed}:{prompt_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < test_fraction
+
+
+def prompt_value(prompt: PromptForExport, conversational: bool) -> str | list[dict[str, str]]:
+    if not conversational:
+        return prompt.text
+    return prompt.messages or [{"role": "user", "content": prompt.text}]
+
+
+def response_value(text: str, conversational: bool) -> str | list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}] if conversational else text
+
+
+def preference_row(
+    prompt: PromptForExport, verdict: PairVerdict, conversational: bool
+) -> dict[str, Any]:
+    """Return one TRL preference row for a kept pair of `prompt`."""
+    return {
+        "prompt_id": prompt.prompt_id,
+        "external_id": prompt.external_id,
+        "prompt": prompt_value(prompt, conversational),
+        "chosen": response_value(prompt.completions[verdict.chosen], conversational),
+        "rejected": response_value(prompt.completions[verdict.rejected], conversational),
+        "chosen_id": verdict.chosen,
+        "rejected_id": verdict.rejected,
+        "votes": verdict.votes,
+        "agreement": round(verdict.agreement, 6),
+        "margin": round(verdict.margin, 6),
+    }
+
+
+def ranking_row(prompt: PromptForExport, ranking: RankingForExport) -> dict[str, Any]:
+    """Return one raw-rankings row: what one labeler said about one prompt."""
+    return {
+        "prompt_id": prompt.prompt_id,
+        "external_id": prompt.external_id,
+        "labeler": ranking.labeler,
+        "source": ranking.source,
+        "tiers": [list(tier) for tier in ranking.tiers],
+        "revision": ranking.revision,
+        "flags": ranking.flags,
+        "time_spent_ms": ranking.time_spent_ms,
+        "displayed_order": list(ranking.displayed_order),
+    }
+
+
+def consensus_row(prompt: PromptForExport, consensus: ConsensusRanking,
+                  conversational: bool) -> dict[str, Any]:
+    return {
+        "prompt_id": prompt.prompt_id,
+        "external_id": prompt.external_id,
+        "prompt": prompt_value(prompt, conversational),
+        "ranking": [list(tier) for tier in consensus.tiers],
+        "completions": [
+            {"id": completion_id, "text": prompt.completions[completion_id]}
+            for tier in consensus.tiers
+            for completion_id in tier
+        ],
+        "rankings_merged": consensus.rankings,
+        "method": "ranked-pairs",
+    }
+
+
+def dumps(row: dict[str, Any]) -> str:
+    return json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+@dataclass
+class ExportCounts:
+    prompts: int = 0
+    prompts_with_pairs: int = 0
+    rankings: int = 0
+    pairs: dict[str, int] = field(default_factory=lambda: {"train": 0, "test": 0})
+    agreement_histogram: list[int] = field(default_factory=lambda: [0] * 5)  # 0.5-0.6 ... 0.9-1
+
+    def count_pair(self, split: str, agreement: float) -> None:
+        self.pairs[split] += 1
+        self.agreement_histogram[min(4, int((agreement - 0.5) * 10))] += 1
+
+
+class ExportWriter:
+    """Write one export's files into `directory`, prompt by prompt."""
+
+    def __init__(self, directory: Path, *, conversational: bool, test_fraction: float,
+                 seed: int):
+        self.directory = directory
+        self.conversational = conversational
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.counts = ExportCounts()
+        directory.mkdir(parents=True, exist_ok=True)
+        self._files = {name: (directory / name).open("w", encoding="utf-8")
+                       for name in DATA_FILES}
+
+    def add_prompt(self, prompt: PromptForExport, rankings: Sequence[RankingForExport],
+                   verdicts: Sequence[PairVerdict], consensus: ConsensusRanking | None) -> None:
+        self.counts.prompts += 1
+        self.counts.rankings += len(rankings)
+        for ranking in rankings:
+            self._files["rankings.jsonl"].write(dumps(ranking_row(prompt, ranking)))
+        if consensus is not None:
+            row = consensus_row(prompt, consensus, self.conversational)
+            self._files["consensus.jsonl"].write(dumps(row))
+        if not verdicts:
+            return
+        self.counts.prompts_with_pairs += 1
+        in_test = is_test_prompt(prompt.prompt_id, self.test_fraction, self.seed)
+        split = "test" if in_test else "train"
+        out = self._files[f"{split}.jsonl"]
+        for verdict in verdicts:
+            out.write(dumps(preference_row(prompt, verdict, self.conversational)))
+            self.counts.count_pair(split, verdict.agreement)
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+
+
+def content_hash(directory: Path) -> str:
+    """Return the sha256 of the data files, in a fixed order: equal data, equal hash."""
+    digest = hashlib.sha256()
+    for name in DATA_FILES:
+        digest.update(name.encode() + b"\0")
+        with (directory / name).open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def write_parquet(directory: Path) -> None:
+    """Write train/test Parquet files next to their JSONL, reading it in batches."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for split in ("train", "test"):
+        source = directory / f"{split}.jsonl"
+        writer = None
+        with source.open(encoding="utf-8") as handle:
+            while batch := [json.loads(line) for _, line in zip(range(PARQUET_BATCH_ROWS),
+                                                                 handle, strict=False)]:
+                table = pa.Table.from_pylist(batch)
+                if writer is None:
+                    writer = pq.ParquetWriter(directory / f"{split}.parquet", table.schema)
+                writer.write_table(table.cast(writer.schema))
+        if writer is None:  # an empty split still gets a file
+            pq.write_table(pa.table({}), directory / f"{split}.parquet")
+        else:
+            writer.close()
+
+
+def write_hf_dataset(directory: Path) -> None:
+    """Save a `datasets.DatasetDict` (train, test) with save_to_disk under hf_dataset/."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    cache = directory / ".hf-cache"
+    splits = {}
+    for split in ("train", "test"):
+        path = directory / f"{split}.jsonl"
+        if path.stat().st_size:
+            splits[split] = datasets.Dataset.from_json(str(path), cache_dir=str(cache))
+    datasets.DatasetDict(splits).save_to_disk(str(directory / "hf_dataset"))
+    shutil.rmtree(cache, ignore_errors=True)
+
+
+def dataset_card(*, project_name: str, criterion: str, params: dict[str, Any],
+                 counts: ExportCounts, data_hash: str, conversational: bool) -> str:
+    """Return the README.md that travels with an export: what it holds and how it was made."""
+    histogram = counts.agreement_histogram
+    buckets = ["0.5-0.6", "0.6-0.7", "0.7-0.8", "0.8-0.9", "0.9-1.0"]
+    rows = "\n".join(f"| {bucket} | {count} |" for bucket, count in zip(buckets, histogram,
+                                                                          strict=True))
+    form = "conversational (message lists)" if conversational else "plain text"
+    return f"""# {project_name}: preference pairs
+
+Human preference data from rlhf-studio. Labelers ranked completions of each prompt by
+**{criterion}**; each ranking gave every (better, worse) pair across its tiers, and the votes
+of several labelers on each pair were merged. A pair is kept when at least
+{params["min_votes"]} labelers voted on it and the winner's share of the votes is at least
+{params["min_agreement"]} (ties: {params["tie_policy"]}{"; imported reference rankings vote"
+if params["include_imported"] else ""}).
+
+## Files
+- `train.jsonl`, `test.jsonl`: TRL preference format ({form}): `prompt`, `chosen`,
+  `rejected`, plus `margin` (2 x agreement - 1, for RewardTrainer's margin loss),
+  `agreement`, `votes`, `prompt_id`, `external_id`, `chosen_id`, `rejected_id`.
+- `train.parquet`, `test.parquet`, `hf_dataset/` (`datasets.load_from_disk`): the same rows.
+- `rankings.jsonl`: every ranking used, one per line, labelers pseudonymised.
+- `consensus.jsonl`: one consensus ranking per prompt (ranked pairs).
+
+The split is by prompt (no prompt in both), test share {params["test_fraction"]}, seed
+{params["seed"]}.
+
+## Counts
+| what | count |
+|---|---|
+| prompts | {counts.prompts} |
+| prompts with at least one kept pair | {counts.prompts_with_pairs} |
+| rankings used | {counts.rankings} |
+| pairs in train | {counts.pairs["train"]} |
+| pairs in test | {counts.pairs["test"]} |
+
+## Agreement of kept pairs
+| winner's share | pairs |
+|---|---|
+{rows}
+
+Data files sha256: `{data_hash}`
+
+Load it:
+```python
+from datasets import load_dataset
+data = load_dataset("json", data_files={{"train": "train.jsonl", "test": "test.jsonl"}})
+```
+"""

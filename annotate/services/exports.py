@@ -1,0 +1,217 @@
+"""Exports: versioned preference datasets, built prompt by prompt with flat memory."""
+
+import hmac
+import shutil
+import traceback
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from .. import exporters
+from ..consensus import TIE_POLICIES, LabeledRanking, consensus_rankings, merge_votes
+from ..exporters import PromptForExport, RankingForExport
+from ..models import Completion, Export, Project, Prompt, Ranking
+
+FORMATS = ("trl-jsonl", "parquet", "hf-dataset")
+PROGRESS_EVERY = 1000
+STREAM_CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    min_votes: int = 2
+    min_agreement: float = 2 / 3
+    tie_policy: str = "half"
+    test_fraction: float = 0.1
+    seed: int = 0
+    include_imported: bool = False
+    formats: tuple[str, ...] = FORMATS
+
+    def __post_init__(self):
+        problems = []
+        if self.min_votes < 1:
+            problems.append("min_votes must be at least 1")
+        if not 0.5 <= self.min_agreement <= 1:
+            problems.append("min_agreement must be between 0.5 and 1")
+        if self.tie_policy not in TIE_POLICIES:
+            problems.append(f"tie_policy must be one of {', '.join(TIE_POLICIES)}")
+        if not 0 <= self.test_fraction < 1:
+            problems.append("test_fraction must be at least 0 and below 1")
+        unknown = set(self.formats) - set(FORMATS)
+        if unknown:
+            problems.append(f"unknown formats {sorted(unknown)}; use {', '.join(FORMATS)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "formats": list(self.formats)}
+
+
+def export_create(*, project: Project, params: ExportParams,
+                  created_by: AbstractUser | None, run_now: bool = False) -> Export:
+    """Create the next version of the project's export; build it now or on a worker."""
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(id=project.id).first()
+        latest = project.exports.aggregate(latest=Max("version"))["latest"] or 0
+        export = Export.objects.create(
+            project=project, version=latest + 1, params=params.as_dict(), created_by=created_by,
+            prompts_total=project.prompts.count(),
+        )
+        if not run_now:
+            from ..tasks import export_run_task
+
+            transaction.on_commit(lambda: export_run_task.delay(export.id))
+    if run_now:
+        export_run(export.id)
+        export.refresh_from_db()
+    return export
+
+
+def export_run(export_id: int) -> None:
+    """Build a queued export. A second delivery of the same job finds it claimed and returns."""
+    claimed = Export.objects.filter(id=export_id, status=Export.Status.QUEUED).update(
+        status=Export.Status.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        return
+    export = Export.objects.select_related("project").get(id=export_id)
+    final = settings.VAR_DIR / "exports" / export.project.slug / f"v{export.version}"
+    work = final.with_name(final.name + ".partial")
+    try:
+        shutil.rmtree(work, ignore_errors=True)
+        counts, data_hash = _build(export, work)
+        shutil.rmtree(final, ignore_errors=True)
+        work.rename(final)
+        _zip(final)
+    except Exception:
+        shutil.rmtree(work, ignore_errors=True)
+        Export.objects.filter(id=export_id).update(
+            status=Export.Status.FAILED, error=traceback.format_exc()[-5000:],
+            finished_at=timezone.now(),
+        )
+        raise
+    Export.objects.filter(id=export_id).update(
+        status=Export.Status.SUCCEEDED, counts=counts, content_hash=data_hash,
+        directory=str(final.relative_to(settings.VAR_DIR)), finished_at=timezone.now(),
+        prompts_done=export.prompts_total,
+    )
+
+
+def _build(export: Export, directory: Path) -> tuple[dict, str]:
+    params = ExportParams(**{**export.params, "formats": tuple(export.params["formats"])})
+    project = export.project
+    conversational = project.prompts.filter(messages__isnull=False).exists()
+    writer = exporters.ExportWriter(directory, conversational=conversational,
+                                    test_fraction=params.test_fraction, seed=params.seed)
+    try:
+        for done, (prompt, rankings) in enumerate(prompts_with_rankings(project, params), 1):
+            labeled = [LabeledRanking(prompt.prompt_id, r.labeler, r.tiers) for r in rankings]
+            verdicts = merge_votes(labeled, min_votes=params.min_votes,
+                                   min_agreement=params.min_agreement,
+                                   tie_policy=params.tie_policy)
+            consensus = consensus_rankings(labeled, params.tie_policy)
+            writer.add_prompt(prompt, rankings, verdicts, consensus[0] if consensus else None)
+            if done % PROGRESS_EVERY == 0:
+                Export.objects.filter(id=export.id).update(prompts_done=done)
+    finally:
+        writer.close()
+    data_hash = exporters.content_hash(directory)
+    if "parquet" in params.formats:
+        exporters.write_parquet(directory)
+    if "hf-dataset" in params.formats:
+        exporters.write_hf_dataset(directory)
+    card = exporters.dataset_card(
+        project_name=project.name, criterion=project.criterion, params=params.as_dict(),
+        counts=writer.counts, data_hash=data_hash, conversational=conversational,
+    )
+    (directory / "README.md").write_text(card, encoding="utf-8")
+    return writer.counts.__dict__, data_hash
+
+
+def prompts_with_rankings(
+    project: Project, params: ExportParams
+) -> Iterator[tuple[PromptForExport, list[RankingForExport]]]:
+    """Stream the project's prompts in id order, each with its completions and rankings.
+
+    Three ordered queries read side by side (a merge join), so only one prompt is in memory.
+    """
+    prompts = (Prompt.objects.filter(project=project).order_by("id")
+               .values_list("id", "external_id", "text", "messages")
+               .iterator(chunk_size=STREAM_CHUNK))
+    completions = _peekable(
+        Completion.objects.filter(prompt__project=project).order_by("prompt_id", "position")
+        .values_list("prompt_id", "id", "text").iterator(chunk_size=STREAM_CHUNK)
+    )
+    sources = ["labeler", "imported"] if params.include_imported else ["labeler"]
+    rankings = _peekable(
+        Ranking.objects.filter(prompt__project=project, source__in=sources)
+        .order_by("prompt_id", "source", "labeler_id")
+        .values_list("prompt_id", "labeler_id", "source", "tiers", "revision", "flags",
+                     "time_spent_ms", "displayed_order")
+        .iterator(chunk_size=STREAM_CHUNK)
+    )
+    for prompt_id, external_id, text, messages in prompts:
+        texts = {row[1]: row[2] for row in completions.take_while(prompt_id)}
+        ranked = [
+            RankingForExport(
+                labeler=labeler_pseudonym(project.id, labeler_id), source=source, tiers=tiers,
+                revision=revision, flags=flags, time_spent_ms=time_spent_ms,
+                displayed_order=displayed_order,
+            )
+            for _, labeler_id, source, tiers, revision, flags, time_spent_ms, displayed_order
+            in rankings.take_while(prompt_id)
+        ]
+        yield PromptForExport(prompt_id, external_id, text, messages, texts), ranked
+
+
+class _peekable:
+    """Rows of a query ordered by prompt id, taken one prompt at a time."""
+
+    def __init__(self, rows: Iterator[tuple]):
+        self._rows = rows
+        self._next = next(rows, None)
+
+    def take_while(self, prompt_id: int) -> Iterator[tuple]:
+        while self._next is not None and self._next[0] < prompt_id:
+            self._next = next(self._rows, None)  # rows of prompts not exported
+        while self._next is not None and self._next[0] == prompt_id:
+            yield self._next
+            self._next = next(self._rows, None)
+
+
+def labeler_pseudonym(project_id: int, labeler_id: int | None) -> str:
+    """A stable pseudonym per project: exports never carry user names or ids."""
+    if labeler_id is None:
+        return "imported"
+    key = settings.SECRET_KEY.encode()
+    digest = hmac.new(key, f"{project_id}:{labeler_id}".encode(), "sha256").hexdigest()
+    return f"labeler-{digest[:12]}"
+
+
+def _zip(directory: Path) -> Path:
+    archive = directory.with_suffix(".zip")
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                out.write(path, Path(directory.name) / path.relative_to(directory))
+    return archive
+
+
+def export_file_path(export: Export, name: str | None) -> Path:
+    """The zip of a finished export, or one file of it by name; ValueError if none."""
+    if export.status != Export.Status.SUCCEEDED:
+        raise ValueError(f"export v{export.version} is {export.status}, not ready")
+    folder = settings.VAR_DIR / export.directory
+    if name is None:
+        return folder.with_suffix(".zip")
+    allowed = {*exporters.DATA_FILES, "README.md", "train.parquet", "test.parquet"}
+    if name not in allowed or not (folder / name).is_file():
+        raise ValueError(f"no file {name!r} in this export; files: {', '.join(sorted(allowed))}")
+    return folder / name

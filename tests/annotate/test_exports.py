@@ -1,0 +1,221 @@
+"""Versioned preference exports: contents, determinism, formats, entry points."""
+
+import io
+import json
+import random
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from annotate import services
+from annotate.consensus import LabeledRanking, merge_votes
+from annotate.exporters import is_test_prompt
+from annotate.models import Export, Prompt, Ranking
+from tests.factories import hh_record, jsonl_bytes, prompt_record
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def var_dir(settings, tmp_path):
+    settings.VAR_DIR = tmp_path / "var"
+    settings.VAR_DIR.mkdir()
+
+
+@pytest.fixture
+def ranked_project(project, make_user):
+    """12 prompts of 4 completions, each ranked by the same 3 labelers at random."""
+    services.prompts_import(project=project, filename="p.jsonl",
+                            binary=io.BytesIO(jsonl_bytes([prompt_record(i) for i in range(12)])))
+    rng = random.Random(3)
+    for name in ("ann", "ben", "cat"):
+        labeler = make_user(name)
+        services.membership_set(project=project, user=labeler, role="labeler")
+        while lease := services.assignment_next(project=project, labeler=labeler):
+            ids = list(Prompt.objects.get(id=lease.prompt_id).completions.values_list("id",
+                                                                                      flat=True))
+            rng.shuffle(ids)
+            services.ranking_submit(project=project, labeler=labeler, prompt_id=lease.prompt_id,
+                                    tiers=[[i] for i in ids], idempotency_key=f"{name}-{ids}")
+    return project
+
+
+def build(project, **params) -> Export:
+    params.setdefault("formats", ("trl-jsonl",))
+    return services.export_create(project=project, params=services.ExportParams(**params),
+                                  created_by=None, run_now=True)
+
+
+def folder_of(export: Export) -> Path:
+    return services.export_file_path(export, None).with_suffix("")
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_an_export_holds_exactly_the_pairs_the_converter_keeps(ranked_project):
+    export = build(ranked_project, min_votes=3, min_agreement=0.66, test_fraction=0.25, seed=1)
+    assert export.status == "succeeded" and export.version == 1
+    folder = folder_of(export)
+    exported = rows(folder / "train.jsonl") + rows(folder / "test.jsonl")
+    labeled = [LabeledRanking(r.prompt_id, str(r.labeler_id), r.tiers)
+               for r in Ranking.objects.all()]
+    expected = merge_votes(labeled, min_votes=3, min_agreement=0.66)
+    assert sorted((r["prompt_id"], r["chosen_id"], r["rejected_id"]) for r in exported) == sorted(
+        (v.prompt_id, v.chosen, v.rejected) for v in expected)
+    assert export.counts["pairs"]["train"] + export.counts["pairs"]["test"] == len(expected) == 72
+    assert export.counts["rankings"] == 36 and export.counts["prompts"] == 12
+    row = exported[0]
+    prompt = Prompt.objects.get(id=row["prompt_id"])
+    assert row["prompt"] == prompt.text
+    assert row["chosen"] == prompt.completions.get(id=row["chosen_id"]).text
+    assert row["margin"] == pytest.approx(2 * row["agreement"] - 1, abs=1e-5)
+
+
+def test_the_split_is_by_prompt_and_follows_the_seed(ranked_project):
+    folder = folder_of(build(ranked_project, min_votes=1, min_agreement=0.5, test_fraction=0.5,
+                             seed=7))
+    train = {r["prompt_id"] for r in rows(folder / "train.jsonl")}
+    test = {r["prompt_id"] for r in rows(folder / "test.jsonl")}
+    assert train and test and not train & test
+    assert test == {p for p in train | test if is_test_prompt(p, 0.5, 7)}
+
+
+def test_the_same_parameters_over_the_same_rankings_give_the_same_bytes(ranked_project):
+    first = build(ranked_project, min_votes=2, seed=3)
+    second = build(ranked_project, min_votes=2, seed=3)
+    assert (first.version, second.version) == (1, 2)
+    assert first.content_hash == second.content_hash
+    for name in ("train.jsonl", "test.jsonl", "rankings.jsonl", "consensus.jsonl", "README.md"):
+        assert (folder_of(first) / name).read_bytes() == (folder_of(second) / name).read_bytes()
+    third = build(ranked_project, min_votes=3, min_agreement=1.0, seed=3)
+    assert third.content_hash != first.content_hash
+
+
+def test_rankings_are_exported_with_pseudonyms_not_user_names(ranked_project):
+    folder = folder_of(build(ranked_project))
+    raw = (folder / "rankings.jsonl").read_text()
+    assert "ann" not in raw and "ben" not in raw
+    labelers = {r["labeler"] for r in rows(folder / "rankings.jsonl")}
+    assert len(labelers) == 3 and all(name.startswith("labeler-") for name in labelers)
+    consensus = rows(folder / "consensus.jsonl")
+    assert len(consensus) == 12 and consensus[0]["method"] == "ranked-pairs"
+    assert sorted(i for tier in consensus[0]["ranking"] for i in tier) == sorted(
+        Prompt.objects.get(id=consensus[0]["prompt_id"]).completions.values_list("id", flat=True))
+
+
+def test_parquet_and_the_hf_dataset_hold_the_same_rows(ranked_project):
+    import datasets
+    import pyarrow.parquet as pq
+
+    export = build(ranked_project, formats=("trl-jsonl", "parquet", "hf-dataset"),
+                   test_fraction=0.3)
+    folder = folder_of(export)
+    for split in ("train", "test"):
+        assert pq.read_table(folder / f"{split}.parquet").to_pylist() == rows(
+            folder / f"{split}.jsonl")
+    loaded = datasets.load_from_disk(str(folder / "hf_dataset"))
+    assert loaded["train"].num_rows == export.counts["pairs"]["train"]
+    assert set(loaded["train"].column_names) >= {"prompt", "chosen", "rejected", "margin"}
+
+
+def test_the_dataset_card_states_parameters_counts_and_hash(ranked_project):
+    export = build(ranked_project, min_votes=2, min_agreement=0.66)
+    card = (folder_of(export) / "README.md").read_text()
+    assert "at least\n2 labelers" in card and "0.66" in card
+    assert f"| rankings used | {export.counts['rankings']} |" in card
+    assert export.content_hash in card
+
+
+def test_chat_prompts_export_in_the_conversational_form(other_project, make_user):
+    services.prompts_import(project=other_project, filename="hh.jsonl", binary=io.BytesIO(
+        jsonl_bytes([hh_record("Q?", "good", "bad", history=("Hi", "Hello"))])))
+    export = build(other_project, min_votes=1, min_agreement=0.5, include_imported=True,
+                   test_fraction=0.0)
+    [row] = rows(folder_of(export) / "train.jsonl")
+    assert row["prompt"][-1] == {"role": "user", "content": "Q?"}
+    assert row["chosen"] == [{"role": "assistant", "content": "good"}]
+    assert row["rejected"] == [{"role": "assistant", "content": "bad"}]
+    without = build(other_project, min_votes=1, min_agreement=0.5, test_fraction=0.0)
+    assert without.counts["pairs"] == {"train": 0, "test": 0}
+
+
+def test_a_failed_build_is_recorded_and_leaves_no_partial_files(ranked_project, monkeypatch,
+                                                                settings):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("annotate.exporters.content_hash", broken)
+    with pytest.raises(RuntimeError):
+        build(ranked_project)
+    export = Export.objects.get()
+    assert export.status == "failed" and "disk full" in export.error
+    assert not any((settings.VAR_DIR / "exports").rglob("*.jsonl"))
+
+
+def test_a_redelivered_job_does_nothing(ranked_project):
+    export = build(ranked_project)
+    finished = export.finished_at
+    services.export_run(export.id)
+    export.refresh_from_db()
+    assert export.finished_at == finished and export.status == "succeeded"
+
+
+def test_bad_parameters_are_refused():
+    with pytest.raises(ValueError, match="min_agreement must be between 0.5 and 1"):
+        services.ExportParams(min_agreement=0.3)
+    with pytest.raises(ValueError, match="unknown formats"):
+        services.ExportParams(formats=("csv",))
+
+
+# --- entry points -------------------------------------------------------------------------
+
+@pytest.fixture
+def eager_celery():
+    from config.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
+def test_export_api_queues_builds_and_streams_the_download(ranked_project, carol, api,
+                                                           eager_celery,
+                                                           django_capture_on_commit_callbacks):
+    client = api(carol)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/api/projects/{ranked_project.id}/exports/",
+                               {"min_votes": 2, "formats": ["trl-jsonl"]}, format="json")
+    assert response.status_code == 202 and response.json()["status"] == "queued"
+    export_id = response.json()["id"]
+    detail = client.get(f"/api/exports/{export_id}/").json()
+    assert detail["status"] == "succeeded" and len(detail["content_hash"]) == 64
+    download = client.get(detail["download_url"])
+    assert download.status_code == 200
+    assert download["Content-Disposition"].startswith("attachment;")
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content)))
+    assert "v1/train.jsonl" in archive.namelist()
+    one = client.get(f"/api/exports/{export_id}/download/?file=README.md")
+    assert one.status_code == 200 and one["Content-Disposition"].startswith("attachment;")
+    escape = client.get(f"/api/exports/{export_id}/download/?file=../../etc/passwd")
+    assert escape.status_code == 404
+
+
+def test_exports_are_for_the_projects_admins_only(ranked_project, alice, dave, api):
+    export = build(ranked_project)
+    assert api(alice).get(f"/api/exports/{export.id}/").status_code == 403
+    assert api(alice).post(f"/api/projects/{ranked_project.id}/exports/", {}).status_code == 403
+    assert api(dave).get(f"/api/exports/{export.id}/").status_code == 404
+    assert api(dave).get(f"/api/exports/{export.id}/download/").status_code == 404
+    assert api().get(f"/api/exports/{export.id}/").status_code == 401
+
+
+def test_export_preferences_command_writes_the_files(ranked_project, tmp_path, capsys):
+    call_command("export_preferences", ranked_project.slug, "--format", "trl-jsonl",
+                 "--min-votes", "2", "--min-agreement", "0.66", "--out", str(tmp_path / "out"))
+    assert "Export v1 of helpful" in capsys.readouterr().out
+    assert (tmp_path / "out" / "train.jsonl").exists()
+    assert (tmp_path / "out" / "README.md").exists()

@@ -20,8 +20,6 @@ from itertools import groupby
 from operator import attrgetter
 from typing import Literal
 
-from .ranking import rank_positions
-
 TiePolicy = Literal["half", "abstain"]
 TIE_POLICIES = ("half", "abstain")
 
@@ -81,29 +79,44 @@ def tally_pairs(
     """
     if tie_policy not in TIE_POLICIES:
         raise ValueError(f"tie_policy must be one of {TIE_POLICIES}")
-    tallies: dict[tuple[int, int], PairTally] = {}
+    # Flat k x k arrays indexed by completion position: this loop runs for every pair of
+    # every ranking, so it avoids per-pair dictionaries and objects.
+    ids = sorted({completion_id for r in rankings for tier in r.tiers for completion_id in tier})
+    k = len(ids)
+    index = {completion_id: n for n, completion_id in enumerate(ids)}
+    low_wins, high_wins, votes = [0.0] * (k * k), [0.0] * (k * k), [0] * (k * k)
+    abstain = tie_policy == "abstain"
     for ranking in rankings:
+        position: list[int | None] = [None] * k
+        for tier_index, tier in enumerate(ranking.tiers):
+            for completion_id in tier:
+                position[index[completion_id]] = tier_index
         weight = ranking.weight
-        position = rank_positions(ranking.tiers)
-        ids = sorted(position)
-        for i, low in enumerate(ids):
-            low_position = position[low]
-            for high in ids[i + 1 :]:
-                high_position = position[high]
-                if low_position == high_position and tie_policy == "abstain":
+        for i in range(k):
+            pi = position[i]
+            if pi is None:
+                continue
+            for j in range(i + 1, k):
+                pj = position[j]
+                if pj is None:
                     continue
-                tally = tallies.get((low, high))
-                if tally is None:
-                    tally = tallies[(low, high)] = PairTally()
-                tally.votes += 1
-                if low_position < high_position:
-                    tally.low_wins += weight
-                elif high_position < low_position:
-                    tally.high_wins += weight
+                cell = i * k + j
+                if pi < pj:
+                    low_wins[cell] += weight
+                elif pj < pi:
+                    high_wins[cell] += weight
+                elif abstain:
+                    continue
                 else:
-                    tally.low_wins += weight / 2
-                    tally.high_wins += weight / 2
-    return tallies
+                    low_wins[cell] += weight / 2
+                    high_wins[cell] += weight / 2
+                votes[cell] += 1
+    return {
+        (ids[i], ids[j]): PairTally(low_wins[i * k + j], high_wins[i * k + j], votes[i * k + j])
+        for i in range(k)
+        for j in range(i + 1, k)
+        if votes[i * k + j]
+    }
 
 
 def merge_votes(

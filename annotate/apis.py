@@ -240,7 +240,12 @@ class RankingCreateApi(APIView):
             return labeling_error_response(exc)
         # A first ranking answers 201, a revision 200; a retried key answers as it did first.
         code = status.HTTP_201_CREATED if version.revision == 1 else status.HTTP_200_OK
-        return Response(RankingOutput(version).data, status=code)
+        body = RankingOutput(version).data
+        ranking = getattr(version, "ranking", version)
+        feedback = selectors.gold_feedback(project, request.user, ranking)
+        if feedback is not None:
+            body["gold_feedback"] = feedback
+        return Response(body, status=code)
 
 
 class SkipInput(serializers.Serializer):
@@ -277,6 +282,34 @@ class LeaseRenewApi(APIView):
         except services.LabelingError as exc:
             return labeling_error_response(exc)
         return Response(LeaseOutput(assignment).data)
+
+
+class GoldInput(serializers.Serializer):
+    tiers = serializers.JSONField(help_text="The reference ranking: [[completion id, ...], ...]")
+    mode = serializers.ChoiceField(choices=("ranking", "best"), default="ranking")
+
+
+class PromptGoldApi(APIView):
+    @extend_schema(request=GoldInput, responses={200: PromptOutput})
+    def put(self, request, project_id: int, prompt_id: int):
+        project = project_for_admin(request, project_id)
+        serializer = GoldInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            prompt = services.prompt_gold_set(project=project, prompt_id=prompt_id,
+                                              **serializer.validated_data)
+        except services.LabelingError as exc:
+            return labeling_error_response(exc)
+        return Response(PromptOutput(prompt).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, project_id: int, prompt_id: int):
+        project = project_for_admin(request, project_id)
+        try:
+            services.prompt_gold_clear(project=project, prompt_id=prompt_id)
+        except services.LabelingError as exc:
+            return labeling_error_response(exc)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ProgressOutput(serializers.Serializer):

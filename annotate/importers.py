@@ -48,6 +48,9 @@ class PromptRow:
     completions: list[CompletionRow]
     # A preference that came with the data, as tiers of completion positions, best first.
     reference_tiers: list[list[int]] | None = None
+    # A gold prompt's known answer, as tiers of completion positions, and "ranking" or "best".
+    gold_tiers: list[list[int]] | None = None
+    gold_mode: str = ""
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,7 @@ def _parse_jsonl(
             yield RowError(number, exc.field, exc.message)
 
 
-JSONL_KEYS = {"id", "prompt", "messages", "completions", "metadata", "model"}
+JSONL_KEYS = {"id", "prompt", "messages", "completions", "metadata", "model", "gold"}
 
 
 def _jsonl_row(record: dict[str, Any], line: int, k: int) -> PromptRow:
@@ -206,6 +209,7 @@ def _jsonl_row(record: dict[str, Any], line: int, k: int) -> PromptRow:
         raise _FieldError(
             "completions", f"has {len(completions)} completions; this project takes {k}"
         )
+    gold_tiers, gold_mode = _gold(record.get("gold"), k)
     return PromptRow(
         line=line,
         external_id=_external_id(record.get("id"), "id"),
@@ -216,6 +220,8 @@ def _jsonl_row(record: dict[str, Any], line: int, k: int) -> PromptRow:
             _completion(item, f"completions[{index}]", default_model)
             for index, item in enumerate(completions)
         ],
+        gold_tiers=gold_tiers,
+        gold_mode=gold_mode,
     )
 
 
@@ -392,6 +398,25 @@ def _prompt_or_messages(prompt: Any, messages: Any) -> tuple[str, list[dict[str,
     if clean[-1]["role"] != "user":
         raise _FieldError("messages", "must end with a user message (completions answer it)")
     return "", clean
+
+
+def _gold(value: Any, k: int) -> tuple[list[list[int]] | None, str]:
+    """{"tiers": [[0], [2, 1], [3]], "mode": "ranking"|"best"}: positions of completions."""
+    if value is None:
+        return None, ""
+    if not isinstance(value, dict) or set(value) - {"tiers", "mode"}:
+        raise _FieldError("gold", "must be an object with 'tiers' and optional 'mode'")
+    mode = value.get("mode", "ranking")
+    if mode not in ("ranking", "best"):
+        raise _FieldError("gold.mode", "must be 'ranking' or 'best'")
+    tiers = value.get("tiers")
+    positions = [p for tier in tiers for p in tier] if isinstance(tiers, list) and all(
+        isinstance(tier, list) and tier for tier in tiers) else None
+    if positions is None or sorted(positions) != list(range(k)):
+        raise _FieldError(
+            "gold.tiers", f"must rank the completion positions 0..{k - 1}, each once"
+        )
+    return tiers, mode
 
 
 def _completion(item: Any, where: str, default_model: str) -> CompletionRow:

@@ -62,6 +62,21 @@ class Project(models.Model):
         default=5, validators=[MinValueValidator(1)],
         help_text="Adaptive overlap never asks for more rankings of a prompt than this.",
     )
+    gold_rate = models.FloatField(
+        default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of hand-outs that are gold prompts (unannounced), while any are left.",
+    )
+    gold_min_accuracy = models.FloatField(
+        default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Labelers whose gold accuracy is below this are flagged.",
+    )
+    gold_exclude_flagged = models.BooleanField(
+        default=False, help_text="Leave flagged labelers' rankings out of consensus and exports."
+    )
+    onboarding_gold_count = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="New labelers first rank this many gold prompts and see each reference.",
+    )
     is_frozen = models.BooleanField(default=False, help_text="Frozen projects take no rankings.")
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
@@ -168,6 +183,11 @@ class Prompt(models.Model):
     # the rankings adaptive overlap asked for beyond the project's N.
     ranking_count = models.PositiveIntegerField(default=0)
     extra_rankings = models.PositiveSmallIntegerField(default=0)
+    # A gold prompt has a known correct ranking (or best completion); every labeler may get it.
+    gold_tiers = models.JSONField(null=True, blank=True, help_text="The reference ranking.")
+    gold_mode = models.CharField(
+        max_length=10, blank=True, choices=[("ranking", "whole ranking"), ("best", "best only")]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -179,6 +199,11 @@ class Prompt(models.Model):
                 condition=~Q(external_id=""),
                 name="prompt_external_id_unique_in_project",
             ),
+            models.CheckConstraint(
+                condition=Q(gold_tiers__isnull=True, gold_mode="")
+                | (Q(gold_tiers__isnull=False) & Q(gold_mode__in=["ranking", "best"])),
+                name="prompt_gold_has_a_mode",
+            ),
             # Exactly one of text and messages.
             models.CheckConstraint(
                 condition=(Q(messages__isnull=True) & ~Q(text=""))
@@ -189,6 +214,10 @@ class Prompt(models.Model):
 
     def __str__(self) -> str:
         return self.external_id or f"prompt {self.pk}"
+
+    @property
+    def is_gold(self) -> bool:
+        return self.gold_tiers is not None
 
     @property
     def is_chat(self) -> bool:

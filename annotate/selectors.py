@@ -8,6 +8,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 
+from .agreement import gold_accuracy
 from .models import Assignment, Completion, Membership, Project, Prompt, Ranking
 from .ranking import display_order
 
@@ -113,3 +114,25 @@ def rankings_of_labeler(project: Project, labeler) -> QuerySet[Ranking]:
         .select_related("prompt")
         .order_by("-updated_at")
     )
+
+
+def gold_feedback(project: Project, labeler, ranking: Ranking) -> dict | None:
+    """During onboarding, what a labeler sees after a gold prompt: the reference and a score."""
+    prompt = ranking.prompt
+    if not prompt.is_gold or not project.onboarding_gold_count:
+        return None
+    closed_gold = (
+        Assignment.objects.filter(labeler=labeler, prompt__project=project,
+                                  prompt__gold_tiers__isnull=False)
+        .exclude(status=Assignment.Status.LEASED)
+        .count()
+    )
+    if closed_gold > project.onboarding_gold_count:
+        return None  # past onboarding, gold prompts stay unannounced
+    return {
+        "reference": prompt.gold_tiers,
+        "mode": prompt.gold_mode,
+        "accuracy": gold_accuracy(ranking.tiers, prompt.gold_tiers, mode=prompt.gold_mode),
+        "onboarding_done": closed_gold,
+        "onboarding_total": project.onboarding_gold_count,
+    }

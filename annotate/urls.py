@@ -34,6 +34,8 @@ urlpatterns = [
     path(PROJECT_API + "prompts/<int:prompt_id>/lease/", apis.LeaseRenewApi.as_view(),
          name="api_lease_renew"),
     path(PROJECT_API + "progress/", apis.ProgressApi.as_view(), name="api_progress"),
+    path(PROJECT_API + "prompts/<int:prompt_id>/gold/", apis.PromptGoldApi.as_view(),
+         name="api_prompt_gold"),
     path(PROJECT_API + "exports/", apis.ProjectExportsApi.as_view(), name="api_project_exports"),
     path("api/exports/<int:export_id>/", apis.ExportDetailApi.as_view(), name="api_export"),
     path("api/exports/<int:export_id>/download/", apis.ExportDownloadApi.as_view(),

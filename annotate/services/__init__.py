@@ -15,7 +15,10 @@ from .imports import ImportRejected, prompts_import, prompts_import_upload
 from .labeling import (
     LabelingError,
     assignment_next,
+    gold_done_count,
     lease_renew,
+    prompt_gold_clear,
+    prompt_gold_set,
     prompt_skip,
     ranking_submit,
 )
@@ -34,6 +37,9 @@ __all__ = [
     "lease_renew",
     "membership_set",
     "project_create",
+    "gold_done_count",
+    "prompt_gold_clear",
+    "prompt_gold_set",
     "prompt_skip",
     "prompts_import",
     "prompts_import_upload",

@@ -138,6 +138,14 @@ def _write_batch(record: PromptImport, rows: list[PromptRow]) -> None:
     ids_by_prompt: dict[int, list[int]] = {}
     for completion in completions:
         ids_by_prompt.setdefault(completion.prompt_id, []).append(completion.id)
+    gold = []
+    for prompt, row in zip(prompts, rows, strict=True):
+        if row.gold_tiers is not None:
+            prompt.gold_tiers = _tiers_of_ids(row.gold_tiers, ids_by_prompt[prompt.id])
+            prompt.gold_mode = row.gold_mode
+            gold.append(prompt)
+    if gold:  # set after the completions exist: the reference names their ids
+        Prompt.objects.bulk_update(gold, ["gold_tiers", "gold_mode"])
     rankings = Ranking.objects.bulk_create(
         Ranking(
             prompt_id=prompt.id,

@@ -59,6 +59,10 @@ def assignment_next(
         )
         if open_lease is not None:
             return open_lease
+        if _wants_gold(project, labeler):
+            gold = _gold_candidates(project, labeler).first()
+            if gold is not None:
+                return _lease(gold, project, labeler, now)
         for attempt in range(LOCKED_RETRIES + 1):
             candidates = _candidates(project, labeler, now)
             for prompt in candidates.select_for_update(skip_locked=True, of=("self",))[
@@ -81,12 +85,42 @@ def _candidates(project: Project, labeler: AbstractUser, now: datetime) -> Query
         status__in=[Assignment.Status.RANKED, Assignment.Status.SKIPPED],
     ).values("prompt_id")
     return (
-        Prompt.objects.filter(project=project)
+        Prompt.objects.filter(project=project, gold_tiers__isnull=True)
         .exclude(id__in=done_by_labeler)
         .annotate(open_leases=_open_lease_count(now, excluding=labeler))
         .annotate(taken=F("ranking_count") + F("open_leases"))
         .filter(taken__lt=F("extra_rankings") + project.labelers_per_prompt)
         .order_by("-taken", "id")
+    )
+
+
+def _wants_gold(project: Project, labeler: AbstractUser) -> bool:
+    """Onboarding first; then a gold prompt at the project's rate, unannounced."""
+    if project.onboarding_gold_count and gold_done_count(project, labeler) < (
+        project.onboarding_gold_count
+    ):
+        return True
+    return project.gold_rate > 0 and secrets.randbelow(1_000_000) < project.gold_rate * 1_000_000
+
+
+def gold_done_count(project: Project, labeler: AbstractUser) -> int:
+    return (
+        Assignment.objects.filter(labeler=labeler, prompt__project=project,
+                                  prompt__gold_tiers__isnull=False)
+        .exclude(status=Assignment.Status.LEASED)
+        .count()
+    )
+
+
+def _gold_candidates(project: Project, labeler: AbstractUser) -> QuerySet[Prompt]:
+    """Gold prompts the labeler has not ranked or skipped; every labeler may rank each."""
+    closed = Assignment.objects.filter(labeler=labeler, prompt__project=project).exclude(
+        status=Assignment.Status.LEASED
+    )
+    return (
+        Prompt.objects.filter(project=project, gold_tiers__isnull=False)
+        .exclude(id__in=closed.values("prompt_id"))
+        .order_by("id")
     )
 
 
@@ -228,9 +262,10 @@ def _first_ranking(
     fields: dict, now: datetime,
 ) -> Ranking:
     target = project.labelers_per_prompt + prompt.extra_rankings
-    if prompt.ranking_count >= target or (
+    slot_lost = prompt.ranking_count >= target or (
         assignment.expires_at <= now and _open_slots(prompt, project, now, labeler) <= 0
-    ):
+    )
+    if slot_lost and not prompt.is_gold:  # gold prompts have no slots: everyone ranks them
         raise LabelingError(
             "Your lease on this prompt expired and others took its slots; it needs no more "
             "rankings.", 409,
@@ -264,7 +299,7 @@ def _revise(ranking: Ranking, fields: dict) -> Ranking:
 def _needs_more_rankings(prompt: Prompt, project: Project) -> bool:
     """Adaptive overlap: a prompt at its target whose rankings disagree asks for one more."""
     target = project.labelers_per_prompt + prompt.extra_rankings
-    if not project.adaptive_overlap or prompt.ranking_count < target:
+    if not project.adaptive_overlap or prompt.is_gold or prompt.ranking_count < target:
         return False
     if target >= project.adaptive_max_labelers:
         return False
@@ -289,3 +324,27 @@ def _open_assignment(prompt: Prompt, labeler: AbstractUser) -> Assignment:
     if assignment is None:
         raise LabelingError("This prompt is not leased to you.", 404)
     return assignment
+
+
+def prompt_gold_set(*, project: Project, prompt_id: int, tiers: object, mode: str) -> Prompt:
+    """Mark a prompt as gold with its reference ranking ("ranking") or best tier ("best")."""
+    if mode not in ("ranking", "best"):
+        raise LabelingError("mode must be 'ranking' or 'best'.")
+    with transaction.atomic():
+        prompt = _locked_prompt(project, prompt_id)
+        completion_ids = set(prompt.completions.values_list("id", flat=True))
+        try:
+            clean = validate_tiers(tiers, completion_ids, allow_ties=True)
+        except InvalidRanking as exc:
+            raise LabelingError(str(exc)) from None
+        prompt.gold_tiers, prompt.gold_mode = clean, mode
+        prompt.save(update_fields=["gold_tiers", "gold_mode"])
+    return prompt
+
+
+def prompt_gold_clear(*, project: Project, prompt_id: int) -> Prompt:
+    with transaction.atomic():
+        prompt = _locked_prompt(project, prompt_id)
+        prompt.gold_tiers, prompt.gold_mode = None, ""
+        prompt.save(update_fields=["gold_tiers", "gold_mode"])
+    return prompt

@@ -338,6 +338,11 @@ class ExportInput(serializers.Serializer):
     test_fraction = serializers.FloatField(min_value=0.0, max_value=0.99, default=0.1)
     seed = serializers.IntegerField(default=0)
     include_imported = serializers.BooleanField(default=False)
+    exclude_flagged = serializers.BooleanField(
+        required=False, allow_null=True, default=None,
+        help_text="Leave out labelers below the gold threshold (default: the project's setting)",
+    )
+    weight_by_reliability = serializers.BooleanField(default=False)
     formats = serializers.ListField(
         child=serializers.ChoiceField(choices=services.exports.FORMATS),
         default=list(services.exports.FORMATS),

@@ -6,8 +6,8 @@ Pure Python: every label is escaped, so the markup is safe to embed in a page.
 from collections.abc import Sequence
 from html import escape
 
-WIDTH, HEIGHT = 520, 220
-PAD_LEFT, PAD_BOTTOM, PAD_TOP = 44, 42, 16
+WIDTH, HEIGHT = 420, 220
+PAD_LEFT, PAD_BOTTOM, PAD_TOP = 40, 30, 34
 
 
 def bar_chart(values: Sequence[float], labels: Sequence[str], *, title: str,
@@ -23,6 +23,10 @@ def bar_chart(values: Sequence[float], labels: Sequence[str], *, title: str,
     plot_w, plot_h = WIDTH - PAD_LEFT - 10, HEIGHT - PAD_BOTTOM - PAD_TOP
     step = plot_w / max(len(values), 1)
     parts = [_frame(title)]
+    if not values:
+        parts.append(f'<text class="label" x="{WIDTH / 2}" y="{HEIGHT / 2}" '
+                     'text-anchor="middle">No data yet</text></svg>')
+        return "".join(parts)
     for index, (value, label) in enumerate(zip(values, labels, strict=True)):
         bar_h = plot_h * value / top
         x = PAD_LEFT + index * step + step * 0.15
@@ -57,7 +61,7 @@ def _frame(title: str) -> str:
     return (
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'
-        f'<text class="title" x="{PAD_LEFT}" y="11">{escape(title)}</text>'
+        f'<text class="title" x="4" y="16">{escape(title)}</text>'
     )
 
 

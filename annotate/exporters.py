@@ -39,6 +39,7 @@ class PromptForExport:
 
 @dataclass(frozen=True, slots=True)
 class RankingForExport:
+    labeler_id: int | None  # never written out: for weights and exclusions only
     labeler: str  # a pseudonym
     source: str  # "labeler" or "imported"
     tiers: Sequence[Sequence[int]]
@@ -238,7 +239,9 @@ Human preference data from rlhf-studio. Labelers ranked completions of each prom
 of several labelers on each pair were merged. A pair is kept when at least
 {params["min_votes"]} labelers voted on it and the winner's share of the votes is at least
 {params["min_agreement"]} (ties: {params["tie_policy"]}{"; imported reference rankings vote"
-if params["include_imported"] else ""}).
+if params.get("include_imported") else ""}{"; labelers below the gold accuracy threshold left out"
+if params.get("exclude_flagged") else ""}{"; votes weighted by each labeler's agreement with the "
+"others" if params.get("weight_by_reliability") else ""}).
 
 ## Files
 - `train.jsonl`, `test.jsonl`: TRL preference format ({form}): `prompt`, `chosen`,

@@ -48,6 +48,12 @@ class ExportForm(forms.Form):
     include_imported = forms.BooleanField(
         required=False, label="Count imported reference rankings (e.g. HH-RLHF) as votes"
     )
+    exclude_flagged = forms.BooleanField(
+        required=False, label="Leave out labelers below the gold accuracy threshold"
+    )
+    weight_by_reliability = forms.BooleanField(
+        required=False, label="Weight each labeler's votes by their agreement with the others"
+    )
     formats = forms.MultipleChoiceField(
         choices=[("trl-jsonl", "TRL JSONL (always)"), ("parquet", "Parquet"),
                  ("hf-dataset", "Hugging Face dataset folder")],

@@ -7,11 +7,14 @@ from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services
+from .charts import bar_chart
 from .forms import ExportForm, ImportForm, MemberForm, ProjectForm
 from .models import Export, Membership
+from .quality import project_quality
 from .ranking import FLAG_NAMES
 
 
@@ -66,7 +69,8 @@ def _render_project(request, project, import_form=None, member_form=None, import
                 "role", "user__username"
             ),
             "imports": project.imports.order_by("-created_at")[:10],
-            "export_form": export_form or ExportForm(),
+            "export_form": export_form
+            or ExportForm(initial={"exclude_flagged": project.gold_exclude_flagged}),
             "exports": project.exports.all()[:20],
             "exports_in_progress": project.exports.filter(
                 status__in=[Export.Status.QUEUED, Export.Status.RUNNING]
@@ -197,3 +201,29 @@ def project_export_create(request, slug: str):
     export = services.export_create(project=project, params=params, created_by=request.user)
     messages.success(request, f"Export v{export.version} is queued; this page updates itself.")
     return redirect("project_detail", slug=project.slug)
+
+
+@login_required
+@require_GET
+def project_dashboard(request, slug: str):
+    project = _project_for_admin(request, slug)
+    quality = project_quality(project)
+    progress = selectors.labeler_progress(project, request.user)
+    histogram_labels = ["0.5-0.6", "0.6-0.7", "0.7-0.8", "0.8-0.9", "0.9-1"]
+    charts = {
+        "agreement": bar_chart(quality.pair_agreement_histogram, histogram_labels,
+                               title="Pairs by the winner's share of votes"),
+        "position": bar_chart(
+            quality.top_share_by_position,
+            [f"shown {n + 1}" for n in range(len(quality.top_share_by_position))],
+            title="Share ranked first, by position shown", value_format="{:.0%}",
+            reference=quality.expected_top_share, reference_label="no bias",
+        ),
+        "throughput": bar_chart([count for _, count in quality.rankings_per_day],
+                                [day for day, _ in quality.rankings_per_day],
+                                title="Rankings per day, last 14 days"),
+    }
+    return render(request, "annotate/dashboard.html", {
+        "project": project, "quality": quality, "progress": progress,
+        "charts": {name: mark_safe(svg) for name, svg in charts.items()},  # noqa: S308 - escaped
+    })

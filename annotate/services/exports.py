@@ -5,7 +5,7 @@ import shutil
 import traceback
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from django.conf import settings
@@ -15,9 +15,11 @@ from django.db.models import Max
 from django.utils import timezone
 
 from .. import exporters
+from ..agreement import leave_one_out_agreement
 from ..consensus import TIE_POLICIES, LabeledRanking, consensus_rankings, merge_votes
 from ..exporters import PromptForExport, RankingForExport
 from ..models import Completion, Export, Project, Prompt, Ranking
+from ..quality import flagged_labeler_ids
 
 FORMATS = ("trl-jsonl", "parquet", "hf-dataset")
 PROGRESS_EVERY = 1000
@@ -32,6 +34,9 @@ class ExportParams:
     test_fraction: float = 0.1
     seed: int = 0
     include_imported: bool = False
+    # Leave out labelers below the project's gold threshold; None: the project's setting.
+    exclude_flagged: bool | None = None
+    weight_by_reliability: bool = False  # weight votes by agreement with the others
     formats: tuple[str, ...] = FORMATS
 
     def __post_init__(self):
@@ -57,6 +62,8 @@ class ExportParams:
 def export_create(*, project: Project, params: ExportParams,
                   created_by: AbstractUser | None, run_now: bool = False) -> Export:
     """Create the next version of the project's export; build it now or on a worker."""
+    if params.exclude_flagged is None:  # frozen into the export's params, so rebuilds agree
+        params = replace(params, exclude_flagged=project.gold_exclude_flagged)
     with transaction.atomic():
         Project.objects.select_for_update().filter(id=project.id).first()
         latest = project.exports.aggregate(latest=Max("version"))["latest"] or 0
@@ -108,11 +115,15 @@ def _build(export: Export, directory: Path) -> tuple[dict, str]:
     params = ExportParams(**{**export.params, "formats": tuple(export.params["formats"])})
     project = export.project
     conversational = project.prompts.filter(messages__isnull=False).exists()
+    excluded = flagged_labeler_ids(project) if params.exclude_flagged else set()
+    weights = labeler_reliability(project, params, excluded) if params.weight_by_reliability else {}
     writer = exporters.ExportWriter(directory, conversational=conversational,
                                     test_fraction=params.test_fraction, seed=params.seed)
     try:
-        for done, (prompt, rankings) in enumerate(prompts_with_rankings(project, params), 1):
-            labeled = [LabeledRanking(prompt.prompt_id, r.labeler, r.tiers) for r in rankings]
+        for done, (prompt, all_rankings) in enumerate(prompts_with_rankings(project, params), 1):
+            rankings = [r for r in all_rankings if r.labeler_id not in excluded]
+            labeled = [LabeledRanking(prompt.prompt_id, r.labeler, r.tiers,
+                                      weights.get(r.labeler_id, 1.0)) for r in rankings]
             verdicts = merge_votes(labeled, min_votes=params.min_votes,
                                    min_agreement=params.min_agreement,
                                    tie_policy=params.tie_policy)
@@ -161,9 +172,9 @@ def prompts_with_rankings(
         texts = {row[1]: row[2] for row in completions.take_while(prompt_id)}
         ranked = [
             RankingForExport(
-                labeler=labeler_pseudonym(project.id, labeler_id), source=source, tiers=tiers,
-                revision=revision, flags=flags, time_spent_ms=time_spent_ms,
-                displayed_order=displayed_order,
+                labeler_id=labeler_id, labeler=labeler_pseudonym(project.id, labeler_id),
+                source=source, tiers=tiers, revision=revision, flags=flags,
+                time_spent_ms=time_spent_ms, displayed_order=displayed_order,
             )
             for _, labeler_id, source, tiers, revision, flags, time_spent_ms, displayed_order
             in rankings.take_while(prompt_id)
@@ -184,6 +195,27 @@ class _peekable:
         while self._next is not None and self._next[0] == prompt_id:
             yield self._next
             self._next = next(self._rows, None)
+
+
+MIN_WEIGHT = 0.05
+
+
+def labeler_reliability(project: Project, params: ExportParams,
+                        excluded: set[int]) -> dict[int | None, float]:
+    """Each labeler's weight: their mean agreement with the consensus of the others.
+
+    A first streaming pass over the project, prompt by prompt, so memory stays flat.
+    """
+    totals: dict[str, list[float]] = {}
+    for prompt, rankings in prompts_with_rankings(project, params):
+        group = [LabeledRanking(prompt.prompt_id, str(r.labeler_id), r.tiers) for r in rankings
+                 if r.labeler_id is not None and r.labeler_id not in excluded]
+        for labeler, summary in leave_one_out_agreement(group, params.tie_policy).items():
+            total = totals.setdefault(labeler, [0.0, 0])
+            total[0] += summary.mean_agreement * summary.prompts
+            total[1] += summary.prompts
+    return {int(labeler): max(MIN_WEIGHT, score / count)
+            for labeler, (score, count) in totals.items() if count}
 
 
 def labeler_pseudonym(project_id: int, labeler_id: int | None) -> str:

@@ -1,4 +1,5 @@
 import shutil
+from argparse import BooleanOptionalAction
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -22,6 +23,11 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--include-imported", action="store_true",
                             help="Count imported reference rankings (e.g. HH-RLHF) as votes")
+        parser.add_argument("--exclude-flagged", action=BooleanOptionalAction, default=None,
+                            help="Leave out labelers below the project's gold accuracy threshold "
+                                 "(default: the project's setting)")
+        parser.add_argument("--weight-by-reliability", action="store_true",
+                            help="Weight votes by each labeler's agreement with the others")
         parser.add_argument("--out", type=Path, help="Copy the export here (a .zip or a folder)")
 
     def handle(self, *args, **options):
@@ -34,6 +40,8 @@ class Command(BaseCommand):
                 min_votes=options["min_votes"], min_agreement=options["min_agreement"],
                 tie_policy=options["tie_policy"], test_fraction=options["test_fraction"],
                 seed=options["seed"], include_imported=options["include_imported"],
+                exclude_flagged=options["exclude_flagged"],
+                weight_by_reliability=options["weight_by_reliability"],
                 formats=tuple(options["format"] or services.exports.FORMATS),
             )
         except ValueError as exc:

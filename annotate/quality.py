@@ -1,0 +1,169 @@
+"""Reads for the admin dashboard: labeler quality and project agreement, from the database.
+
+Loads the project's labeler rankings once and hands them to the pure metrics in
+annotate.agreement and annotate.consensus.
+"""
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from statistics import median
+
+from django.db.models import Count
+from django.utils import timezone
+
+from .agreement import (
+    PositionRecord,
+    agreement_histogram,
+    gold_accuracy,
+    krippendorff_alpha_ordinal,
+    labeler_pair_taus,
+    leave_one_out_agreement,
+    position_bias,
+    position_bias_by_labeler,
+)
+from .consensus import LabeledRanking, merge_votes
+from .models import Assignment, Project, Ranking
+
+
+@dataclass
+class LabelerQuality:
+    user_id: int
+    username: str
+    rankings: int = 0
+    skips: int = 0
+    flagged_rankings: int = 0
+    times_ms: list[int] = field(default_factory=list)
+    gold_scores: list[float] = field(default_factory=list)
+    loo_agreement: float | None = None
+    loo_prompts: int = 0
+    mean_tau: float | None = None
+    first_shown_top_share: float | None = None
+    expected_top_share: float | None = None
+    below_gold_threshold: bool = False
+
+    @property
+    def skip_rate(self) -> float | None:
+        seen = self.rankings + self.skips
+        return self.skips / seen if seen else None
+
+    @property
+    def flag_rate(self) -> float | None:
+        return self.flagged_rankings / self.rankings if self.rankings else None
+
+    @property
+    def median_seconds(self) -> float | None:
+        return median(self.times_ms) / 1000 if self.times_ms else None
+
+    @property
+    def gold_accuracy(self) -> float | None:
+        return sum(self.gold_scores) / len(self.gold_scores) if self.gold_scores else None
+
+
+@dataclass
+class ProjectQuality:
+    labelers: list[LabelerQuality]
+    alpha: float | None
+    rankings: int
+    pairs_voted: int  # pairs with at least two votes
+    pair_agreement_histogram: list[int]  # 5 bins from 0.5 to 1.0
+    top_share_by_position: list[float]
+    expected_top_share: float | None
+    rankings_per_day: list[tuple[str, int]]
+
+
+def project_quality(project: Project, days: int = 14) -> ProjectQuality:
+    """Compute every dashboard metric of a project."""
+    rows = list(
+        Ranking.objects.filter(prompt__project=project, source=Ranking.Source.LABELER)
+        .values_list("labeler_id", "labeler__username", "prompt_id", "tiers", "displayed_order",
+                     "flags", "time_spent_ms", "prompt__gold_tiers", "prompt__gold_mode")
+        .order_by("prompt_id", "labeler_id")
+    )
+    labelers: dict[str, LabelerQuality] = {}
+    regular, positions = [], []
+    for user_id, username, prompt_id, tiers, shown, flags, time_ms, gold, gold_mode in rows:
+        quality = labelers.setdefault(username, LabelerQuality(user_id, username))
+        quality.rankings += 1
+        quality.flagged_rankings += bool(flags)
+        if time_ms is not None:
+            quality.times_ms.append(time_ms)
+        if shown:
+            positions.append(PositionRecord(username, shown, tiers))
+        if gold is not None:
+            quality.gold_scores.append(gold_accuracy(tiers, gold, mode=gold_mode))
+        else:
+            regular.append(LabeledRanking(prompt_id, username, tiers))
+    _add_skips(project, labelers)
+    _add_agreement(regular, labelers, project.gold_min_accuracy)
+    _add_position_bias(positions, labelers)
+    verdicts = merge_votes(regular, min_votes=2, min_agreement=0.5)
+    bias = position_bias(positions)
+    return ProjectQuality(
+        labelers=sorted(labelers.values(), key=lambda q: q.username),
+        alpha=krippendorff_alpha_ordinal(regular),
+        rankings=len(rows),
+        pairs_voted=len(verdicts),
+        pair_agreement_histogram=agreement_histogram(
+            [v.agreement for v in verdicts], bins=5, low=0.5, high=1.0),
+        top_share_by_position=bias.top_share_by_position,
+        expected_top_share=bias.expected_share,
+        rankings_per_day=_rankings_per_day(project, days),
+    )
+
+
+def _add_skips(project: Project, labelers: dict[str, LabelerQuality]) -> None:
+    skips = (
+        Assignment.objects.filter(prompt__project=project, status=Assignment.Status.SKIPPED)
+        .values_list("labeler_id", "labeler__username")
+        .annotate(count=Count("id"))
+    )
+    for user_id, username, count in skips:
+        labelers.setdefault(username, LabelerQuality(user_id, username)).skips = count
+
+
+def _add_agreement(regular: list[LabeledRanking], labelers: dict[str, LabelerQuality],
+                   gold_threshold: float) -> None:
+    for username, summary in leave_one_out_agreement(regular).items():
+        labelers[username].loo_agreement = summary.mean_agreement
+        labelers[username].loo_prompts = summary.prompts
+    tau_sums: dict[str, list[float]] = defaultdict(list)
+    for (a, b), summary in labeler_pair_taus(regular).items():
+        if summary.mean_tau is not None:
+            tau_sums[a].append(summary.mean_tau)
+            tau_sums[b].append(summary.mean_tau)
+    for username, taus in tau_sums.items():
+        labelers[username].mean_tau = sum(taus) / len(taus)
+    for quality in labelers.values():
+        accuracy = quality.gold_accuracy
+        quality.below_gold_threshold = accuracy is not None and accuracy < gold_threshold
+
+
+def _add_position_bias(positions: list[PositionRecord],
+                       labelers: dict[str, LabelerQuality]) -> None:
+    for username, bias in position_bias_by_labeler(positions).items():
+        labelers[username].first_shown_top_share = bias.first_shown_top_share
+        labelers[username].expected_top_share = bias.expected_share
+
+
+def _rankings_per_day(project: Project, days: int) -> list[tuple[str, int]]:
+    today = timezone.localdate()
+    start = today - timedelta(days=days - 1)
+    created = Ranking.objects.filter(
+        prompt__project=project, source=Ranking.Source.LABELER, created_at__date__gte=start
+    ).values_list("created_at", flat=True)
+    per_day = Counter(timezone.localdate(moment) for moment in created)
+    return [((start + timedelta(days=n)).strftime("%d"), per_day[start + timedelta(days=n)])
+            for n in range(days)]
+
+
+def flagged_labeler_ids(project: Project) -> set[int]:
+    """Labelers whose mean gold accuracy is below the project's threshold."""
+    scores: dict[int, list[float]] = defaultdict(list)
+    gold_rankings = Ranking.objects.filter(
+        prompt__project=project, source=Ranking.Source.LABELER, prompt__gold_tiers__isnull=False
+    ).values_list("labeler_id", "tiers", "prompt__gold_tiers", "prompt__gold_mode")
+    for user_id, tiers, reference, mode in gold_rankings:
+        scores[user_id].append(gold_accuracy(tiers, reference, mode=mode))
+    threshold = project.gold_min_accuracy
+    return {user_id for user_id, s in scores.items() if sum(s) / len(s) < threshold}

@@ -192,7 +192,12 @@ class Prompt(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["project", "ranking_count", "id"])]
+        indexes = [
+            models.Index(fields=["project", "ranking_count", "id"]),
+            # Prompts adaptive overlap (or an admin) asked more rankings of: few, looked up often.
+            models.Index(fields=["project", "id"], condition=Q(extra_rankings__gt=0),
+                         name="prompt_extra_rankings_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["project", "external_id"],

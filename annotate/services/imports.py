@@ -6,7 +6,7 @@ from typing import IO
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from .. import importers
 from ..importers import PromptRow, RowError
@@ -78,7 +78,20 @@ def prompts_import(
         raise ImportRejected(
             filename, [RowError(0, "file", f"conflicts with stored data: {exc}")]
         ) from exc
+    if record.prompt_count >= ANALYZE_AFTER_PROMPTS:
+        _refresh_planner_statistics()
     return record
+
+
+ANALYZE_AFTER_PROMPTS = 10_000
+
+
+def _refresh_planner_statistics() -> None:
+    """After a large import, refresh PostgreSQL's statistics now rather than at autovacuum's
+    next pass: an export planned on the old ones (a few rows) can take minutes, not seconds."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE annotate_prompt, annotate_completion, annotate_ranking")
 
 
 def _import_rows(

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
-from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -64,34 +64,51 @@ def assignment_next(
             if gold is not None:
                 return _lease(gold, project, labeler, now)
         for attempt in range(LOCKED_RETRIES + 1):
-            candidates = _candidates(project, labeler, now)
-            for prompt in candidates.select_for_update(skip_locked=True, of=("self",))[
-                :CANDIDATES_PER_CALL
-            ]:
-                if _open_slots(prompt, project, now, excluding=labeler) > 0:
-                    return _lease(prompt, project, labeler, now)
+            phases = _candidates(project, labeler, now)
+            for candidates in phases:
+                for prompt in candidates.select_for_update(skip_locked=True, of=("self",))[
+                    :CANDIDATES_PER_CALL
+                ]:
+                    if _open_slots(prompt, project, now, excluding=labeler) > 0:
+                        return _lease(prompt, project, labeler, now)
             # Nothing we could lock: done, unless open prompts were only locked by others
             # for a moment (another labeler's lease being written). Then look again.
-            if attempt == LOCKED_RETRIES or not candidates.exists():
+            if attempt == LOCKED_RETRIES or not any(c.exists() for c in phases):
                 return None
             time.sleep(0.005 * (attempt + 1))
     return None
 
 
-def _candidates(project: Project, labeler: AbstractUser, now: datetime) -> QuerySet[Prompt]:
-    """Prompts the labeler has not ranked or skipped with a slot left, closest to done first."""
+def _candidates(project: Project, labeler: AbstractUser,
+                now: datetime) -> tuple[QuerySet[Prompt], QuerySet[Prompt]]:
+    """Prompts the labeler has not ranked or skipped with a slot left, closest to done first.
+
+    Two queries, in order: prompts already started (some rankings, or leased to someone),
+    most taken first; then untouched prompts by id. Together they are the order "most
+    rankings plus open leases first, then id", but neither scans the whole project: the
+    started ones are few, and untouched ones come from the (project, ranking_count, id) index.
+    """
     done_by_labeler = Assignment.objects.filter(
         labeler=labeler, prompt__project=project,
         status__in=[Assignment.Status.RANKED, Assignment.Status.SKIPPED],
     ).values("prompt_id")
-    return (
-        Prompt.objects.filter(project=project, gold_tiers__isnull=True)
-        .exclude(id__in=done_by_labeler)
+    leased_to_others = Assignment.objects.filter(
+        prompt__project=project, status=Assignment.Status.LEASED, expires_at__gt=now,
+    ).exclude(labeler=labeler).values("prompt_id")
+    open_prompts = Prompt.objects.filter(project=project, gold_tiers__isnull=True).exclude(
+        id__in=done_by_labeler)
+    n = project.labelers_per_prompt
+    started = (
+        open_prompts.filter(Q(ranking_count__gt=0, ranking_count__lt=n)
+                            | Q(extra_rankings__gt=0) | Q(id__in=leased_to_others))
         .annotate(open_leases=_open_lease_count(now, excluding=labeler))
         .annotate(taken=F("ranking_count") + F("open_leases"))
-        .filter(taken__lt=F("extra_rankings") + project.labelers_per_prompt)
+        .filter(taken__lt=F("extra_rankings") + n)
         .order_by("-taken", "id")
     )
+    untouched = (open_prompts.filter(ranking_count=0, extra_rankings=0)
+                 .exclude(id__in=leased_to_others).order_by("id"))
+    return started, untouched
 
 
 def _wants_gold(project: Project, labeler: AbstractUser) -> bool:

@@ -1,1 +1,144 @@
-"""Training jobs and the model registry: added by the training backend issue."""
+"""Training jobs, the model registry, and reward-model scores of completions.
+
+A TrainingJob row is the source of truth for a job: Celery only carries its id. Progress,
+metrics, the log tail, the error and the heartbeat live here, and the UI polls them.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from annotate.models import Completion, Export, Project
+
+
+class TrainingJob(models.Model):
+    class Kind(models.TextChoices):
+        REWARD = "reward", "Reward model"
+        SCORE = "score", "Score completions"
+        PPO = "ppo", "PPO"
+        GENERATE = "generate", "Generation"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_jobs")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED,
+                              db_index=True)
+    params = models.JSONField(help_text="The validated config, without paths.")
+    export = models.ForeignKey(Export, null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="training_jobs", help_text="The dataset snapshot.")
+    dataset_path = models.CharField(max_length=1000, blank=True,
+                                    help_text="A JSONL file, when not trained from an export.")
+    base_model = models.CharField(max_length=500, help_text="A Hugging Face name or a path.")
+    base_artifact = models.ForeignKey("ModelArtifact", null=True, blank=True,
+                                      on_delete=models.PROTECT, related_name="+")
+    # Two identical requests share one active job: the key is a hash of dataset and config.
+    dedupe_key = models.CharField(max_length=64)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=list, blank=True, help_text="[{step, time, ...}, ...]")
+    log_tail = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    celery_task_id = models.CharField(max_length=100, blank=True)
+    worker = models.CharField(max_length=300, blank=True, help_text="host:pid of the runner.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True,
+                                         help_text="When the task last reached the broker.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "dedupe_key"], condition=Q(status__in=["queued", "running"]),
+                name="training_job_one_active_per_config",
+            ),
+            models.CheckConstraint(condition=Q(step__lte=models.F("total_steps"))
+                                   | Q(total_steps=0), name="training_job_step_in_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} job {self.id} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the rate of the steps done since the job (re)started."""
+        if self.status != self.Status.RUNNING or not self.step or not self.total_steps:
+            return None
+        first = next((m for m in self.metrics if m.get("attempt") == self.attempts), None)
+        if first is None or not self.heartbeat_at:
+            return None
+        done = self.step - first["step"] + 1
+        elapsed = self.heartbeat_at.timestamp() - first["time"]
+        if done <= 0 or elapsed <= 0:
+            return None
+        return elapsed / done * (self.total_steps - self.step)
+
+
+class ModelArtifact(models.Model):
+    """A trained model on disk, with the job and dataset that made it."""
+
+    class Kind(models.TextChoices):
+        REWARD = "reward", "Reward model"
+        POLICY = "policy", "Policy"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="models")
+    name = models.CharField(max_length=200)
+    version = models.PositiveIntegerField()
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    base_model = models.CharField(max_length=500)
+    path = models.CharField(max_length=1000, help_text="Under VAR_DIR: save_pretrained output.")
+    merged_path = models.CharField(max_length=1000, blank=True,
+                                   help_text="The adapter merged into its base, if saved.")
+    is_adapter = models.BooleanField(default=False)
+    metrics = models.JSONField(default=dict, blank=True)
+    job = models.ForeignKey(TrainingJob, null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="artifacts")
+    export = models.ForeignKey(Export, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="models")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name", "version"],
+                                    name="model_artifact_version_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class CompletionScore(models.Model):
+    """A reward model's score of one completion (from a scoring job)."""
+
+    artifact = models.ForeignKey(ModelArtifact, on_delete=models.CASCADE, related_name="scores")
+    completion = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="scores")
+    reward = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["artifact", "completion"],
+                                    name="completion_score_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.artifact}: completion {self.completion_id} = {self.reward:.3f}"

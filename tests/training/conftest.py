@@ -1,4 +1,12 @@
+import io
+import json
+import random
+
 import pytest
+
+from annotate import services as annotate_services
+from annotate.models import Prompt
+from training.ml.synthetic import MARKER, prompt_records
 
 
 @pytest.fixture(scope="session")
@@ -7,3 +15,43 @@ def tiny_models(tmp_path_factory):
     from training.ml.tiny import build_tiny_models
 
     return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture
+def var_dir(settings, tmp_path):
+    settings.VAR_DIR = tmp_path / "var"
+    settings.VAR_DIR.mkdir()
+    return settings.VAR_DIR
+
+
+def rank_by_marker(project, labelers, *, noise: float = 0.0, seed: int = 0) -> None:
+    """Each labeler ranks every prompt by how often the marker appears (best first)."""
+    rng = random.Random(seed)
+    for labeler in labelers:
+        annotate_services.membership_set(project=project, user=labeler, role="labeler")
+        while lease := annotate_services.assignment_next(project=project, labeler=labeler):
+            completions = list(Prompt.objects.get(id=lease.prompt_id).completions.all())
+            order = sorted(completions, key=lambda c: -c.text.count(MARKER))
+            if rng.random() < noise:
+                rng.shuffle(order)
+            annotate_services.ranking_submit(
+                project=project, labeler=labeler, prompt_id=lease.prompt_id,
+                tiers=[[c.id] for c in order], idempotency_key=f"{labeler}-{lease.prompt_id}")
+
+
+@pytest.fixture
+def learnable_export(project, make_user, var_dir):
+    """An export of 32 prompts ranked by three labelers who agree: 24 train, 8 test."""
+    records = prompt_records(32, k=4, seed=5)
+    annotate_services.prompts_import(
+        project=project, filename="p.jsonl",
+        binary=io.BytesIO("".join(json.dumps(r) + "\n" for r in records).encode()))
+    rank_by_marker(project, [make_user(name) for name in ("ann", "ben", "cat")])
+    params = annotate_services.ExportParams(min_votes=2, min_agreement=0.66, test_fraction=0.25,
+                                            seed=1, formats=("trl-jsonl",))
+    return annotate_services.export_create(project=project, params=params, created_by=None,
+                                           run_now=True)
+
+
+FAST_REWARD = {"epochs": 3, "batch_size": 24, "learning_rate": 0.003, "checkpoint_every": 0,
+               "threads": 1}

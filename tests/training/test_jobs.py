@@ -1,0 +1,245 @@
+"""Training jobs through the services: create, run (a real training process), cancel, fail,
+claim, reap, score, and send prompts back. The worker itself is in test_worker.py."""
+
+import os
+import socket
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from annotate.models import Completion, Prompt
+from training import services
+from training.models import CompletionScore, ModelArtifact, TrainingJob
+from training.services import jobs as job_services
+
+from .conftest import FAST_REWARD
+
+pytestmark = pytest.mark.django_db
+
+
+def reward_job(project, export, base: str, **params):
+    job, _ = services.reward_job_create(project=project, params=FAST_REWARD | params,
+                                        base_model=base, created_by=None, export=export)
+    return job
+
+
+@pytest.fixture
+def tiny_reward(tiny_models):
+    return str(tiny_models["reward"])
+
+
+@pytest.mark.slow
+def test_a_reward_job_trains_registers_a_model_and_scores_the_project(
+        project, learnable_export, tiny_reward):
+    job, created = services.reward_job_create(
+        project=project, params={**FAST_REWARD, "model_name": "helpful-rm"},
+        base_model=tiny_reward, created_by=None, export=learnable_export)
+    assert created and job.status == "queued"
+    services.job_run(job.id)
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    assert job.attempts == 1 and job.step == job.total_steps > 0
+    assert [m["step"] for m in job.metrics] == list(range(1, job.total_steps + 1))
+    assert {"loss", "accuracy", "margin"} <= set(job.metrics[-1])
+    assert "evaluating on" in job.log_tail
+    artifact = ModelArtifact.objects.get(job=job)
+    assert (artifact.name, artifact.version, artifact.kind) == ("helpful-rm", 1, "reward")
+    assert artifact.export == learnable_export and artifact.base_model == tiny_reward
+    assert artifact.metrics["eval"]["pairs"] == learnable_export.counts["pairs"]["test"]
+    assert artifact.metrics["eval"]["accuracy"] >= 0.85
+    assert (services.var_absolute(artifact.path) / "config.json").is_file()
+
+    scoring, _ = services.score_job_create(artifact=artifact, created_by=None)
+    services.job_run(scoring.id)
+    scoring.refresh_from_db()
+    assert scoring.status == "succeeded", scoring.error
+    assert CompletionScore.objects.filter(artifact=artifact).count() == (
+        Completion.objects.filter(prompt__project=project).count())
+    found = services.disagreements(artifact)
+    assert len(found) == 32 and found == sorted(found, key=lambda d: (d.agreement, d.prompt_id))
+    assert sum(d.agreement for d in found) / len(found) > 0.8  # it learned what labelers said
+    sent = services.prompts_request_more_rankings(project=project, prompt_ids=[found[0].prompt_id])
+    assert sent == 1 and Prompt.objects.get(id=found[0].prompt_id).extra_rankings == 1
+
+
+@pytest.mark.slow
+def test_a_failing_training_process_fails_the_job_with_its_traceback(project, learnable_export,
+                                                                     tmp_path):
+    job, _ = services.reward_job_create(project=project, params=FAST_REWARD,
+                                        base_model=str(tmp_path / "no-such-model"),
+                                        created_by=None, export=learnable_export)
+    services.job_run(job.id)
+    job.refresh_from_db()
+    assert job.status == "failed" and job.finished_at is not None
+    assert "exited with code 1" in job.error and "no-such-model" in job.error
+    assert not ModelArtifact.objects.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_cancel_stops_a_running_job_at_the_end_of_a_step(project, learnable_export,
+                                                         tiny_reward):
+    job, _ = services.reward_job_create(
+        project=project, params={**FAST_REWARD, "epochs": 100, "batch_size": 2},
+        base_model=tiny_reward, created_by=None, export=learnable_export)
+    runner = threading.Thread(target=services.job_run, args=(job.id,))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            job.refresh_from_db()
+            if job.step >= 2:
+                break
+            time.sleep(0.2)
+        assert job.step >= 2, job.log_tail
+        services.job_cancel(job)
+    finally:
+        runner.join(timeout=60)
+    job.refresh_from_db()
+    assert job.status == "cancelled" and job.step < job.total_steps
+    # The trainer stops at the end of the step in which the signal came: the last step it
+    # reported is the one it names.
+    assert "cancel requested" in job.log_tail
+    assert f"cancelled: stopped after step {job.step} of {job.total_steps}" in job.log_tail
+    assert not ModelArtifact.objects.exists()
+
+
+def test_a_queued_job_is_cancelled_at_once(project, learnable_export, tiny_reward):
+    job = reward_job(project, learnable_export, base=tiny_reward)
+    assert services.job_cancel(job).status == "cancelled"
+    assert services.job_claim(job.id) is None  # a late delivery finds nothing to do
+
+
+def test_bad_parameters_are_refused_naming_the_field(project, learnable_export, other_project,
+                                                     tiny_reward):
+    with pytest.raises(services.JobRefused, match="epochs") as caught:
+        services.reward_job_create(project=project, params={"epochs": 0},
+                                   base_model=tiny_reward, created_by=None,
+                                   export=learnable_export)
+    assert caught.value.status == 400
+    with pytest.raises(services.JobRefused, match="unknown fields: epoch"):
+        services.reward_job_create(project=project, params={"epoch": 2},
+                                   base_model=tiny_reward, created_by=None,
+                                   export=learnable_export)
+    with pytest.raises(services.JobRefused, match="output_dir: set by the job"):
+        services.reward_job_create(project=project, params={"output_dir": "/etc"},
+                                   base_model=tiny_reward, created_by=None,
+                                   export=learnable_export)
+    with pytest.raises(services.JobRefused, match="not a finished export of this project"):
+        services.reward_job_create(project=other_project, params={}, base_model=tiny_reward,
+                                   created_by=None, export=learnable_export)
+    with pytest.raises(services.JobRefused, match="base_model"):
+        services.reward_job_create(project=project, params={}, base_model="", created_by=None,
+                                   export=learnable_export)
+    assert not TrainingJob.objects.exists()
+
+
+def test_identical_requests_share_one_active_job_and_a_quota_caps_the_rest(
+        project, learnable_export, tiny_reward, settings):
+    settings.TRAINING_MAX_ACTIVE_JOBS = 2
+    first = reward_job(project, learnable_export, base=tiny_reward)
+    for _ in range(5):
+        again, created = services.reward_job_create(
+            project=project, params=dict(FAST_REWARD), base_model=tiny_reward,
+            created_by=None, export=learnable_export)
+        assert again.id == first.id and not created
+    reward_job(project, learnable_export, base=tiny_reward, epochs=2)
+    with pytest.raises(services.JobRefused) as caught:
+        reward_job(project, learnable_export, base=tiny_reward, epochs=4)
+    assert caught.value.status == 429
+    services.job_cancel(first)  # a finished job frees its place and its key
+    assert reward_job(project, learnable_export, base=tiny_reward).id != first.id
+
+
+# --- claiming and reaping, with no training process ------------------------------------------
+
+
+@pytest.fixture
+def queued(project, learnable_export, tiny_reward):
+    return reward_job(project, learnable_export, base=tiny_reward)
+
+
+def test_a_redelivered_job_stays_with_a_live_runner(queued):
+    assert services.job_claim(queued.id).worker == job_services.runner_id()
+    assert services.job_claim(queued.id) is None  # this process still runs it
+
+
+def test_a_job_whose_runner_died_is_taken_over(queued):
+    dead = _dead_pid()
+    TrainingJob.objects.filter(id=queued.id).update(
+        status="running", attempts=1, heartbeat_at=timezone.now(),
+        worker=f"{socket.gethostname()}:{dead}")
+    taken = services.job_claim(queued.id)
+    assert taken is not None and taken.attempts == 2 and taken.worker.endswith(str(os.getpid()))
+
+
+def test_a_runner_elsewhere_counts_as_gone_only_when_its_heartbeat_is_stale(queued, settings):
+    TrainingJob.objects.filter(id=queued.id).update(
+        status="running", attempts=1, worker="gpu-node-7:4242", heartbeat_at=timezone.now())
+    assert services.job_claim(queued.id) is None
+    stale = timezone.now() - timedelta(seconds=settings.TRAINING_HEARTBEAT_STALE_SECONDS + 1)
+    TrainingJob.objects.filter(id=queued.id).update(heartbeat_at=stale)
+    assert services.job_claim(queued.id).attempts == 2
+
+
+def test_a_job_lost_too_often_fails_instead_of_starting_again(queued):
+    TrainingJob.objects.filter(id=queued.id).update(
+        status="running", attempts=job_services.MAX_ATTEMPTS,
+        worker=f"{socket.gethostname()}:{_dead_pid()}", heartbeat_at=timezone.now())
+    assert services.job_claim(queued.id) is None
+    queued.refresh_from_db()
+    assert queued.status == "failed" and "lost 3 times" in queued.error
+
+
+def test_the_reaper_requeues_silent_jobs_and_fails_hopeless_ones(project, learnable_export,
+                                                                 tiny_reward, settings):
+    stale = timezone.now() - timedelta(seconds=settings.TRAINING_HEARTBEAT_STALE_SECONDS + 5)
+    silent = reward_job(project, learnable_export, base=tiny_reward)
+    hopeless = reward_job(project, learnable_export, base=tiny_reward, epochs=2)
+    alive = reward_job(project, learnable_export, base=tiny_reward, epochs=4)
+    TrainingJob.objects.filter(id=silent.id).update(status="running", attempts=1,
+                                                    heartbeat_at=stale, worker="n1:1")
+    TrainingJob.objects.filter(id=hopeless.id).update(status="running", attempts=3,
+                                                      heartbeat_at=stale, worker="n1:2")
+    TrainingJob.objects.filter(id=alive.id).update(status="running", attempts=1,
+                                                   heartbeat_at=timezone.now(), worker="n1:3")
+    TrainingJob.objects.filter(id=silent.id).update(created_at=stale)
+    counts = services.jobs_reap()
+    assert counts["requeued"] == 1 and counts["failed"] == 1
+    silent.refresh_from_db()
+    hopeless.refresh_from_db()
+    alive.refresh_from_db()
+    assert silent.status == "queued" and silent.dispatched_at is not None  # sent again
+    assert hopeless.status == "failed" and "No heartbeat from worker n1:2" in hopeless.error
+    assert alive.status == "running"
+
+
+def test_a_job_created_while_the_broker_is_down_is_sent_once_it_is_back(
+        project, learnable_export, tiny_reward, monkeypatch, django_capture_on_commit_callbacks):
+    from training import tasks
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionRefusedError("Error 111 connecting to 127.0.0.1:6379")
+
+    monkeypatch.setattr(tasks.job_run_task, "apply_async", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = reward_job(project, learnable_export, base=tiny_reward)
+    job.refresh_from_db()
+    assert job.status == "queued" and job.dispatched_at is None
+    monkeypatch.undo()
+    TrainingJob.objects.filter(id=job.id).update(created_at=timezone.now() - timedelta(minutes=1))
+    assert services.jobs_reap()["dispatched"] == 1
+    job.refresh_from_db()
+    assert job.dispatched_at is not None and job.celery_task_id
+
+
+def _dead_pid() -> int:
+    """A pid that was just used and is gone."""
+    import subprocess
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid

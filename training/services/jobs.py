@@ -1,0 +1,388 @@
+"""Training jobs: create, dispatch, claim, run, cancel, and reap the ones whose worker died.
+
+The job row is the source of truth. A Celery task only carries the id and calls job_run,
+which claims the row with one conditional UPDATE, so a duplicate or redelivered message is
+a no-op unless the runner that held the job is gone (then it takes over and the training
+resumes from its last checkpoint). The training itself runs in a child process
+(training.ml.run): CUDA stays out of the worker, and a cancel is a SIGTERM that the
+trainer honours at the end of the step it is in.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from annotate.models import Export, Project
+
+from ..ml.run import EXIT_CANCELLED
+from ..models import TrainingJob
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+MAX_ATTEMPTS = 3  # a job whose runner died this often fails instead of starting again
+FLUSH_EVERY_S = 1.0  # progress and metrics reach the row at most this often
+CANCEL_POLL_S = 0.5
+LOG_TAIL_CHARS = 20_000
+STOP_GRACE_S = 120  # after SIGTERM, how long a step may take to finish before SIGKILL
+
+
+class JobRefused(Exception):
+    """A request the rules refuse; `status` is the HTTP answer (400, 404, 409, 429)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def job_directory(job: TrainingJob) -> Path:
+    return settings.VAR_DIR / "jobs" / str(job.id)
+
+
+def runner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- create and dispatch ----------------------------------------------------------------------
+
+
+def job_create(*, project: Project, kind: str, params: dict, base_model: str,
+               created_by: AbstractUser | None, export: Export | None = None,
+               dataset_path: str = "", base_artifact=None) -> tuple[TrainingJob, bool]:
+    """Create a queued job and dispatch it after commit; return (job, created).
+
+    An identical request (same kind, data and params) while one is active returns that job.
+    """
+    key = dedupe_key(kind=kind, export_id=export.id if export else None,
+                     dataset_path=dataset_path, base_model=base_model,
+                     base_artifact_id=base_artifact.id if base_artifact else None, params=params)
+    with transaction.atomic():
+        existing = TrainingJob.objects.filter(project=project, dedupe_key=key,
+                                              status__in=TrainingJob.ACTIVE).first()
+        if existing is not None:
+            return existing, False
+        active = TrainingJob.objects.filter(project=project, status__in=TrainingJob.ACTIVE)
+        if active.count() >= settings.TRAINING_MAX_ACTIVE_JOBS:
+            raise JobRefused(
+                f"This project already has {settings.TRAINING_MAX_ACTIVE_JOBS} queued or running "
+                "jobs; wait for one to finish or cancel one.", 429)
+        try:
+            with transaction.atomic():
+                job = TrainingJob.objects.create(
+                    project=project, kind=kind, params=params, base_model=base_model,
+                    export=export, dataset_path=dataset_path, base_artifact=base_artifact,
+                    dedupe_key=key, created_by=created_by,
+                )
+        except IntegrityError:  # the same request, committed a moment ago by another process
+            return TrainingJob.objects.get(project=project, dedupe_key=key,
+                                           status__in=TrainingJob.ACTIVE), False
+        transaction.on_commit(lambda: job_dispatch(job.id))
+    return job, True
+
+
+def dedupe_key(**request) -> str:
+    return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def job_dispatch(job_id: int) -> bool:
+    """Send the job's task to the broker. If the broker is down the job stays queued, and
+    the reaper sends it again once the broker is back."""
+    from ..tasks import job_run_task
+
+    try:
+        sent = job_run_task.apply_async(
+            (job_id,), retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
+        )
+    except Exception as exc:  # the broker is unreachable: not the request's failure
+        logger.warning("training job %s stays queued: the broker did not take it (%s)",
+                       job_id, exc)
+        return False
+    TrainingJob.objects.filter(id=job_id).update(dispatched_at=timezone.now(),
+                                                 celery_task_id=sent.id)
+    return True
+
+
+# --- claim and run ----------------------------------------------------------------------------
+
+
+def job_claim(job_id: int, *, now=None) -> TrainingJob | None:
+    """Take the job for this process, or return None when it is not ours to run.
+
+    Ours: it is queued; or it is running but the runner that held it is gone (a redelivery
+    after a worker was killed): then the takeover is conditional on the row not having
+    changed since we looked, so of two takers one wins.
+    """
+    now = now or timezone.now()
+    me = runner_id()
+    claimed = TrainingJob.objects.filter(
+        id=job_id, status=TrainingJob.Status.QUEUED, cancel_requested=False,
+    ).update(status=TrainingJob.Status.RUNNING, attempts=F("attempts") + 1, worker=me,
+             heartbeat_at=now, started_at=now, error="")
+    if not claimed:
+        job = TrainingJob.objects.filter(id=job_id).first()
+        if job is None or job.status != TrainingJob.Status.RUNNING or not _runner_gone(job, now):
+            return None
+        claimed = TrainingJob.objects.filter(
+            id=job_id, status=TrainingJob.Status.RUNNING, worker=job.worker,
+            heartbeat_at=job.heartbeat_at,
+        ).update(attempts=F("attempts") + 1, worker=me, heartbeat_at=now)
+        if not claimed:
+            return None
+        logger.warning("training job %s: took over from %s, which is gone", job_id, job.worker)
+    job = TrainingJob.objects.select_related("project", "export", "base_artifact").get(id=job_id)
+    if job.attempts > MAX_ATTEMPTS:
+        _finish(job, TrainingJob.Status.FAILED,
+                error=f"The job's worker was lost {job.attempts - 1} times; not starting again.")
+        return None
+    return job
+
+
+def _runner_gone(job: TrainingJob, now) -> bool:
+    host, _, pid = job.worker.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        return not _process_alive(int(pid))
+    stale = timedelta(seconds=settings.TRAINING_HEARTBEAT_STALE_SECONDS)
+    return job.heartbeat_at is None or job.heartbeat_at < now - stale
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def job_run(job_id: int) -> None:
+    """Claim the job and run it to its end: succeeded, failed or cancelled."""
+    job = job_claim(job_id)
+    if job is None:
+        return
+    from .kinds import KINDS
+
+    kind = KINDS[job.kind]
+    directory = job_directory(job)
+    directory.mkdir(parents=True, exist_ok=True)
+    log_path = directory / "log.txt"
+    try:
+        spec = kind.prepare(job, directory)
+        (directory / "spec.json").write_text(json.dumps(spec, indent=2))
+        returncode, result = _Relay(job, log_path).run(_command(spec, directory))
+    except Exception as exc:
+        logger.exception("training job %s failed before its process ended", job_id)
+        _finish(job, TrainingJob.Status.FAILED, error=f"{type(exc).__name__}: {exc}",
+                log_path=log_path)
+        return
+    if TrainingJob.objects.filter(id=job.id, cancel_requested=True).exists() and (
+            returncode != 0 or result is None):
+        _finish(job, TrainingJob.Status.CANCELLED, log_path=log_path)
+    elif returncode == EXIT_CANCELLED:
+        _finish(job, TrainingJob.Status.CANCELLED, log_path=log_path)
+    elif returncode != 0 or result is None:
+        tail = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else ""
+        _finish(job, TrainingJob.Status.FAILED, log_path=log_path,
+                error=f"The training process exited with code {returncode}.\n{tail}")
+    else:
+        try:
+            with transaction.atomic():
+                extra = kind.complete(job, directory, result) or {}
+                _finish(job, TrainingJob.Status.SUCCEEDED, result=result | extra,
+                        log_path=log_path)
+        except Exception as exc:
+            logger.exception("training job %s: registering its output failed", job_id)
+            _finish(job, TrainingJob.Status.FAILED, log_path=log_path,
+                    error=f"Training finished, but registering its output failed: {exc}")
+
+
+def _command(spec: dict, directory: Path) -> list[str]:
+    gpus = spec.get("config", {}).get("num_gpus", 1)
+    if gpus > 1:  # one process per GPU, each running the same training.ml.run
+        return [str(Path(sys.executable).parent / "accelerate"), "launch", "--num_processes",
+                str(gpus), "--multi_gpu", "-m", "training.ml.run", str(directory / "spec.json")]
+    return [sys.executable, "-m", "training.ml.run", str(directory / "spec.json")]
+
+
+def _finish(job: TrainingJob, status: str, *, error: str = "", result: dict | None = None,
+            log_path: Path | None = None) -> bool:
+    """End the job, unless another runner took it over meanwhile."""
+    fields = {"status": status, "finished_at": timezone.now(), "error": error}
+    if result is not None:
+        fields["result"] = result
+    if log_path is not None and log_path.exists():
+        fields["log_tail"] = _tail(log_path)
+    return bool(TrainingJob.objects.filter(
+        id=job.id, status=TrainingJob.Status.RUNNING, worker=job.worker).update(**fields))
+
+
+def _tail(path: Path) -> str:
+    with path.open("rb") as handle:
+        handle.seek(max(0, path.stat().st_size - LOG_TAIL_CHARS))
+        return handle.read().decode("utf-8", errors="replace")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the worker that started it dies (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # elsewhere the trainer notices its parent changed at the next step
+
+
+class _Relay:
+    """Run the training process; copy its reports to the job row; pass a cancel on."""
+
+    def __init__(self, job: TrainingJob, log_path: Path):
+        self.job, self.log_path = job, log_path
+        self.pending_metrics: list[dict] = []
+        self.step = self.total = None
+        self.result = None
+        self.last_flush = 0.0
+        self.cancel_sent_at: float | None = None
+
+    def run(self, command: list[str]) -> tuple[int, dict | None]:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+        env.pop("DJANGO_SETTINGS_MODULE", None)  # the training process is plain Python
+        with self.log_path.open("ab") as log:
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                       stderr=log, stdin=subprocess.DEVNULL,
+                                       preexec_fn=_die_with_parent)
+        lines: queue.Queue = queue.Queue()
+        reader = threading.Thread(target=_read_lines, args=(process.stdout, lines.put),
+                                  daemon=True)
+        reader.start()
+        next_poll = 0.0
+        while True:
+            try:
+                line = lines.get(timeout=CANCEL_POLL_S)
+            except queue.Empty:
+                line = ""
+            if line is None:  # stdout closed: the process is ending
+                break
+            if line:
+                self._handle(line)
+            if time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + CANCEL_POLL_S
+                self._check_cancel(process)
+            self._flush()
+        returncode = process.wait()
+        self._flush(force=True)
+        return returncode, self.result
+
+    def _handle(self, line: str) -> None:
+        try:
+            event = json.loads(line)
+            kind = event["event"]
+        except (ValueError, KeyError, TypeError):
+            self._log(line.rstrip("\n"))  # a library printed to stdout
+            return
+        if kind == "step":
+            self.step, self.total = event["step"], event["total"]
+            self.pending_metrics.append({"step": event["step"], "time": event["time"],
+                                         "attempt": self.job.attempts, **event["metrics"]})
+        elif kind == "log":
+            self._log(event["message"])
+        elif kind == "checkpoint":
+            self._log(f"checkpoint at step {event['step']}")
+        elif kind == "result":
+            self.result = event["result"]
+
+    def _log(self, message: str) -> None:
+        with self.log_path.open("a", encoding="utf-8") as log:
+            log.write(message + "\n")
+
+    def _check_cancel(self, process: subprocess.Popen) -> None:
+        if self.cancel_sent_at is None:
+            if TrainingJob.objects.filter(id=self.job.id, cancel_requested=True).exists():
+                self._log("cancel requested: stopping at the end of this step")
+                process.send_signal(signal.SIGTERM)
+                self.cancel_sent_at = time.monotonic()
+        elif time.monotonic() - self.cancel_sent_at > STOP_GRACE_S and process.poll() is None:
+            process.kill()
+
+    def _flush(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self.last_flush < FLUSH_EVERY_S:
+            return
+        self.last_flush = time.monotonic()
+        fields = {"heartbeat_at": timezone.now(), "log_tail": _tail(self.log_path)}
+        if self.step is not None:
+            fields |= {"step": min(self.step, self.total), "total_steps": self.total}
+        with transaction.atomic():
+            job = (TrainingJob.objects.select_for_update().only("metrics", "worker")
+                   .filter(id=self.job.id).first())
+            if job is None or job.worker != self.job.worker:
+                return  # taken over by another runner: leave the row alone
+            if self.pending_metrics:
+                fields["metrics"] = job.metrics + self.pending_metrics
+                self.pending_metrics = []
+            TrainingJob.objects.filter(id=self.job.id).update(**fields)
+
+
+def _read_lines(stream, put: Callable) -> None:
+    for raw in iter(stream.readline, b""):
+        put(raw.decode("utf-8", errors="replace"))
+    put(None)
+
+
+# --- cancel and reap --------------------------------------------------------------------------
+
+
+def job_cancel(job: TrainingJob) -> TrainingJob:
+    """Cancel a queued job now; ask a running one to stop at the end of its current step."""
+    now = timezone.now()
+    TrainingJob.objects.filter(id=job.id, status=TrainingJob.Status.QUEUED).update(
+        status=TrainingJob.Status.CANCELLED, cancel_requested=True, finished_at=now)
+    TrainingJob.objects.filter(id=job.id, status=TrainingJob.Status.RUNNING).update(
+        cancel_requested=True)
+    job.refresh_from_db()
+    return job
+
+
+def jobs_reap(now=None) -> dict[str, int]:
+    """Requeue (or fail) running jobs whose heartbeat stopped; send undelivered jobs again.
+
+    Runs every minute on the worker (Celery beat) and at worker start.
+    """
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.TRAINING_HEARTBEAT_STALE_SECONDS)
+    counts = {"requeued": 0, "failed": 0, "dispatched": 0}
+    for job in TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING,
+                                          heartbeat_at__lt=stale):
+        same_row = TrainingJob.objects.filter(id=job.id, status=TrainingJob.Status.RUNNING,
+                                              worker=job.worker, heartbeat_at=job.heartbeat_at)
+        if job.attempts >= MAX_ATTEMPTS:
+            counts["failed"] += same_row.update(
+                status=TrainingJob.Status.FAILED, finished_at=now,
+                error=f"No heartbeat from worker {job.worker} since "
+                      f"{job.heartbeat_at.isoformat(timespec='seconds')}, after {job.attempts} "
+                      "attempts.")
+        elif same_row.update(status=TrainingJob.Status.QUEUED, worker="", dispatched_at=None):
+            counts["requeued"] += 1
+            logger.warning("training job %s: no heartbeat from %s; requeued", job.id, job.worker)
+    undelivered = TrainingJob.objects.filter(status=TrainingJob.Status.QUEUED,
+                                             dispatched_at__isnull=True,
+                                             created_at__lt=now - timedelta(seconds=5))
+    for job_id in undelivered.values_list("id", flat=True):
+        counts["dispatched"] += job_dispatch(job_id)
+    return counts

@@ -1,0 +1,148 @@
+"""The model registry: start reward-model and scoring jobs, score on request, and find where
+a reward model disagrees with the labelers' consensus."""
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractUser
+from django.db import transaction
+from django.db.models import F
+
+from annotate.agreement import pairwise_agreement
+from annotate.consensus import LabeledRanking, consensus_rankings
+from annotate.models import Export, Project, Prompt, Ranking
+
+from ..ml.config import ConfigError, RewardTrainingConfig
+from ..models import CompletionScore, ModelArtifact, TrainingJob
+from .jobs import JobRefused, job_create
+from .kinds import var_absolute
+
+MAX_SCORE_ITEMS = 256  # per API request: scoring runs in the web process
+SCORERS_KEPT = 2
+PATH_FIELDS = ("base_model", "train_file", "eval_file", "output_dir")
+
+
+def reward_job_create(*, project: Project, params: dict, base_model: str = "",
+                      created_by: AbstractUser | None, export: Export | None = None,
+                      dataset_path: str = "", base_artifact: ModelArtifact | None = None,
+                      ) -> tuple[TrainingJob, bool]:
+    """Validate a reward-model request and queue it; return (job, created)."""
+    if (export is None) == (not dataset_path):
+        raise JobRefused("Give exactly one dataset: an export of this project or a JSONL path.")
+    if export is not None and (export.project_id != project.id
+                               or export.status != Export.Status.SUCCEEDED):
+        raise JobRefused(f"Export {export.id} is not a finished export of this project.")
+    if base_artifact is not None:
+        if base_artifact.project_id != project.id or base_artifact.kind != "reward":
+            raise JobRefused(f"Model {base_artifact.id} is not a reward model of this project.")
+        base_model = base_model or str(base_artifact)
+    if not base_model:
+        raise JobRefused("base_model: give a Hugging Face model name or a local path.")
+    config = {k: v for k, v in params.items() if k not in ("model_name", "eval_file")}
+    unknown = set(config) & set(PATH_FIELDS)
+    if unknown:
+        raise JobRefused(f"{', '.join(sorted(unknown))}: set by the job, not by the request")
+    try:
+        RewardTrainingConfig.from_dict({**config, "base_model": base_model,
+                                        "train_file": "-", "output_dir": "-"})
+    except ConfigError as exc:
+        raise JobRefused(str(exc)) from None
+    return job_create(project=project, kind=TrainingJob.Kind.REWARD, params=params,
+                      base_model=base_model, created_by=created_by, export=export,
+                      dataset_path=dataset_path, base_artifact=base_artifact)
+
+
+def score_job_create(*, artifact: ModelArtifact, created_by: AbstractUser | None,
+                     alpha: float = 1.0) -> tuple[TrainingJob, bool]:
+    """Queue a job that scores every completion of the artifact's project."""
+    if artifact.kind != ModelArtifact.Kind.REWARD:
+        raise JobRefused("Only reward models score completions.")
+    return job_create(project=artifact.project, kind=TrainingJob.Kind.SCORE,
+                      params={"alpha": alpha}, base_model=str(artifact), created_by=created_by,
+                      base_artifact=artifact)
+
+
+# --- scoring on request -----------------------------------------------------------------------
+
+
+_scorers: OrderedDict[str, object] = OrderedDict()
+_scorers_lock = threading.Lock()
+
+
+def _scorer_for(artifact: ModelArtifact):
+    """A loaded scorer, kept for the next request (the last SCORERS_KEPT models)."""
+    from ..ml.scoring import RewardScorer
+
+    path = str(var_absolute(artifact.merged_path or artifact.path))
+    with _scorers_lock:
+        if path in _scorers:
+            _scorers.move_to_end(path)
+            return _scorers[path]
+        scorer = RewardScorer.load(path)
+        _scorers[path] = scorer
+        while len(_scorers) > SCORERS_KEPT:
+            _scorers.popitem(last=False)
+        return scorer
+
+
+def model_score(artifact: ModelArtifact, items: list[tuple], alpha: float = 1.0) -> list[float]:
+    """Score (prompt, response) pairs with a registered reward model, alpha times the reward."""
+    if artifact.kind != ModelArtifact.Kind.REWARD:
+        raise JobRefused("Only reward models score.")
+    if not 1 <= len(items) <= MAX_SCORE_ITEMS:
+        raise JobRefused(f"Send between 1 and {MAX_SCORE_ITEMS} items; for a whole project "
+                         "start a scoring job.")
+    scorer = _scorer_for(artifact)
+    with _scorers_lock:  # one forward at a time per process: torch threads are shared
+        return scorer.score(items, alpha=alpha)
+
+
+# --- disagreement with the labelers -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    prompt_id: int
+    agreement: float  # pairwise agreement of the reward order with the labelers' consensus
+    consensus: list[list[int]]
+    rewards: dict[int, float]
+    rankings: int
+
+
+def disagreements(artifact: ModelArtifact, limit: int = 50) -> list[Disagreement]:
+    """Prompts where the reward model orders completions least like the labelers' consensus."""
+    rewards: dict[int, dict[int, float]] = {}
+    for prompt_id, completion_id, reward in CompletionScore.objects.filter(
+            artifact=artifact).values_list("completion__prompt_id", "completion_id", "reward"):
+        rewards.setdefault(prompt_id, {})[completion_id] = reward
+    rankings = (Ranking.objects.filter(prompt__project=artifact.project,
+                                       source=Ranking.Source.LABELER)
+                .order_by("prompt_id").values_list("prompt_id", "labeler_id", "tiers"))
+    labeled = [LabeledRanking(p, str(labeler), tiers) for p, labeler, tiers in rankings]
+    found = []
+    for consensus in consensus_rankings(labeled):
+        scored = rewards.get(consensus.prompt_id)
+        if not scored or len(scored) < 2:
+            continue
+        by_reward = [[c] for c in sorted(scored, key=scored.__getitem__, reverse=True)
+                     if any(c in tier for tier in consensus.tiers)]
+        found.append(Disagreement(consensus.prompt_id,
+                                  pairwise_agreement(by_reward, consensus.tiers),
+                                  consensus.tiers, scored, consensus.rankings))
+    found.sort(key=lambda d: (d.agreement, d.prompt_id))
+    return found[:limit]
+
+
+def prompts_request_more_rankings(*, project: Project, prompt_ids: list[int],
+                                  extra: int = 1) -> int:
+    """Send prompts back to the labelers: each asks for `extra` more rankings."""
+    with transaction.atomic():
+        return Prompt.objects.filter(project=project, id__in=prompt_ids,
+                                     gold_tiers__isnull=True).update(
+            extra_rankings=F("extra_rankings") + extra)
+
+
+def artifact_path(artifact: ModelArtifact):
+    return var_absolute(artifact.path)
+

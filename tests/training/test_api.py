@@ -1,0 +1,142 @@
+"""The training API and pages: who may do what, and what they answer."""
+
+import pytest
+
+from training.models import ModelArtifact, TrainingJob
+
+from .conftest import FAST_REWARD
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def reward_artifact(project, tiny_models):
+    """A registered reward model: the tiny untrained one, by absolute path."""
+    return ModelArtifact.objects.create(project=project, name="rm", version=1, kind="reward",
+                                        base_model="tiny", path=str(tiny_models["reward"]))
+
+
+def create_body(project, export, tiny_models, **params):
+    return {"project": project.id, "kind": "reward", "export": export.id,
+            "base_model": str(tiny_models["reward"]), "params": FAST_REWARD | params}
+
+
+def test_admins_create_follow_and_cancel_a_job(api, carol, project, learnable_export,
+                                               tiny_models):
+    client = api(carol)
+    body = create_body(project, learnable_export, tiny_models)
+    created = client.post("/api/training-jobs/", body, format="json")
+    assert created.status_code == 201, created.json()
+    job = created.json()
+    assert job["status"] == "queued" and job["export"] == learnable_export.id
+    again = client.post("/api/training-jobs/", body, format="json")
+    assert again.status_code == 200 and again.json()["id"] == job["id"]
+    detail = client.get(f"/api/training-jobs/{job['id']}/").json()
+    assert detail["params"]["epochs"] == 3 and detail["output_model"] is None
+    listed = client.get(f"/api/training-jobs/?project={project.id}").json()
+    assert [j["id"] for j in listed] == [job["id"]]
+    cancelled = client.post(f"/api/training-jobs/{job['id']}/cancel/")
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+
+
+def test_a_bad_request_is_a_400_that_says_what(api, carol, project, learnable_export,
+                                               tiny_models):
+    client = api(carol)
+    bad = client.post("/api/training-jobs/",
+                      create_body(project, learnable_export, tiny_models, batch_size=0),
+                      format="json")
+    assert bad.status_code == 400 and "batch_size" in bad.json()["detail"]
+    no_data = client.post("/api/training-jobs/", {"project": project.id, "base_model": "x"},
+                          format="json")
+    assert no_data.status_code == 400 and "exactly one dataset" in no_data.json()["detail"]
+    assert not TrainingJob.objects.exists()
+
+
+def test_over_the_quota_is_a_429(api, carol, project, learnable_export, tiny_models, settings):
+    settings.TRAINING_MAX_ACTIVE_JOBS = 1
+    client = api(carol)
+    assert client.post("/api/training-jobs/", create_body(project, learnable_export, tiny_models),
+                       format="json").status_code == 201
+    other = create_body(project, learnable_export, tiny_models, epochs=2)
+    assert client.post("/api/training-jobs/", other, format="json").status_code == 429
+
+
+def test_labelers_strangers_and_anonymous_get_nothing(api, alice, dave, carol, project,
+                                                      learnable_export, tiny_models,
+                                                      reward_artifact):
+    body = create_body(project, learnable_export, tiny_models)
+    job_id = api(carol).post("/api/training-jobs/", body, format="json").json()["id"]
+    urls = [f"/api/training-jobs/{job_id}/", f"/api/models/{reward_artifact.id}/"]
+    posts = [("/api/training-jobs/", body), (f"/api/training-jobs/{job_id}/cancel/", {}),
+             (f"/api/models/{reward_artifact.id}/score/",
+              {"items": [{"prompt": "q", "response": "a"}]}),
+             (f"/api/projects/{project.id}/prompts/request-more/", {"prompt_ids": [1]})]
+    for user, expected in ((alice, 403), (dave, 404), (None, 401)):
+        client = api(user)
+        for url in urls:
+            assert client.get(url).status_code == expected, (user, url)
+        for url, data in posts:
+            assert client.post(url, data, format="json").status_code == expected, (user, url)
+    assert api(dave).get("/api/training-jobs/").json() == []
+    assert api(dave).get("/api/models/").json() == []
+    assert TrainingJob.objects.get().status == "queued"
+
+
+def test_scoring_through_the_api(api, carol, reward_artifact):
+    client = api(carol)
+    url = f"/api/models/{reward_artifact.id}/score/"
+    items = [{"prompt": "Say hi.", "response": " hello."},
+             {"prompt": [{"role": "user", "content": "Hi?"}],
+              "response": [{"role": "assistant", "content": "Hello!"}]}]
+    answer = client.post(url, {"items": items}, format="json")
+    assert answer.status_code == 200
+    rewards = answer.json()["rewards"]
+    assert len(rewards) == 2 and all(isinstance(r, float) for r in rewards)
+    scaled = client.post(url, {"items": items, "alpha": 2.0}, format="json").json()["rewards"]
+    assert scaled == pytest.approx([2 * r for r in rewards], abs=1e-5)
+    bad = client.post(url, {"items": [{"prompt": [{"role": "user"}], "response": "x"}]},
+                      format="json")
+    assert bad.status_code == 400 and "items[0]" in bad.json()["detail"]
+    too_many = client.post(url, {"items": [{"prompt": "q", "response": "a"}] * 300},
+                           format="json")
+    assert too_many.status_code == 400 and "scoring job" in too_many.json()["detail"]
+
+
+def test_a_score_job_needs_a_model(api, carol, project, reward_artifact):
+    client = api(carol)
+    missing = client.post("/api/training-jobs/", {"project": project.id, "kind": "score"},
+                          format="json")
+    assert missing.status_code == 400
+    created = client.post("/api/training-jobs/", {"project": project.id, "kind": "score",
+                                                  "base_artifact": reward_artifact.id},
+                          format="json")
+    assert created.status_code == 201 and created.json()["kind"] == "score"
+
+
+def test_the_training_pages(client, carol, alice, project, learnable_export, tiny_models,
+                            reward_artifact):
+    client.force_login(carol)
+    page = client.get(f"/projects/{project.slug}/training/")
+    assert page.status_code == 200 and b"Train a reward model" in page.content
+    form = {"export": learnable_export.id, "base_model": str(tiny_models["reward"]),
+            "method": "kway", "epochs": 1, "batch_size": 8, "learning_rate": 1e-3,
+            "max_length": 256, "lora_r": 16, "lora_alpha": 32, "num_gpus": 1}
+    started = client.post(f"/projects/{project.slug}/training/", form)
+    job = TrainingJob.objects.get()
+    assert started.status_code == 302 and started.url == f"/training/jobs/{job.id}/"
+    assert job.params["epochs"] == 1 and job.params["method"] == "kway"
+    detail = client.get(started.url)
+    assert detail.status_code == 200 and b"job-live" in detail.content
+    assert client.get(started.url + "?fragment=1").content.count(b"<svg") == 2
+    assert client.post(f"/training/jobs/{job.id}/cancel/").status_code == 302
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+    missing = client.post(f"/projects/{project.slug}/training/", {**form, "base_model": ""})
+    assert b"Give a base model" in missing.content
+    model_page = client.post(f"/training/models/{reward_artifact.id}/",
+                             {"prompt": "Say hi.", "response": " hello.", "alpha": 1})
+    assert model_page.status_code == 200 and b'id="reward"' in model_page.content
+    client.force_login(alice)
+    assert client.get(f"/projects/{project.slug}/training/").status_code == 403
+    assert client.get(f"/training/jobs/{job.id}/").status_code == 403
+    assert client.get(f"/training/models/{reward_artifact.id}/").status_code == 403

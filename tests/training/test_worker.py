@@ -1,0 +1,116 @@
+"""Training jobs through a real Celery worker on Redis and PostgreSQL, killed mid-job too.
+
+The worker is a separate process, so it must reach the test database: these tests need
+PostgreSQL (CI runs them there) and Redis.
+"""
+
+import os
+import signal
+import time
+
+import pytest
+from django.db import connection
+
+from training import services
+from training.models import ModelArtifact, TrainingJob
+from tests.processes import BIN, app_env, port_open, start_logged, stop, wait_for_text
+
+from .conftest import FAST_REWARD
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def worker_env(settings, var_dir):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (CI runs it there): the worker shares the test database")
+    if not settings.CELERY_BROKER_URL.startswith("redis://") or not port_open("127.0.0.1", 6379):
+        pytest.skip("needs Redis as the broker (CI runs it there)")
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return app_env(DATABASE_URL=url, CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+                   VAR_DIR=str(var_dir), TRAINING_HEARTBEAT_STALE_SECONDS="5")
+
+
+def start_worker(env, log, name):
+    command = [str(BIN / "celery"), "-A", "config", "worker", "-Q", "gpu", "--concurrency", "1",
+               "--prefetch-multiplier", "1", "--hostname", f"{name}@%h", "--loglevel", "INFO"]
+    worker = start_logged(command, env, log)
+    assert wait_for_text(log, "ready.", timeout=60), log.read_text()
+    return worker
+
+
+def wait_for(job, predicate, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if predicate(job):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job.id} is {job.status} at step {job.step}:\n{job.log_tail}")
+
+
+def test_a_worker_on_redis_runs_a_reward_job(worker_env, tmp_path, project, learnable_export,
+                                             tiny_models):
+    worker = start_worker(worker_env, tmp_path / "worker.log", "train")
+    try:
+        job, _ = services.reward_job_create(project=project, params=FAST_REWARD,
+                                            base_model=str(tiny_models["reward"]),
+                                            created_by=None, export=learnable_export)
+        job = wait_for(job, lambda j: not j.is_active, timeout=120)
+    finally:
+        stop(worker)
+    assert job.status == "succeeded", job.error
+    assert job.dispatched_at and job.celery_task_id and job.worker
+    assert ModelArtifact.objects.get(job=job).metrics["eval"]["accuracy"] >= 0.85
+
+
+def test_a_worker_killed_mid_job_resumes_it_from_the_checkpoint(worker_env, tmp_path, project,
+                                                               learnable_export, tiny_models):
+    log = tmp_path / "worker.log"
+    worker = start_worker(worker_env, log, "killed")
+    try:
+        params = {**FAST_REWARD, "epochs": 40, "batch_size": 4, "checkpoint_every": 20}
+        job, _ = services.reward_job_create(project=project, params=params,
+                                            base_model=str(tiny_models["reward"]),
+                                            created_by=None, export=learnable_export)
+        job = wait_for(job, lambda j: "checkpoint at step" in j.log_tail, timeout=120)
+        runner_pid = int(job.worker.rsplit(":", 1)[1])  # the worker's pool process
+        os.kill(runner_pid, signal.SIGKILL)
+        job = wait_for(job, lambda j: j.attempts == 2 or not j.is_active, timeout=120)
+        job = wait_for(job, lambda j: not j.is_active, timeout=300)
+    finally:
+        stop(worker)
+    assert job.status == "succeeded", f"{job.error}\n{log.read_text()[-3000:]}"
+    assert job.attempts == 2 and job.result["resumed_from_step"] >= 20
+    assert "resuming from the checkpoint" in job.log_tail
+    assert ModelArtifact.objects.filter(job=job).count() == 1  # one effect
+    # The metrics show both attempts, the second starting where the checkpoint was.
+    second = [m["step"] for m in job.metrics if m["attempt"] == 2]
+    assert second[0] == job.result["resumed_from_step"] + 1 and second[-1] == job.total_steps
+
+
+def test_a_job_whose_whole_worker_died_is_requeued_by_the_next_worker(
+        worker_env, tmp_path, project, learnable_export, tiny_models):
+    """SIGKILL the worker and all its processes: nothing hands the message back, so the next
+    worker's reaper (at start, then every minute) finds the silent job and queues it again."""
+    first = start_worker(worker_env, tmp_path / "first.log", "first")
+    params = {**FAST_REWARD, "epochs": 40, "batch_size": 4, "checkpoint_every": 20}
+    job, _ = services.reward_job_create(project=project, params=params,
+                                        base_model=str(tiny_models["reward"]),
+                                        created_by=None, export=learnable_export)
+    job = wait_for(job, lambda j: "checkpoint at step" in j.log_tail, timeout=120)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    time.sleep(6)  # past TRAINING_HEARTBEAT_STALE_SECONDS
+    env = {**worker_env}
+    second = start_logged(
+        [str(BIN / "celery"), "-A", "config", "worker", "-Q", "gpu,default", "--concurrency",
+         "1", "--hostname", "second@%h", "--loglevel", "INFO"], env, tmp_path / "second.log")
+    try:
+        job = wait_for(job, lambda j: not j.is_active, timeout=300)
+    finally:
+        stop(second)
+    assert job.status == "succeeded", job.error
+    assert job.attempts == 2 and job.result["resumed_from_step"] >= 20
+    assert TrainingJob.objects.filter(status="running").count() == 0

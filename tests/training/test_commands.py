@@ -1,0 +1,48 @@
+"""manage.py train_reward_model."""
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from training.ml.synthetic import preference_rows, write_rows
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+
+def test_inline_training_on_a_jsonl_file_prints_the_held_out_accuracy(tiny_models, tmp_path):
+    train = write_rows(tmp_path / "train.jsonl", preference_rows(32, seed=1))
+    test = write_rows(tmp_path / "test.jsonl", preference_rows(8, seed=2, first_id=100))
+    out = io.StringIO()
+    call_command("train_reward_model", "--dataset", str(train), "--eval-file", str(test),
+                 "--base-model", str(tiny_models["reward"]), "--out", str(tmp_path / "rm"),
+                 "--epochs", "3", "--batch-size", "24", "--learning-rate", "0.003", "--inline",
+                 stdout=out)
+    text = out.getvalue()
+    assert "Held-out pair accuracy:" in text and "on 48 pairs" in text
+    accuracy = float(text.split("Held-out pair accuracy: ")[1].split()[0])
+    assert accuracy >= 0.85
+    assert (tmp_path / "rm" / "model" / "config.json").is_file()
+
+
+def test_inline_training_of_an_export(tiny_models, learnable_export, tmp_path):
+    out = io.StringIO()
+    call_command("train_reward_model", "--dataset", str(learnable_export.id), "--base-model",
+                 str(tiny_models["reward"]), "--out", str(tmp_path / "rm"), "--inline",
+                 "--epochs", "1", "--lora", stdout=out)
+    assert "Held-out pair accuracy:" in out.getvalue()
+    assert (tmp_path / "rm" / "model" / "adapter_config.json").is_file()
+
+
+def test_bad_arguments_are_clear_errors(tmp_path, tiny_models):
+    with pytest.raises(CommandError, match="neither an export id nor a file"):
+        call_command("train_reward_model", "--dataset", str(tmp_path / "missing.jsonl"),
+                     "--base-model", "x", "--inline")
+    with pytest.raises(CommandError, match="No finished export with id 999"):
+        call_command("train_reward_model", "--dataset", "999", "--base-model", "x")
+    train = write_rows(tmp_path / "train.jsonl", preference_rows(2, seed=1))
+    with pytest.raises(CommandError, match="--project is needed"):
+        call_command("train_reward_model", "--dataset", str(train), "--base-model", "x")
+    with pytest.raises(CommandError, match="epochs"):
+        call_command("train_reward_model", "--dataset", str(train), "--base-model", "x",
+                     "--epochs", "0", "--inline")

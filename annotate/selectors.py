@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.http import Http404
@@ -48,6 +49,15 @@ def project_role(user, project: Project) -> str | None:
     return (
         Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
     )
+
+
+def project_get_administered(user, **lookup) -> Project:
+    """The project matching `lookup` if `user` administers it: Http404 if they cannot see it,
+    PermissionDenied (403) if they only label it. Pages and API endpoints both use this."""
+    project = project_get_visible(user, **lookup)
+    if project_role(user, project) != Membership.Role.ADMIN:
+        raise PermissionDenied("Only the project's admins may do this.")
+    return project
 
 
 def user_can_create_projects(user) -> bool:

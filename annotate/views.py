@@ -80,10 +80,7 @@ def _render_project(request, project, import_form=None, member_form=None, import
 
 
 def _project_for_admin(request, slug: str):
-    project = selectors.project_get_visible(request.user, slug=slug)
-    if selectors.project_role(request.user, project) != Membership.Role.ADMIN:
-        raise PermissionDenied
-    return project
+    return selectors.project_get_administered(request.user, slug=slug)
 
 
 @login_required
@@ -225,5 +222,7 @@ def project_dashboard(request, slug: str):
     }
     return render(request, "annotate/dashboard.html", {
         "project": project, "quality": quality, "progress": progress,
+        "exports": project.exports.all()[:20],
+        "export_form": ExportForm(initial={"exclude_flagged": project.gold_exclude_flagged}),
         "charts": {name: mark_safe(svg) for name, svg in charts.items()},  # noqa: S308 - escaped
     })

@@ -171,6 +171,14 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "kind" or a "status": name each set of choices after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "ExportStatusEnum": "annotate.models.Export.Status",
+        "TrainingJobStatusEnum": "training.models.TrainingJob.Status",
+        "TrainingJobKindEnum": "training.models.TrainingJob.Kind",
+        "ModelArtifactKindEnum": "training.models.ModelArtifact.Kind",
+        "JobRequestKindEnum": "training.apis.JOB_KINDS",
+    },
 }
 
 # Celery: a broker that needs no server unless CELERY_BROKER_URL says otherwise.

@@ -13,7 +13,7 @@ from annotate.models import Export
 from . import selectors, services
 from .models import ModelArtifact, TrainingJob
 
-JOB_KINDS = (TrainingJob.Kind.REWARD, TrainingJob.Kind.SCORE)
+JOB_KINDS = [(kind.value, kind.label) for kind in (TrainingJob.Kind.REWARD, TrainingJob.Kind.SCORE)]
 
 
 class ArtifactOutput(serializers.ModelSerializer):
@@ -54,7 +54,7 @@ class JobListOutput(serializers.ModelSerializer):
 
 class JobCreateInput(serializers.Serializer):
     project = serializers.IntegerField()
-    kind = serializers.ChoiceField(choices=JOB_KINDS, default=TrainingJob.Kind.REWARD)
+    kind = serializers.ChoiceField(choices=JOB_KINDS, default="reward")
     export = serializers.IntegerField(required=False, help_text="Reward: the dataset snapshot")
     base_model = serializers.CharField(required=False, allow_blank=True, default="",
                                        max_length=500, help_text="A Hugging Face name or path")

@@ -3,19 +3,13 @@
 A job or model of a project the user cannot see is a 404; of a project they only label, 403.
 """
 
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
 
 from annotate import selectors as annotate_selectors
-from annotate.models import Membership, Project
+from annotate.models import Project
 
 from .models import ModelArtifact, TrainingJob
-
-
-def _require_admin(user, project: Project) -> None:
-    if annotate_selectors.project_role(user, project) != Membership.Role.ADMIN:
-        raise PermissionDenied("Only the project's admins may do this.")
 
 
 def _visible(queryset: QuerySet, user, object_id: int):
@@ -23,7 +17,7 @@ def _visible(queryset: QuerySet, user, object_id: int):
         id=object_id, project__in=annotate_selectors.projects_visible_to(user)).first()
     if found is None:
         raise Http404("No such object.")
-    _require_admin(user, found.project)
+    annotate_selectors.project_get_administered(user, id=found.project_id)  # 403 for labelers
     return found
 
 

@@ -2,14 +2,12 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotate import selectors as annotate_selectors
 from annotate.charts import line_chart
-from annotate.models import Membership
 
 from . import selectors, services
 from .forms import RewardJobForm, ScoreForm
@@ -18,17 +16,10 @@ CURVES = (("Loss", ("loss",)), ("Accuracy and reward margin", ("accuracy", "marg
 SCORE_CURVES = (("Completions scored", ("scored",)),)
 
 
-def _project_for_admin(request, slug: str):
-    project = annotate_selectors.project_get_visible(request.user, slug=slug)
-    if annotate_selectors.project_role(request.user, project) != Membership.Role.ADMIN:
-        raise PermissionDenied
-    return project
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_training(request, slug: str):
-    project = _project_for_admin(request, slug)
+    project = annotate_selectors.project_get_administered(request.user, slug=slug)
     form = RewardJobForm(request.POST or None, project=project)
     if request.method == "POST" and form.is_valid():
         try:

@@ -178,6 +178,7 @@ def test_the_dashboard_draws_the_metrics_for_admins_only(story, client, carol, m
     assert html.count("<svg") == 3
     assert "below gold threshold" in html and "cat" in html
     assert "12 / 12" in html  # rankings done / needed, gold prompts left out
+    assert "New export" in html  # exports are created, listed and downloaded here too
     client.force_login(labelers["ann"])
     assert client.get(f"/projects/{project.slug}/dashboard/").status_code == 403
     client.force_login(dave)

@@ -243,3 +243,13 @@ def _dead_pid() -> int:
     child = subprocess.Popen(["true"])
     child.wait()
     return child.pid
+
+
+def test_a_multi_gpu_job_runs_under_accelerate_launch(tmp_path):
+    command = job_services._command({"config": {"num_gpus": 4}}, tmp_path)
+    assert command[1:5] == ["launch", "--config_file", str(job_services.ACCELERATE_CONFIG),
+                            "--num_processes"]
+    assert command[5:] == ["4", "-m", "training.ml.run", str(tmp_path / "spec.json")]
+    assert job_services.ACCELERATE_CONFIG.is_file()
+    single = job_services._command({"config": {"num_gpus": 1}}, tmp_path)
+    assert single[1:] == ["-m", "training.ml.run", str(tmp_path / "spec.json")]

@@ -11,9 +11,9 @@ import time
 import pytest
 from django.db import connection
 
+from tests.processes import BIN, app_env, port_open, start_logged, stop, wait_for_text
 from training import services
 from training.models import ModelArtifact, TrainingJob
-from tests.processes import BIN, app_env, port_open, start_logged, stop, wait_for_text
 
 from .conftest import FAST_REWARD
 

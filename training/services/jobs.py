@@ -37,6 +37,7 @@ from ..models import TrainingJob
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
+ACCELERATE_CONFIG = ROOT / "config" / "accelerate" / "multi_gpu.yaml"
 MAX_ATTEMPTS = 3  # a job whose runner died this often fails instead of starting again
 FLUSH_EVERY_S = 1.0  # progress and metrics reach the row at most this often
 CANCEL_POLL_S = 0.5
@@ -217,8 +218,9 @@ def job_run(job_id: int) -> None:
 def _command(spec: dict, directory: Path) -> list[str]:
     gpus = spec.get("config", {}).get("num_gpus", 1)
     if gpus > 1:  # one process per GPU, each running the same training.ml.run
-        return [str(Path(sys.executable).parent / "accelerate"), "launch", "--num_processes",
-                str(gpus), "--multi_gpu", "-m", "training.ml.run", str(directory / "spec.json")]
+        return [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
+                str(ACCELERATE_CONFIG), "--num_processes", str(gpus), "-m", "training.ml.run",
+                str(directory / "spec.json")]
     return [sys.executable, "-m", "training.ml.run", str(directory / "spec.json")]
 
 

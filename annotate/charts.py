@@ -76,7 +76,7 @@ def _axis(top: float, value_format: str) -> str:
 
 
 def line_chart(series: dict[str, Sequence[Sequence[float]]], *, title: str,
-               value_format: str = "{:.3g}") -> str:
+               value_format: str = "{:.2g}") -> str:
     """Return an SVG line chart of named series of [x, y] points (e.g. loss by step).
 
     >>> svg = line_chart({"loss": [[1, 0.7], [2, 0.5]], "a<b": []}, title="t")
@@ -84,6 +84,7 @@ def line_chart(series: dict[str, Sequence[Sequence[float]]], *, title: str,
     (1, True)
     """
     points = [p for values in series.values() for p in values]
+    left = PAD_LEFT + 10  # room for a negative y label
     parts = [_frame(title)]
     if not points:
         parts.append(f'<text class="label" x="{WIDTH / 2}" y="{HEIGHT / 2}" '
@@ -92,15 +93,15 @@ def line_chart(series: dict[str, Sequence[Sequence[float]]], *, title: str,
     x_low, x_high = min(p[0] for p in points), max(p[0] for p in points)
     y_low, y_high = min(0.0, *(p[1] for p in points)), max(p[1] for p in points)
     x_span, y_span = (x_high - x_low) or 1, (y_high - y_low) or 1
-    plot_w, plot_h = WIDTH - PAD_LEFT - 10, HEIGHT - PAD_BOTTOM - PAD_TOP
+    plot_w, plot_h = WIDTH - left - 10, HEIGHT - PAD_BOTTOM - PAD_TOP
 
     def xy(point) -> str:
-        x = PAD_LEFT + plot_w * (point[0] - x_low) / x_span
+        x = left + plot_w * (point[0] - x_low) / x_span
         y = PAD_TOP + plot_h - plot_h * (point[1] - y_low) / y_span
         return f"{x:.1f},{y:.1f}"
 
     for index, (name, values) in enumerate(series.items()):
-        legend_x = PAD_LEFT + 110 * index
+        legend_x = left + 110 * index
         parts.append(f'<text class="label series-{index}" x="{legend_x + 14}" '
                      f'y="{PAD_TOP - 6}">{escape(name)}</text>'
                      f'<line class="line series-{index}" x1="{legend_x}" x2="{legend_x + 10}" '
@@ -110,12 +111,12 @@ def line_chart(series: dict[str, Sequence[Sequence[float]]], *, title: str,
                          f'points="{" ".join(xy(p) for p in values)}"/>')
     base = HEIGHT - PAD_BOTTOM
     parts.append(
-        f'<line class="axis" x1="{PAD_LEFT}" x2="{WIDTH - 10}" y1="{base}" y2="{base}"/>'
-        f'<text class="label" x="{PAD_LEFT - 4}" y="{PAD_TOP + 4}" text-anchor="end">'
+        f'<line class="axis" x1="{left}" x2="{WIDTH - 10}" y1="{base}" y2="{base}"/>'
+        f'<text class="label" x="{left - 4}" y="{PAD_TOP + 4}" text-anchor="end">'
         f"{escape(value_format.format(y_high))}</text>"
-        f'<text class="label" x="{PAD_LEFT - 4}" y="{base}" text-anchor="end">'
+        f'<text class="label" x="{left - 4}" y="{base}" text-anchor="end">'
         f"{escape(value_format.format(y_low))}</text>"
-        f'<text class="label" x="{PAD_LEFT}" y="{base + 14}">{escape(f"{x_low:g}")}</text>'
+        f'<text class="label" x="{left}" y="{base + 14}">{escape(f"{x_low:g}")}</text>'
         f'<text class="label" x="{WIDTH - 10}" y="{base + 14}" text-anchor="end">'
         f"{escape(f'{x_high:g}')}</text></svg>"
     )

@@ -12,7 +12,8 @@ from annotate.charts import line_chart
 from . import selectors, services
 from .forms import RewardJobForm, ScoreForm
 
-CURVES = (("Loss", ("loss",)), ("Accuracy and reward margin", ("accuracy", "margin")))
+CURVES = (("Loss", ("loss",)), ("Pair accuracy in the batch", ("accuracy",)),
+          ("Reward margin (chosen - rejected)", ("margin",)))
 SCORE_CURVES = (("Completions scored", ("scored",)),)
 
 

@@ -127,7 +127,7 @@ def test_the_training_pages(client, carol, alice, project, learnable_export, tin
     assert job.params["epochs"] == 1 and job.params["method"] == "kway"
     detail = client.get(started.url)
     assert detail.status_code == 200 and b"job-live" in detail.content
-    assert client.get(started.url + "?fragment=1").content.count(b"<svg") == 2
+    assert client.get(started.url + "?fragment=1").content.count(b"<svg") == 3
     assert client.post(f"/training/jobs/{job.id}/cancel/").status_code == 302
     job.refresh_from_db()
     assert job.status == "cancelled"

@@ -237,3 +237,15 @@ def test_4bit_loading_is_refused_without_cuda(tiny_models, synthetic, tmp_path):
     with pytest.raises(RuntimeError, match="load_in_4bit needs a CUDA GPU"):
         train_reward_model(config(tiny_models, synthetic, tmp_path, lora=True,
                                   load_in_4bit=True), RecordingReporter())
+
+
+def test_doctests_of_the_training_data_contract_pass():
+    import doctest
+
+    import annotate.charts
+    import training.ml.data
+    import training.ml.reward
+
+    for module in (training.ml.data, training.ml.reward, annotate.charts):
+        failed, attempted = doctest.testmod(module)
+        assert attempted > 0 and failed == 0, module.__name__

@@ -264,7 +264,8 @@ class _Relay:
         self.cancel_sent_at: float | None = None
 
     def run(self, command: list[str]) -> tuple[int, dict | None]:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false",
+               "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}  # a log, not bars
         env.pop("DJANGO_SETTINGS_MODULE", None)  # the training process is plain Python
         with self.log_path.open("ab") as log:
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,

@@ -3,7 +3,7 @@ a reward model disagrees with the labelers' consensus."""
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
@@ -11,7 +11,7 @@ from django.db.models import F
 
 from annotate.agreement import pairwise_agreement
 from annotate.consensus import LabeledRanking, consensus_rankings
-from annotate.models import Export, Project, Prompt, Ranking
+from annotate.models import Completion, Export, Project, Prompt, Ranking
 
 from ..ml.config import ConfigError, RewardTrainingConfig
 from ..models import CompletionScore, ModelArtifact, TrainingJob
@@ -108,6 +108,9 @@ class Disagreement:
     consensus: list[list[int]]
     rewards: dict[int, float]
     rankings: int
+    prompt_snippet: str = ""
+    consensus_order: str = ""  # "A > C = B > D": completions by their letter as imported
+    reward_order: str = ""  # "C 1.23, A 0.80, ..."
 
 
 def disagreements(artifact: ModelArtifact, limit: int = 50) -> list[Disagreement]:
@@ -131,7 +134,31 @@ def disagreements(artifact: ModelArtifact, limit: int = 50) -> list[Disagreement
                                   pairwise_agreement(by_reward, consensus.tiers),
                                   consensus.tiers, scored, consensus.rankings))
     found.sort(key=lambda d: (d.agreement, d.prompt_id))
-    return found[:limit]
+    return _described(found[:limit])
+
+
+SNIPPET = 90
+
+
+def _described(found: list[Disagreement]) -> list[Disagreement]:
+    """Add what a person reads: the prompt's start, completions by letter A, B, C ..."""
+    ids = [d.prompt_id for d in found]
+    prompts = {pid: (text, messages) for pid, text, messages in
+               Prompt.objects.filter(id__in=ids).values_list("id", "text", "messages")}
+    letters = {cid: "ABCDEFGHI"[position] for cid, position in
+               Completion.objects.filter(prompt_id__in=ids).values_list("id", "position")}
+    described = []
+    for d in found:
+        text, messages = prompts[d.prompt_id]
+        if messages:
+            text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        snippet = text if len(text) <= SNIPPET else text[:SNIPPET].rstrip() + "…"
+        consensus = " > ".join(" = ".join(letters[c] for c in tier) for tier in d.consensus)
+        by_reward = sorted(d.rewards.items(), key=lambda item: -item[1])
+        rewards = ", ".join(f"{letters[c]} {value:.2f}" for c, value in by_reward)
+        described.append(replace(d, prompt_snippet=snippet, consensus_order=consensus,
+                                 reward_order=rewards))
+    return described
 
 
 def prompts_request_more_rankings(*, project: Project, prompt_ids: list[int],

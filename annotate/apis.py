@@ -185,7 +185,7 @@ class NextPromptApi(APIView):
         assignment = services.assignment_next(project=project, labeler=request.user)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        page = selectors.rank_page_get(project, request.user, assignment.prompt_id)
+        page = selectors.rank_page_for_lease(assignment)
         body = {"prompt": page.prompt, "completions": page.completions,
                 "expires_at": assignment.expires_at}
         return Response(NextPromptOutput(body).data)

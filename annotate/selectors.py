@@ -122,6 +122,17 @@ def rank_page_get(project: Project, labeler, prompt_id: int) -> RankPage:
     return RankPage(prompt, [completions[i] for i in order], assignment, ranking)
 
 
+def rank_page_for_lease(assignment: Assignment) -> RankPage:
+    """The page of a prompt the labeler holds a lease on (and so has not ranked yet).
+
+    The same order as rank_page_get, without reading the prompt and lease again.
+    """
+    prompt = assignment.prompt
+    completions = {c.id: c for c in prompt.completions.all()}
+    order = display_order(list(completions), assignment.seed)
+    return RankPage(prompt, [completions[i] for i in order], assignment, None)
+
+
 def rankings_of_labeler(project: Project, labeler) -> QuerySet[Ranking]:
     return (
         Ranking.objects.filter(prompt__project=project, labeler=labeler)

@@ -60,7 +60,8 @@ def assignment_next(
         if open_lease is not None:
             return open_lease
         if _wants_gold(project, labeler):
-            gold = _gold_candidates(project, labeler).first()
+            # Locked like any prompt we lease: two requests of one labeler lease it once.
+            gold = _gold_candidates(project, labeler).select_for_update(of=("self",)).first()
             if gold is not None:
                 return _lease(gold, project, labeler, now)
         for attempt in range(LOCKED_RETRIES + 1):
@@ -154,8 +155,13 @@ def _open_lease_count(now: datetime, excluding: AbstractUser) -> Coalesce:
 
 
 def _open_slots(prompt: Prompt, project: Project, now: datetime, excluding: AbstractUser) -> int:
-    """Slots left on a locked prompt, counted afresh, not counting `excluding`'s own lease."""
-    ranking_count = Prompt.objects.values_list("ranking_count", flat=True).get(id=prompt.id)
+    """Slots left on a prompt locked in this transaction, not counting `excluding`'s own lease.
+
+    `prompt` must come from a SELECT ... FOR UPDATE of this transaction: that returns the row's
+    latest version, so its ranking_count is current (on SQLite the transaction holds the write
+    lock). Open leases are counted afresh.
+    """
+    ranking_count = prompt.ranking_count
     open_leases = (
         Assignment.objects.filter(prompt=prompt, status=Assignment.Status.LEASED,
                                   expires_at__gt=now)
@@ -168,11 +174,14 @@ def _open_slots(prompt: Prompt, project: Project, now: datetime, excluding: Abst
 
 def _lease(prompt: Prompt, project: Project, labeler: AbstractUser, now: datetime) -> Assignment:
     expires_at = now + timedelta(minutes=project.lease_minutes)
-    assignment, created = Assignment.objects.get_or_create(
-        prompt=prompt, labeler=labeler,
-        defaults={"seed": secrets.randbelow(2**31), "leased_at": now, "expires_at": expires_at},
-    )
-    if not created:  # an expired lease of theirs: renew it, keeping its seed (same order)
+    # No get_or_create savepoint: the prompt's row is locked, so no one else can write this
+    # labeler's lease on it before we commit.
+    assignment = Assignment.objects.filter(prompt=prompt, labeler=labeler).first()
+    if assignment is None:
+        assignment = Assignment.objects.create(
+            prompt=prompt, labeler=labeler, seed=secrets.randbelow(2**31), leased_at=now,
+            expires_at=expires_at)
+    else:  # an expired lease of theirs: renew it, keeping its seed (same order)
         assignment.leased_at, assignment.expires_at = now, expires_at
         assignment.save(update_fields=["leased_at", "expires_at"])
     assignment.prompt = prompt
@@ -241,7 +250,7 @@ def ranking_submit(
         earlier = _version_with_key(labeler, idempotency_key)
         if earlier is not None:
             return earlier, False
-        if Project.objects.filter(id=project.id, is_frozen=True).exists():
+        if prompt.project.is_frozen:
             raise LabelingError("This project is frozen: it takes no more rankings.", 409)
         existing = Ranking.objects.filter(prompt=prompt, labeler=labeler).first()
         assignment = None if existing else _open_assignment(prompt, labeler)
@@ -328,8 +337,10 @@ def _needs_more_rankings(prompt: Prompt, project: Project) -> bool:
 
 
 def _locked_prompt(project: Project, prompt_id: int) -> Prompt:
+    """The prompt, its row locked; its project is read in the same query (is it frozen?)."""
     try:
-        return Prompt.objects.select_for_update().get(id=prompt_id, project=project)
+        return (Prompt.objects.select_related("project").select_for_update(of=("self",))
+                .get(id=prompt_id, project=project))
     except (Prompt.DoesNotExist, ValueError, TypeError):
         raise LabelingError("No such prompt in this project.", 404) from None
 

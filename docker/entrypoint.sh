@@ -23,8 +23,10 @@ case "$role" in
             "$@"
         ;;
     worker)
+        # -B: this (single) CPU worker also runs beat, which reaps training jobs whose
+        # worker died. Run one such worker per deployment, or a separate `celery beat`.
         exec celery -A config worker \
-            -Q default \
+            -Q default -B --schedule /tmp/celerybeat-schedule \
             --loglevel "${CELERY_LOGLEVEL:-INFO}" \
             "$@"
         ;;

@@ -244,8 +244,9 @@ def test_doctests_of_the_training_data_contract_pass():
 
     import annotate.charts
     import training.ml.data
+    import training.ml.ppo_core
     import training.ml.reward
 
-    for module in (training.ml.data, training.ml.reward, annotate.charts):
+    for module in (training.ml.data, training.ml.reward, training.ml.ppo_core, annotate.charts):
         failed, attempted = doctest.testmod(module)
         assert attempted > 0 and failed == 0, module.__name__

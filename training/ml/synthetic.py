@@ -61,3 +61,11 @@ def write_rows(path: Path, rows: list[dict]) -> Path:
         for row in rows:
             out.write(json.dumps(row) + "\n")
     return path
+
+
+def policy_prompts(count: int, seed: int = 0) -> list[dict]:
+    """Open-ended prompts for a tiny policy: a few words it continues (no final punctuation,
+    after which it would end at once)."""
+    rng = random.Random(seed)
+    return [{"prompt": " ".join(rng.choice(FILLER) for _ in range(rng.randint(2, 5))).capitalize()}
+            for _ in range(count)]

@@ -34,14 +34,14 @@ def _corpus(size: int = 3000, seed: int = 0) -> list[str]:
     return lines
 
 
-def build_tiny_tokenizer(directory: Path):
+def build_tiny_tokenizer(directory: Path, vocab_size: int = 450):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=450, special_tokens=SPECIAL_TOKENS,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(_corpus(), trainer=trainer)
     wrapped = PreTrainedTokenizerFast(
@@ -53,14 +53,14 @@ def build_tiny_tokenizer(directory: Path):
     return wrapped
 
 
-def build_tiny_models(directory: Path, seed: int = 0) -> dict[str, Path]:
+def build_tiny_models(directory: Path, seed: int = 0, vocab_size: int = 450) -> dict[str, Path]:
     """Save a tokenizer, a causal LM and a reward model under `directory`; return their paths."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
     torch.manual_seed(seed)
     paths = {name: directory / name for name in ("policy", "reward")}
-    tokenizer = build_tiny_tokenizer(paths["policy"])
+    tokenizer = build_tiny_tokenizer(paths["policy"], vocab_size)
     tokenizer.save_pretrained(paths["reward"])
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -72,3 +72,28 @@ def build_tiny_models(directory: Path, seed: int = 0) -> dict[str, Path]:
     config.num_labels = 1
     LlamaForSequenceClassification(config).save_pretrained(paths["reward"])
     return paths
+
+
+def pretrain_tiny_policy(policy_dir: Path, steps: int = 150, seed: int = 0) -> Path:
+    """Teach the tiny causal LM the generated corpus for a few hundred steps (seconds on a
+    CPU), so it writes word-like text ending in EOS: a policy RL can improve, where a random
+    initialisation samples uniform bytes. Saved in place."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(policy_dir)
+    model = AutoModelForCausalLM.from_pretrained(policy_dir)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    lines = [f"{line}{tokenizer.eos_token}" for line in _corpus(size=4000, seed=seed + 1)]
+    rng = random.Random(seed)
+    model.train()
+    for _ in range(steps):
+        batch = tokenizer(rng.sample(lines, 16), return_tensors="pt", padding=True)
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        loss = model(**batch, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.save_pretrained(policy_dir)
+    return policy_dir

@@ -1,0 +1,101 @@
+"""PPO on tiny models built offline: it learns, it resumes exactly, and the reward model
+may read another tokenizer than the policy."""
+
+import pytest
+import torch
+
+from training.ml.config import ConfigError, RewardTrainingConfig
+from training.ml.ppo import Models, PolicyTrainingConfig, score_texts, train_policy
+from training.ml.progress import Cancelled, RecordingReporter
+from training.ml.synthetic import policy_prompts, preference_rows, write_rows
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ppo_setup(tiny_models, tmp_path_factory):
+    """A policy that writes word-like text, and a reward model that likes "helpful"."""
+    from training.ml.reward import train_reward_model
+    from training.ml.tiny import build_tiny_models, pretrain_tiny_policy
+
+    folder = tmp_path_factory.mktemp("ppo")
+    models = build_tiny_models(folder / "tiny")
+    pretrain_tiny_policy(models["policy"])
+    train = write_rows(folder / "pairs.jsonl", preference_rows(200, k=4, seed=1))
+    reward = train_reward_model(RewardTrainingConfig(
+        base_model=str(models["reward"]), train_file=str(train), output_dir=str(folder / "rm"),
+        epochs=2, batch_size=24, learning_rate=3e-3, checkpoint_every=0), RecordingReporter())
+    prompts = write_rows(folder / "prompts.jsonl", policy_prompts(64, seed=9))
+    return {"policy": str(models["policy"]), "reward": reward["model_dir"],
+            "prompts": str(prompts), "folder": folder}
+
+
+def ppo_config(setup, out, **overrides) -> PolicyTrainingConfig:
+    values = dict(policy=setup["policy"], reward_model=setup["reward"],
+                  prompts_file=setup["prompts"], output_dir=str(out), total_episodes=320,
+                  batch_size=16, mini_batch_size=8, learning_rate=3e-3, kl_coef=0.05,
+                  response_length=16, temperature=1.0, checkpoint_every=0, threads=2)
+    return PolicyTrainingConfig(**values | overrides)
+
+
+def test_ppo_raises_the_reward_and_beats_the_reference(ppo_setup, tmp_path):
+    reporter = RecordingReporter()
+    result = train_policy(ppo_config(ppo_setup, tmp_path), reporter)
+    rewards = [metrics["reward"] for _, _, metrics in reporter.steps]
+    assert len(rewards) == 20
+    assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 1.0
+    for name in ("kl", "entropy", "policy_loss", "value_loss", "clip_fraction",
+                 "response_length", "rlhf_reward"):
+        assert name in reporter.steps[-1][2]
+    evaluation = result["eval"]
+    assert evaluation["policy_reward"] > evaluation["reference_reward"]
+    assert evaluation["win_rate"] > 0.5 and evaluation["kl"] > 0
+    assert len(evaluation["samples"]) == 8 and {"prompt", "policy", "reference"} <= set(
+        evaluation["samples"][0])
+    assert (tmp_path / "policy" / "adapter_config.json").is_file()  # LoRA by default
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint_exactly(ppo_setup, tmp_path):
+    settings = dict(total_episodes=64, checkpoint_every=2)
+    whole_reporter = RecordingReporter()
+    whole = train_policy(ppo_config(ppo_setup, tmp_path / "whole", **settings), whole_reporter)
+    cut = ppo_config(ppo_setup, tmp_path / "cut", **settings)
+    with pytest.raises(Cancelled):
+        train_policy(cut, RecordingReporter(stop_after=3))
+    reporter = RecordingReporter()
+    resumed = train_policy(cut, reporter)
+    assert resumed["resumed_from_step"] == 2 and [s for s, _, _ in reporter.steps] == [3, 4]
+    # The same rollouts and updates as the run that was never stopped.
+    assert reporter.steps[-1][2]["reward"] == pytest.approx(whole_reporter.steps[-1][2]["reward"],
+                                                            abs=1e-5)
+    from safetensors.torch import load_file
+
+    a = load_file(f"{whole['policy_dir']}/adapter_model.safetensors")
+    b = load_file(f"{resumed['policy_dir']}/adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_a_reward_model_with_another_tokenizer_scores_the_decoded_text(ppo_setup, tmp_path):
+    from training.ml.scoring import RewardScorer
+    from training.ml.tiny import build_tiny_models
+
+    other = build_tiny_models(tmp_path / "other", vocab_size=300)
+    config = ppo_config(ppo_setup, tmp_path / "out", reward_model=str(other["reward"]),
+                        total_episodes=32)
+    models = Models(config)
+    assert not models.same_tokenizer
+    prompts = ["Why the", "Good day"]
+    texts = [" helpful answer.", " no."]
+    ours = score_texts(models, prompts, texts).tolist()
+    assert ours == pytest.approx(RewardScorer.load(str(other["reward"])).score(
+        list(zip(prompts, texts, strict=True))), abs=1e-5)
+    result = train_policy(config, RecordingReporter())
+    assert result["steps"] == 2
+
+
+def test_bad_ppo_settings_name_the_field():
+    with pytest.raises(ConfigError) as caught:
+        PolicyTrainingConfig(policy="p", reward_model="r", prompts_file="f", output_dir="o",
+                             batch_size=16, mini_batch_size=5, clip_range=0, algorithm="dpo")
+    for field in ("mini_batch_size", "clip_range", "algorithm"):
+        assert field in str(caught.value)

@@ -99,3 +99,15 @@ def test_bad_ppo_settings_name_the_field():
                              batch_size=16, mini_batch_size=5, clip_range=0, algorithm="dpo")
     for field in ("mini_batch_size", "clip_range", "algorithm"):
         assert field in str(caught.value)
+
+
+@pytest.mark.parametrize("algorithm", ["rloo", "grpo"])
+def test_trls_rloo_and_grpo_run_on_the_same_reward_model(algorithm, ppo_setup, tmp_path):
+    reporter = RecordingReporter()
+    result = train_policy(ppo_config(ppo_setup, tmp_path, algorithm=algorithm,
+                                     total_episodes=64, num_generations=4), reporter)
+    # 64 episodes of 16 responses, each rollout used for ppo_epochs (2) optimiser steps.
+    assert result["steps"] == 8 and [s for s, _, _ in reporter.steps] == list(range(1, 9))
+    assert {"reward", "kl", "response_length"} <= set(reporter.steps[-1][2])
+    assert (tmp_path / "policy" / "adapter_config.json").is_file()
+    assert {"policy_reward", "reference_reward", "win_rate", "kl"} <= set(result["eval"])

@@ -28,7 +28,7 @@ from .data import Text, encode
 from .loading import SEQ_CLS_HEADS, is_adapter, load_reward_model, load_tokenizer
 from .progress import Cancelled, Reporter
 
-ALGORITHMS = ("ppo",)
+ALGORITHMS = ("ppo", "rloo", "grpo")
 CHECKPOINT = "checkpoint"
 
 
@@ -39,7 +39,8 @@ class PolicyTrainingConfig:
     prompts_file: str  # JSONL lines {"prompt": text or messages}
     output_dir: str
     eval_prompts_file: str | None = None
-    algorithm: str = "ppo"
+    algorithm: str = "ppo"  # or TRL's "rloo" / "grpo" (training.ml.online)
+    num_generations: int = 4  # rloo / grpo: responses per prompt, the group for the baseline
     lora: bool = True
     lora_r: int = 16
     lora_alpha: int = 32
@@ -86,6 +87,9 @@ class PolicyTrainingConfig:
             (self.missing_eos_penalty >= 0, "missing_eos_penalty: must be 0 or more"),
             (self.checkpoint_every >= 0, "checkpoint_every: must be 0 (never) or more"),
             (not self.merge_adapter or self.lora, "merge_adapter: needs lora"),
+            (self.algorithm == "ppo" or (self.num_generations >= 2
+                                         and self.batch_size % self.num_generations == 0),
+             "num_generations: must be 2 or more and divide batch_size (rloo, grpo)"),
         ]
         problems = [message for ok, message in checks if not ok]
         if problems:
@@ -137,7 +141,7 @@ def read_prompts(path: str) -> list[Text]:
 class Models:
     """The policy (LoRA on its base: the base is the reference), reward and value models."""
 
-    def __init__(self, config: PolicyTrainingConfig):
+    def __init__(self, config: PolicyTrainingConfig, reference_path: str | None = None):
         import copy
 
         import torch
@@ -159,8 +163,14 @@ class Models:
                 self.policy = get_peft_model(self.policy, LoraConfig(
                     task_type=TaskType.CAUSAL_LM, r=config.lora_r, lora_alpha=config.lora_alpha,
                     lora_dropout=0.0, target_modules="all-linear"))
-        self.reference = None if hasattr(self.policy, "disable_adapter") else copy.deepcopy(
-            self.policy).eval().requires_grad_(False)
+        if reference_path is not None:  # a fine-tuned policy judged against where it began
+            self.reference = AutoModelForCausalLM.from_pretrained(reference_path)
+        elif hasattr(self.policy, "disable_adapter"):
+            self.reference = None  # the base under the adapter
+        else:
+            self.reference = copy.deepcopy(self.policy)
+        if self.reference is not None:
+            self.reference.eval().requires_grad_(False)
         self.reward_tokenizer = load_tokenizer(config.reward_model)
         self.reward = load_reward_model(config.reward_model,
                                         tokenizer=self.reward_tokenizer).eval()
@@ -320,8 +330,14 @@ def response_logprobs(logits, rollout: Rollout, temperature: float):
 
 
 def train_policy(config: PolicyTrainingConfig, reporter: Reporter) -> dict:
-    """Run PPO; save the policy under output_dir/policy; evaluate it against the reference."""
+    """Run PPO (or TRL's RLOO/GRPO); save the policy under output_dir/policy; evaluate it
+    against the reference."""
     import torch
+
+    if config.algorithm != "ppo":
+        from .online import train_online
+
+        return train_online(config, reporter)
 
     if config.threads:
         torch.set_num_threads(config.threads)

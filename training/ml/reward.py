@@ -325,6 +325,7 @@ def _train_trl(config: RewardTrainingConfig, reporter: Reporter, output: Path):
     callback = ReportSteps()
     trainer = RewardTrainer(model=model, args=args, train_dataset=dataset,
                             processing_class=tokenizer, callbacks=[callback])
+    quiet(trainer)
     kept = len(trainer.train_dataset)
     resume = _last_trl_checkpoint(checkpoints)
     if resume:
@@ -344,3 +345,11 @@ def _train_trl(config: RewardTrainingConfig, reporter: Reporter, output: Path):
 def _last_trl_checkpoint(directory: Path) -> str | None:
     found = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
     return str(found[-1]) if found else None
+
+
+def quiet(trainer) -> None:
+    """Our reporter logs each step: drop Trainer's own printing to stdout."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for callback in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(callback)

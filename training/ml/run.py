@@ -23,6 +23,12 @@ def run_reward(spec: dict, reporter) -> dict:
     return train_reward_model(RewardTrainingConfig.from_dict(spec["config"]), reporter)
 
 
+def run_policy(spec: dict, reporter) -> dict:
+    from .ppo import PolicyTrainingConfig, train_policy
+
+    return train_policy(PolicyTrainingConfig.from_dict(spec["config"]), reporter)
+
+
 def run_score(spec: dict, reporter) -> dict:
     """Score every line {"id", "prompt", "response"} of items_file into out_file."""
     from .scoring import RewardScorer
@@ -44,7 +50,7 @@ def run_score(spec: dict, reporter) -> dict:
     return {"scored": len(items), "out_file": str(out_path)}
 
 
-RUNNERS = {"reward": run_reward, "score": run_score}
+RUNNERS = {"reward": run_reward, "ppo": run_policy, "score": run_score}
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,144 @@
+"""RLOO and GRPO with TRL's own trainers, on the same reward model, prompts and job as PPO.
+
+Both sample `num_generations` responses per prompt and use the group's other rewards as the
+baseline instead of a value model. The reward model scores through a callable, on its own
+tokenization of (prompt, decoded response), so the EOS it was trained with is there (TRL
+decodes completions without special tokens before scoring) and its tokenizer may differ
+from the policy's.
+"""
+
+import dataclasses
+import time
+from pathlib import Path
+
+from .data import encode
+from .loading import load_reward_model, load_tokenizer
+from .ppo import CHECKPOINT, Models, PolicyTrainingConfig, evaluate_policy, read_prompts
+from .progress import Cancelled, Reporter
+from .reward import quiet as _quiet
+
+
+class RewardModelFunction:
+    """`(prompts, completions, **kwargs) -> rewards`, the reward callable TRL accepts."""
+
+    def __init__(self, path: str):
+        import torch
+
+        self.__name__ = "reward_model"  # TRL names the reward's metrics after it
+        self.tokenizer = load_tokenizer(path)
+        self.model = load_reward_model(path, tokenizer=self.tokenizer).eval()
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device)
+
+    def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float]:
+        import torch
+
+        from .scoring import pad
+
+        sequences = [encode(self.tokenizer, prompt, completion)
+                     for prompt, completion in zip(prompts, completions, strict=True)]
+        with torch.no_grad():
+            ids, mask = pad(sequences, self.tokenizer.pad_token_id, self.device)
+            rewards = self.model(input_ids=ids, attention_mask=mask).logits[:, 0].float().tolist()
+        return rewards
+
+
+def train_online(config: PolicyTrainingConfig, reporter: Reporter) -> dict:
+    """Train with TRL's RLOOTrainer or GRPOTrainer; save, then evaluate as PPO does."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, TrainerCallback
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    output = Path(config.output_dir)
+    prompts = read_prompts(config.prompts_file)
+    eval_prompts = read_prompts(config.eval_prompts_file) if config.eval_prompts_file else None
+    tokenizer = load_tokenizer(config.policy)
+    tokenizer.padding_side = "left"
+    trainer_class, config_class = _trl_classes(config.algorithm)
+    cuda = torch.cuda.is_available()
+    checkpoints = output / CHECKPOINT
+    args = config_class(
+        # Each batch of generations serves num_iterations optimiser steps: this many steps
+        # sample total_episodes responses.
+        output_dir=str(checkpoints), max_steps=config.total_steps * config.ppo_epochs,
+        per_device_train_batch_size=config.batch_size, num_generations=config.num_generations,
+        max_completion_length=config.response_length, temperature=config.temperature,
+        learning_rate=config.learning_rate, beta=config.kl_coef, seed=config.seed,
+        num_iterations=config.ppo_epochs, logging_steps=1, report_to=[],
+        bf16=cuda and torch.cuda.is_bf16_supported(), use_cpu=not cuda,
+        activation_checkpointing=False,
+        save_strategy="steps" if config.checkpoint_every else "no",
+        save_steps=config.checkpoint_every or 500, save_total_limit=1,
+    )
+    peft_config = None
+    if config.lora:
+        from peft import LoraConfig, TaskType
+
+        peft_config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=config.lora_r,
+                                 lora_alpha=config.lora_alpha, target_modules="all-linear")
+    stop = {"requested": False}
+    rollout: dict[str, float] = {}  # logged on the steps that generate; kept for the others
+
+    class ReportSteps(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "loss" not in logs:
+                return
+            if "reward" in logs:
+                rollout.update(reward=logs["reward"], kl=logs.get("kl", 0.0),
+                               response_length=logs.get("completions/mean_length", 0.0),
+                               reward_std=logs.get("reward_std", 0.0))
+            metrics = {**rollout, "policy_loss": logs["loss"],
+                       "entropy": logs.get("entropy", 0.0)}
+            if not reporter.step(state.global_step, state.max_steps, metrics):
+                stop["requested"] = control.should_training_stop = True
+
+        def on_save(self, args, state, control, **kwargs):
+            reporter.checkpoint(state.global_step, str(checkpoints))
+
+    trainer = trainer_class(
+        model=AutoModelForCausalLM.from_pretrained(config.policy),
+        reward_funcs=RewardModelFunction(config.reward_model),
+        args=args, train_dataset=Dataset.from_dict({"prompt": prompts}),
+        processing_class=tokenizer, peft_config=peft_config, callbacks=[ReportSteps()])
+    _quiet(trainer)
+    resume = _last_checkpoint(checkpoints)
+    if resume:
+        reporter.log(f"resuming from {resume}")
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    if stop["requested"]:
+        raise Cancelled(f"stopped after step {trainer.state.global_step} of "
+                        f"{config.total_steps}")
+    seconds = time.perf_counter() - started
+    policy_dir = output / "policy"
+    trainer.model.save_pretrained(policy_dir, safe_serialization=True)
+    tokenizer.padding_side = "right"
+    tokenizer.save_pretrained(policy_dir)
+    result = {"policy_dir": str(policy_dir), "merged_dir": None,
+              "steps": trainer.state.global_step,
+              "resumed_from_step": int(resume.rsplit("-", 1)[1]) if resume else 0,
+              "train_seconds": round(seconds, 3)}
+    reporter.log("evaluating the policy against the reference")
+    # The saved adapter on its base: the base with the adapter off is the reference.
+    models = Models(dataclasses.replace(config, policy=str(policy_dir)),
+                    reference_path=None if config.lora else config.policy)
+    result["eval"] = evaluate_policy(models, eval_prompts or prompts[:64], config)
+    return result
+
+
+def _trl_classes(algorithm: str):
+    if algorithm == "grpo":
+        from trl import GRPOConfig, GRPOTrainer
+
+        return GRPOTrainer, GRPOConfig
+    from trl import RLOOConfig, RLOOTrainer
+
+    return RLOOTrainer, RLOOConfig
+
+
+def _last_checkpoint(directory: Path) -> str | None:
+    found = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    return str(found[-1]) if found else None
+

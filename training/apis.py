@@ -13,7 +13,8 @@ from annotate.models import Export
 from . import selectors, services
 from .models import ModelArtifact, TrainingJob
 
-JOB_KINDS = [(kind.value, kind.label) for kind in (TrainingJob.Kind.REWARD, TrainingJob.Kind.SCORE)]
+JOB_KINDS = [(kind.value, kind.label)
+             for kind in (TrainingJob.Kind.REWARD, TrainingJob.Kind.SCORE, TrainingJob.Kind.PPO)]
 
 
 class ArtifactOutput(serializers.ModelSerializer):
@@ -35,7 +36,8 @@ class JobOutput(serializers.ModelSerializer):
     class Meta:
         model = TrainingJob
         fields = ["id", "project", "kind", "status", "params", "export", "dataset_path",
-                  "base_model", "base_artifact", "step", "total_steps", "eta_seconds",
+                  "base_model", "base_artifact", "reward_artifact", "step", "total_steps",
+                  "eta_seconds",
                   "metrics", "log_tail", "result", "error", "cancel_requested", "attempts",
                   "celery_task_id", "worker", "created_at", "dispatched_at", "started_at",
                   "heartbeat_at", "finished_at", "output_model"]
@@ -58,11 +60,15 @@ class JobCreateInput(serializers.Serializer):
     export = serializers.IntegerField(required=False, help_text="Reward: the dataset snapshot")
     base_model = serializers.CharField(required=False, allow_blank=True, default="",
                                        max_length=500, help_text="A Hugging Face name or path")
-    base_artifact = serializers.IntegerField(
-        required=False, help_text="Reward: start from this registered model; score: the model")
+    base_artifact = serializers.IntegerField(required=False, help_text=(
+        "Reward / ppo: start from this registered model; score: the reward model to use"))
+    reward_artifact = serializers.IntegerField(required=False,
+                                               help_text="ppo: the reward model to optimise")
     params = serializers.DictField(required=False, default=dict, help_text=(
         "Reward: RewardTrainingConfig fields (method, lora, lora_r, lora_alpha, epochs, "
-        "batch_size, learning_rate, max_length, ...) and model_name; score: alpha"))
+        "batch_size, learning_rate, max_length, ...) and model_name; ppo: "
+        "PolicyTrainingConfig fields (algorithm ppo|rloo|grpo, total_episodes, batch_size, "
+        "mini_batch_size, ppo_epochs, kl_coef, clip_range, ...) and model_name; score: alpha"))
 
 
 class TrainingJobsApi(APIView):
@@ -81,7 +87,16 @@ class TrainingJobsApi(APIView):
         if data.get("base_artifact") is not None:
             artifact = get_object_or_404(ModelArtifact, id=data["base_artifact"], project=project)
         try:
-            if data["kind"] == TrainingJob.Kind.SCORE:
+            if data["kind"] == TrainingJob.Kind.PPO:
+                if data.get("reward_artifact") is None:
+                    return _refused("reward_artifact: a ppo job needs the reward model")
+                reward = get_object_or_404(ModelArtifact, id=data["reward_artifact"],
+                                           project=project)
+                job, created = services.policy_job_create(
+                    project=project, params=data["params"], reward_artifact=reward,
+                    base_model=data["base_model"], base_artifact=artifact,
+                    created_by=request.user)
+            elif data["kind"] == TrainingJob.Kind.SCORE:
                 if artifact is None:
                     return _refused("base_artifact: a score job needs the reward model to use")
                 job, created = services.score_job_create(

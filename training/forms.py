@@ -4,7 +4,9 @@ from django import forms
 
 from annotate.models import Export, Project
 
+from . import services
 from .ml.config import REWARD_METHODS
+from .ml.ppo import ALGORITHMS
 from .models import ModelArtifact
 
 
@@ -56,6 +58,69 @@ class RewardJobForm(forms.Form):
         if self.cleaned_data.get("model_name"):
             params["model_name"] = self.cleaned_data["model_name"]
         return params
+
+    def create_job(self, *, project: Project, created_by):
+        return services.reward_job_create(
+            project=project, params=self.params(), base_model=self.cleaned_data["base_model"],
+            created_by=created_by, export=self.cleaned_data["export"],
+            base_artifact=self.cleaned_data["base_artifact"])
+
+
+class PolicyJobForm(forms.Form):
+    """PPO (ours), or TRL's RLOO / GRPO, against a registered reward model."""
+
+    reward_artifact = forms.ModelChoiceField(queryset=ModelArtifact.objects.none(),
+                                             label="Reward model")
+    base_model = forms.CharField(required=False, max_length=500, label="Policy",
+                                 help_text="A Hugging Face causal LM name or a local path")
+    base_artifact = forms.ModelChoiceField(queryset=ModelArtifact.objects.none(),
+                                           required=False, label="Or continue from")
+    model_name = forms.SlugField(required=False, max_length=100, label="Registry name",
+                                 help_text="Default: <project>-policy")
+    algorithm = forms.ChoiceField(choices=[(a, a) for a in ALGORITHMS], initial="ppo")
+    total_episodes = forms.IntegerField(min_value=1, max_value=10_000_000, initial=256)
+    batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=16,
+                                    help_text="Responses per step")
+    mini_batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=8)
+    ppo_epochs = forms.IntegerField(min_value=1, max_value=32, initial=2)
+    learning_rate = forms.FloatField(min_value=1e-9, max_value=0.5, initial=1e-5)
+    kl_coef = forms.FloatField(min_value=0, max_value=10, initial=0.05, label="KL coefficient")
+    clip_range = forms.FloatField(min_value=0.001, max_value=0.999, initial=0.2)
+    clip_range_value = forms.FloatField(min_value=0.001, max_value=100, initial=0.2)
+    response_length = forms.IntegerField(min_value=1, max_value=8192, initial=32)
+    temperature = forms.FloatField(min_value=0.01, max_value=10, initial=0.7)
+    missing_eos_penalty = forms.FloatField(min_value=0, max_value=100, initial=1.0)
+    num_generations = forms.IntegerField(min_value=2, max_value=64, initial=4,
+                                         help_text="RLOO / GRPO: responses per prompt")
+    seed = forms.IntegerField(initial=0)
+    lora = forms.BooleanField(required=False, initial=True, label="LoRA adapter")
+
+    CONFIG_FIELDS = ("algorithm", "total_episodes", "batch_size", "mini_batch_size",
+                     "ppo_epochs", "learning_rate", "kl_coef", "clip_range", "clip_range_value",
+                     "response_length", "temperature", "missing_eos_penalty", "num_generations",
+                     "seed", "lora")
+
+    def __init__(self, *args, project: Project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["reward_artifact"].queryset = project.models.filter(
+            kind=ModelArtifact.Kind.REWARD)
+        self.fields["base_artifact"].queryset = project.models.filter(
+            kind=ModelArtifact.Kind.POLICY)
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("base_model") and not data.get("base_artifact"):
+            self.add_error("base_model", "Give a policy, or a policy to continue from.")
+        return data
+
+    def create_job(self, *, project: Project, created_by):
+        params = {name: self.cleaned_data[name] for name in self.CONFIG_FIELDS}
+        if self.cleaned_data.get("model_name"):
+            params["model_name"] = self.cleaned_data["model_name"]
+        return services.policy_job_create(
+            project=project, params=params, reward_artifact=self.cleaned_data["reward_artifact"],
+            base_model=self.cleaned_data["base_model"],
+            base_artifact=self.cleaned_data["base_artifact"], created_by=created_by)
 
 
 class ScoreForm(forms.Form):

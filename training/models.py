@@ -37,8 +37,12 @@ class TrainingJob(models.Model):
     dataset_path = models.CharField(max_length=1000, blank=True,
                                     help_text="A JSONL file, when not trained from an export.")
     base_model = models.CharField(max_length=500, help_text="A Hugging Face name or a path.")
-    base_artifact = models.ForeignKey("ModelArtifact", null=True, blank=True,
-                                      on_delete=models.PROTECT, related_name="+")
+    base_artifact = models.ForeignKey(
+        "ModelArtifact", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="The registered model it starts from (reward, policy), or scores with.")
+    reward_artifact = models.ForeignKey(
+        "ModelArtifact", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="PPO and generation rounds: the reward model it optimises against.")
     # Two identical requests share one active job: the key is a hash of dataset and config.
     dedupe_key = models.CharField(max_length=64)
     step = models.PositiveIntegerField(default=0)

@@ -59,6 +59,8 @@ def lineage(artifact: ModelArtifact) -> list[tuple[str, object]]:
         chain.append(("job", job))
         if job.export is not None:
             chain.append(("dataset", job.export))
+        if job.reward_artifact is not None:
+            chain.append(("reward model", job.reward_artifact))
         current = job.base_artifact
     return chain
 

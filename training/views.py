@@ -10,24 +10,29 @@ from annotate import selectors as annotate_selectors
 from annotate.charts import line_chart
 
 from . import selectors, services
-from .forms import RewardJobForm, ScoreForm
+from .forms import PolicyJobForm, RewardJobForm, ScoreForm
 
 CURVES = (("Loss", ("loss",)), ("Pair accuracy in the batch", ("accuracy",)),
           ("Reward margin (chosen - rejected)", ("margin",)))
 SCORE_CURVES = (("Completions scored", ("scored",)),)
+POLICY_CURVES = (("Mean reward", ("reward", "rlhf_reward")), ("KL to the reference", ("kl",)),
+                 ("Entropy", ("entropy",)), ("Policy and value loss",
+                                             ("policy_loss", "value_loss")),
+                 ("Clip fraction", ("clip_fraction",)), ("Response length", ("response_length",)))
+CURVES_BY_KIND = {"reward": CURVES, "score": SCORE_CURVES, "ppo": POLICY_CURVES}
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_training(request, slug: str):
     project = annotate_selectors.project_get_administered(request.user, slug=slug)
-    form = RewardJobForm(request.POST or None, project=project)
-    if request.method == "POST" and form.is_valid():
+    which = request.POST.get("form") if request.method == "POST" else None
+    reward_form = RewardJobForm(request.POST if which == "reward" else None, project=project)
+    policy_form = PolicyJobForm(request.POST if which == "policy" else None, project=project)
+    form = {"reward": reward_form, "policy": policy_form}.get(which)
+    if form is not None and form.is_valid():
         try:
-            job, created = services.reward_job_create(
-                project=project, params=form.params(), base_model=form.cleaned_data["base_model"],
-                created_by=request.user, export=form.cleaned_data["export"],
-                base_artifact=form.cleaned_data["base_artifact"])
+            job, created = form.create_job(project=project, created_by=request.user)
         except services.JobRefused as refused:
             form.add_error(None, str(refused))
         else:
@@ -35,7 +40,7 @@ def project_training(request, slug: str):
                 messages.info(request, "The same job is already queued or running: here it is.")
             return redirect("training_job", job_id=job.id)
     return render(request, "training/project_training.html", {
-        "project": project, "form": form,
+        "project": project, "form": reward_form, "policy_form": policy_form,
         "jobs": selectors.jobs_for_admin(request.user, project)[:50],
         "models": selectors.artifacts_for_admin(request.user, project)[:50],
     })
@@ -53,7 +58,7 @@ def job_detail(request, job_id: int):
 
 
 def _charts(job) -> list:
-    curves = SCORE_CURVES if job.kind == "score" else CURVES
+    curves = CURVES_BY_KIND.get(job.kind, CURVES)
     return [mark_safe(line_chart(selectors.job_metric_series(job, names), title=title))  # noqa: S308 - escaped
             for title, names in curves]
 

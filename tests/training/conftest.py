@@ -17,6 +17,27 @@ def tiny_models(tmp_path_factory):
     return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
 
 
+@pytest.fixture(scope="session")
+def ppo_setup(tmp_path_factory):
+    """A policy that writes word-like text, and a reward model that likes "helpful"."""
+    from training.ml.config import RewardTrainingConfig
+    from training.ml.progress import RecordingReporter
+    from training.ml.reward import train_reward_model
+    from training.ml.synthetic import policy_prompts, preference_rows, write_rows
+    from training.ml.tiny import build_tiny_models, pretrain_tiny_policy
+
+    folder = tmp_path_factory.mktemp("ppo")
+    models = build_tiny_models(folder / "tiny")
+    pretrain_tiny_policy(models["policy"])
+    train = write_rows(folder / "pairs.jsonl", preference_rows(200, k=4, seed=1))
+    reward = train_reward_model(RewardTrainingConfig(
+        base_model=str(models["reward"]), train_file=str(train), output_dir=str(folder / "rm"),
+        epochs=2, batch_size=24, learning_rate=3e-3, checkpoint_every=0), RecordingReporter())
+    prompts = write_rows(folder / "prompts.jsonl", policy_prompts(64, seed=9))
+    return {"policy": str(models["policy"]), "reward": reward["model_dir"],
+            "prompts": str(prompts), "folder": folder}
+
+
 @pytest.fixture
 def var_dir(settings, tmp_path):
     settings.VAR_DIR = tmp_path / "var"

@@ -120,7 +120,7 @@ def test_the_training_pages(client, carol, alice, project, learnable_export, tin
     assert page.status_code == 200 and b"Train a reward model" in page.content
     form = {"export": learnable_export.id, "base_model": str(tiny_models["reward"]),
             "method": "kway", "epochs": 1, "batch_size": 8, "learning_rate": 1e-3,
-            "max_length": 256, "lora_r": 16, "lora_alpha": 32, "num_gpus": 1}
+            "max_length": 256, "lora_r": 16, "lora_alpha": 32, "num_gpus": 1, "form": "reward"}
     started = client.post(f"/projects/{project.slug}/training/", form)
     job = TrainingJob.objects.get()
     assert started.status_code == 302 and started.url == f"/training/jobs/{job.id}/"

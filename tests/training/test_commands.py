@@ -46,3 +46,23 @@ def test_bad_arguments_are_clear_errors(tmp_path, tiny_models):
     with pytest.raises(CommandError, match="epochs"):
         call_command("train_reward_model", "--dataset", str(train), "--base-model", "x",
                      "--epochs", "0", "--inline")
+
+
+def test_run_ppo_inline_on_a_prompt_file(ppo_setup, tmp_path):
+    out = io.StringIO()
+    call_command("run_ppo", "--policy", ppo_setup["policy"], "--reward-model",
+                 ppo_setup["reward"], "--prompts", ppo_setup["prompts"], "--out",
+                 str(tmp_path / "policy"), "--total-episodes", "32", "--response-length", "8",
+                 "--learning-rate", "0.003", "--inline", stdout=out)
+    text = out.getvalue()
+    assert "Mean reward: policy" in text and "win rate" in text
+    assert (tmp_path / "policy" / "policy" / "adapter_config.json").is_file()
+
+
+def test_run_ppo_refuses_what_it_cannot_use(ppo_setup, tmp_path):
+    with pytest.raises(CommandError, match="no reward model with that registry id"):
+        call_command("run_ppo", "--policy", "x", "--reward-model", "77", "--prompts",
+                     ppo_setup["prompts"])
+    with pytest.raises(CommandError, match="mini_batch_size"):
+        call_command("run_ppo", "--policy", "x", "--reward-model", ppo_setup["reward"],
+                     "--prompts", ppo_setup["prompts"], "--mini-batch-size", "5", "--inline")

@@ -114,3 +114,41 @@ def test_a_job_whose_whole_worker_died_is_requeued_by_the_next_worker(
     assert job.status == "succeeded", job.error
     assert job.attempts == 2 and job.result["resumed_from_step"] >= 20
     assert TrainingJob.objects.filter(status="running").count() == 0
+
+
+def test_a_ppo_job_killed_mid_run_resumes_from_its_checkpoint(worker_env, tmp_path, project,
+                                                              ppo_setup):
+    import io
+    import json
+
+    from annotate import services as annotate_services
+    from training.ml.synthetic import policy_prompts
+
+    records = [{"id": f"q{n}", "prompt": row["prompt"],
+                "completions": [f" answer {n}.{k}" for k in range(4)]}
+               for n, row in enumerate(policy_prompts(40, seed=3))]
+    annotate_services.prompts_import(
+        project=project, filename="p.jsonl",
+        binary=io.BytesIO("".join(json.dumps(r) + "\n" for r in records).encode()))
+    reward = ModelArtifact.objects.create(project=project, name="rm", version=1, kind="reward",
+                                          base_model="tiny", path=ppo_setup["reward"])
+    log = tmp_path / "worker.log"
+    worker = start_worker(worker_env, log, "ppo")
+    try:
+        job, _ = services.policy_job_create(
+            project=project, reward_artifact=reward, base_model=ppo_setup["policy"],
+            created_by=None, params={"total_episodes": 1600, "batch_size": 16,
+                                     "mini_batch_size": 8, "learning_rate": 0.003,
+                                     "response_length": 16, "checkpoint_every": 10,
+                                     "threads": 1})
+        job = wait_for(job, lambda j: "checkpoint at step" in j.log_tail, timeout=120)
+        os.kill(int(job.worker.rsplit(":", 1)[1]), signal.SIGKILL)
+        job = wait_for(job, lambda j: not j.is_active and j.attempts >= 1, timeout=300)
+    finally:
+        stop(worker)
+    assert job.status == "succeeded", f"{job.error}\n{log.read_text()[-3000:]}"
+    assert job.attempts == 2 and job.result["resumed_from_step"] >= 10
+    policy = ModelArtifact.objects.get(job=job)
+    assert policy.kind == "policy" and ModelArtifact.objects.filter(job=job).count() == 1
+    second = [m["step"] for m in job.metrics if m["attempt"] == 2]
+    assert second[0] == job.result["resumed_from_step"] + 1 and second[-1] == job.total_steps

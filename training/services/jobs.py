@@ -66,14 +66,17 @@ def runner_id() -> str:
 
 def job_create(*, project: Project, kind: str, params: dict, base_model: str,
                created_by: AbstractUser | None, export: Export | None = None,
-               dataset_path: str = "", base_artifact=None) -> tuple[TrainingJob, bool]:
+               dataset_path: str = "", base_artifact=None,
+               reward_artifact=None) -> tuple[TrainingJob, bool]:
     """Create a queued job and dispatch it after commit; return (job, created).
 
     An identical request (same kind, data and params) while one is active returns that job.
     """
     key = dedupe_key(kind=kind, export_id=export.id if export else None,
                      dataset_path=dataset_path, base_model=base_model,
-                     base_artifact_id=base_artifact.id if base_artifact else None, params=params)
+                     base_artifact_id=base_artifact.id if base_artifact else None,
+                     reward_artifact_id=reward_artifact.id if reward_artifact else None,
+                     params=params)
     with transaction.atomic():
         existing = TrainingJob.objects.filter(project=project, dedupe_key=key,
                                               status__in=TrainingJob.ACTIVE).first()
@@ -89,7 +92,7 @@ def job_create(*, project: Project, kind: str, params: dict, base_model: str,
                 job = TrainingJob.objects.create(
                     project=project, kind=kind, params=params, base_model=base_model,
                     export=export, dataset_path=dataset_path, base_artifact=base_artifact,
-                    dedupe_key=key, created_by=created_by,
+                    reward_artifact=reward_artifact, dedupe_key=key, created_by=created_by,
                 )
         except IntegrityError:  # the same request, committed a moment ago by another process
             return TrainingJob.objects.get(project=project, dedupe_key=key,
@@ -148,7 +151,8 @@ def job_claim(job_id: int, *, now=None) -> TrainingJob | None:
         if not claimed:
             return None
         logger.warning("training job %s: took over from %s, which is gone", job_id, job.worker)
-    job = TrainingJob.objects.select_related("project", "export", "base_artifact").get(id=job_id)
+    job = TrainingJob.objects.select_related("project", "export", "base_artifact",
+                                             "reward_artifact").get(id=job_id)
     if job.attempts > MAX_ATTEMPTS:
         _finish(job, TrainingJob.Status.FAILED,
                 error=f"The job's worker was lost {job.attempts - 1} times; not starting again.")

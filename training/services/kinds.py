@@ -10,10 +10,12 @@ from pathlib import Path
 from django.conf import settings
 from django.db.models import Max
 
-from annotate.models import Completion
+from annotate.exporters import is_test_prompt
+from annotate.models import Completion, Prompt
 from annotate.services import export_file_path
 
 from ..ml.config import RewardTrainingConfig
+from ..ml.ppo import PolicyTrainingConfig
 from ..models import CompletionScore, ModelArtifact, TrainingJob
 
 SCORE_BATCH = 2000
@@ -72,6 +74,63 @@ def _artifact_metrics(result: dict) -> dict:
     return {key: result[key] for key in keep if key in result} | {"eval": result.get("eval")}
 
 
+EVAL_FRACTION = 0.1  # of a project's prompts, held out to evaluate a policy
+
+
+def policy_config(job: TrainingJob, directory: Path) -> PolicyTrainingConfig:
+    """The job's PPO/RLOO/GRPO config, with prompt files written from the project."""
+    params = {k: v for k, v in job.params.items() if k not in ("model_name", "eval_file")}
+    if job.dataset_path:
+        prompts_file, eval_file = job.dataset_path, job.params.get("eval_file") or None
+    else:
+        prompts_file, eval_file = _write_project_prompts(job, directory)
+    policy = (str(var_absolute(job.base_artifact.path)) if job.base_artifact else job.base_model)
+    return PolicyTrainingConfig(
+        policy=policy, reward_model=str(var_absolute(job.reward_artifact.path)),
+        prompts_file=prompts_file, eval_prompts_file=eval_file,
+        output_dir=str(directory / "output"), **params)
+
+
+def _write_project_prompts(job: TrainingJob, directory: Path) -> tuple[str, str | None]:
+    """The project's prompts (gold ones left out), a tenth held out by a hash of the id."""
+    train, held_out = directory / "prompts.jsonl", directory / "eval-prompts.jsonl"
+    counts = {"train": 0, "eval": 0}
+    with train.open("w", encoding="utf-8") as train_out, \
+            held_out.open("w", encoding="utf-8") as eval_out:
+        rows = (Prompt.objects.filter(project=job.project, gold_tiers__isnull=True)
+                .order_by("id").values_list("id", "text", "messages"))
+        for prompt_id, text, messages in rows.iterator(2000):
+            line = json.dumps({"id": prompt_id, "prompt": messages or text}) + "\n"
+            split = "eval" if is_test_prompt(prompt_id, EVAL_FRACTION, seed=0) else "train"
+            (eval_out if split == "eval" else train_out).write(line)
+            counts[split] += 1
+    if not counts["train"]:
+        raise ValueError("the project has no prompts to train a policy on")
+    return str(train), str(held_out) if counts["eval"] else None
+
+
+class PolicyKind:
+    @staticmethod
+    def prepare(job: TrainingJob, directory: Path) -> dict:
+        return {"kind": "ppo", "config": policy_config(job, directory).as_dict()}
+
+    @staticmethod
+    def complete(job: TrainingJob, directory: Path, result: dict) -> dict:
+        name = job.params.get("model_name") or f"{job.project.slug}-policy"
+        latest = ModelArtifact.objects.filter(project=job.project, name=name).aggregate(
+            latest=Max("version"))["latest"] or 0
+        evaluation = result.get("eval") or {}
+        artifact = ModelArtifact.objects.create(
+            project=job.project, name=name, version=latest + 1, kind=ModelArtifact.Kind.POLICY,
+            base_model=job.base_model, path=var_relative(result["policy_dir"]),
+            merged_path=var_relative(result["merged_dir"]) if result.get("merged_dir") else "",
+            is_adapter=job.params.get("lora", True), job=job,
+            metrics={"algorithm": job.params.get("algorithm", "ppo"), "steps": result["steps"],
+                     "train_seconds": result.get("train_seconds"), "eval": evaluation},
+        )
+        return {"artifact_id": artifact.id}
+
+
 class ScoreKind:
     """Score every completion of the project with a registered reward model."""
 
@@ -109,4 +168,5 @@ class ScoreKind:
         return {"scored": count}
 
 
-KINDS = {TrainingJob.Kind.REWARD: RewardKind, TrainingJob.Kind.SCORE: ScoreKind}
+KINDS = {TrainingJob.Kind.REWARD: RewardKind, TrainingJob.Kind.SCORE: ScoreKind,
+         TrainingJob.Kind.PPO: PolicyKind}

@@ -14,6 +14,7 @@ from annotate.consensus import LabeledRanking, consensus_rankings
 from annotate.models import Completion, Export, Project, Prompt, Ranking
 
 from ..ml.config import ConfigError, RewardTrainingConfig
+from ..ml.ppo import PolicyTrainingConfig
 from ..models import CompletionScore, ModelArtifact, TrainingJob
 from .jobs import JobRefused, job_create
 from .kinds import var_absolute
@@ -51,6 +52,44 @@ def reward_job_create(*, project: Project, params: dict, base_model: str = "",
     return job_create(project=project, kind=TrainingJob.Kind.REWARD, params=params,
                       base_model=base_model, created_by=created_by, export=export,
                       dataset_path=dataset_path, base_artifact=base_artifact)
+
+
+POLICY_PATH_FIELDS = ("policy", "reward_model", "prompts_file", "eval_prompts_file",
+                      "output_dir")
+
+
+def policy_job_create(*, project: Project, params: dict, reward_artifact: ModelArtifact,
+                      created_by: AbstractUser | None, base_model: str = "",
+                      base_artifact: ModelArtifact | None = None, dataset_path: str = "",
+                      ) -> tuple[TrainingJob, bool]:
+    """Validate a PPO (or RLOO/GRPO) request against a registered reward model; queue it.
+
+    The policy is a Hugging Face name or path, or a registered policy to go on from; the
+    prompts are the project's (a tenth held out for evaluation) unless a JSONL file is given.
+    """
+    if reward_artifact.project_id != project.id or reward_artifact.kind != "reward":
+        raise JobRefused(f"Model {reward_artifact.id} is not a reward model of this project.")
+    if base_artifact is not None:
+        if base_artifact.project_id != project.id or base_artifact.kind != "policy":
+            raise JobRefused(f"Model {base_artifact.id} is not a policy of this project.")
+        base_model = base_model or str(base_artifact)
+    if not base_model:
+        raise JobRefused("policy: give a Hugging Face model name, a local path, or a policy "
+                         "of this project.")
+    config = {k: v for k, v in params.items() if k not in ("model_name", "eval_file")}
+    unknown = set(config) & set(POLICY_PATH_FIELDS)
+    if unknown:
+        raise JobRefused(f"{', '.join(sorted(unknown))}: set by the job, not by the request")
+    try:
+        PolicyTrainingConfig.from_dict({**config, "policy": base_model, "reward_model": "-",
+                                        "prompts_file": "-", "output_dir": "-"})
+    except ConfigError as exc:
+        raise JobRefused(str(exc)) from None
+    if not dataset_path and not project.prompts.filter(gold_tiers__isnull=True).exists():
+        raise JobRefused("The project has no prompts to train a policy on.")
+    return job_create(project=project, kind=TrainingJob.Kind.PPO, params=params,
+                      base_model=base_model, created_by=created_by, base_artifact=base_artifact,
+                      reward_artifact=reward_artifact, dataset_path=dataset_path)
 
 
 def score_job_create(*, artifact: ModelArtifact, created_by: AbstractUser | None,

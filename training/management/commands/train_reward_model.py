@@ -1,16 +1,12 @@
 import shutil
-import sys
-import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from annotate.models import Export, Project
 from training import services
+from training.management.follow import follow
 from training.ml.config import REWARD_METHODS, ConfigError, RewardTrainingConfig
-from training.models import TrainingJob
-
-POLL_S = 2.0
 
 
 class Command(BaseCommand):
@@ -62,9 +58,7 @@ class Command(BaseCommand):
             raise CommandError(str(refused)) from None
         self.stdout.write(f"{'Queued' if created else 'Already active:'} job {job.id}; "
                           "following it (Ctrl-C stops following, not the job)")
-        job = self._follow(job)
-        if job.status != TrainingJob.Status.SUCCEEDED:
-            raise CommandError(f"job {job.id} {job.status}: {job.error[-2000:]}")
+        job = follow(job)
         self._report(job.result)
         if options["out"]:
             shutil.copytree(job.result["model_dir"], options["out"], dirs_exist_ok=True)
@@ -116,18 +110,3 @@ class Command(BaseCommand):
                               f"{evaluation['mean_margin']:.4f}")
             for name, subset in evaluation["subsets"].items():
                 self.stdout.write(f"  {name}: {subset['accuracy']:.4f} ({subset['pairs']})")
-
-    def _follow(self, job: TrainingJob) -> TrainingJob:
-        shown = -1
-        try:
-            while job.is_active:
-                time.sleep(POLL_S)
-                job.refresh_from_db()
-                if job.step != shown:
-                    shown = job.step
-                    sys.stdout.write(f"\r{job.status}: step {job.step}/{job.total_steps or '?'}")
-                    sys.stdout.flush()
-        except KeyboardInterrupt:
-            raise CommandError(f"stopped following job {job.id}; it goes on") from None
-        self.stdout.write("")
-        return job

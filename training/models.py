@@ -146,3 +146,53 @@ class CompletionScore(models.Model):
 
     def __str__(self) -> str:
         return f"{self.artifact}: completion {self.completion_id} = {self.reward:.3f}"
+
+
+class Round(models.Model):
+    """One turn of the loop: dataset snapshot -> reward model -> policy -> generated prompts,
+    which labelers rank; the next round's snapshot includes those rankings."""
+
+    class Status(models.TextChoices):
+        EXPORTING = "exporting", "Exporting the dataset"
+        TRAINING_REWARD = "training_reward", "Training the reward model"
+        TRAINING_POLICY = "training_policy", "Training the policy"
+        GENERATING = "generating", "Generating completions"
+        RANKING = "ranking", "Ready to rank"
+        FAILED = "failed", "Failed"
+
+    ACTIVE = (Status.EXPORTING, Status.TRAINING_REWARD, Status.TRAINING_POLICY,
+              Status.GENERATING)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rounds")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.EXPORTING)
+    plan = models.JSONField(default=dict, blank=True,
+                            help_text="export, reward, policy and generate settings")
+    export = models.ForeignKey(Export, null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="+")
+    reward_job = models.ForeignKey(TrainingJob, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    policy_job = models.ForeignKey(TrainingJob, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    generation_job = models.ForeignKey(TrainingJob, null=True, blank=True,
+                                       on_delete=models.SET_NULL, related_name="+")
+    reward_artifact = models.ForeignKey(ModelArtifact, null=True, blank=True,
+                                        on_delete=models.PROTECT, related_name="+")
+    policy_artifact = models.ForeignKey(ModelArtifact, null=True, blank=True,
+                                        on_delete=models.PROTECT, related_name="+")
+    prompt_import = models.ForeignKey("annotate.PromptImport", null=True, blank=True,
+                                      on_delete=models.SET_NULL, related_name="+",
+                                      help_text="The generated prompts, ranked in this round.")
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="round_number_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} round {self.number} ({self.status})"

@@ -9,7 +9,7 @@ from django.http import Http404
 from annotate import selectors as annotate_selectors
 from annotate.models import Project
 
-from .models import ModelArtifact, TrainingJob
+from .models import ModelArtifact, Round, TrainingJob
 
 
 def _visible(queryset: QuerySet, user, object_id: int):
@@ -74,3 +74,22 @@ def job_metric_series(job: TrainingJob, names: tuple[str, ...]) -> dict[str, lis
                 series[name][point["step"]] = point[name]
     return {name: sorted([step, value] for step, value in values.items())
             for name, values in series.items()}
+
+
+def rounds_with_progress(project: Project) -> list[tuple[Round, dict]]:
+    """Each round with the ranking progress of the prompts it generated."""
+    from django.db.models import Count, Sum
+
+    found = []
+    rounds = project.rounds.select_related(
+        "export", "reward_job", "policy_job", "generation_job", "reward_artifact",
+        "policy_artifact", "prompt_import").order_by("number")
+    for round_ in rounds:
+        progress = {"prompts": 0, "ranked": 0, "needed": 0}
+        if round_.prompt_import_id:
+            totals = round_.prompt_import.prompts.aggregate(prompts=Count("id"),
+                                                            ranked=Sum("ranking_count"))
+            progress = {"prompts": totals["prompts"], "ranked": totals["ranked"] or 0,
+                        "needed": totals["prompts"] * project.labelers_per_prompt}
+        found.append((round_, progress))
+    return found

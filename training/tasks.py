@@ -18,7 +18,10 @@ def job_run_task(job_id: int) -> None:
 
 @shared_task(name="training.jobs_reap")
 def jobs_reap_task() -> dict:
-    return services.jobs_reap()
+    """Every minute: reap jobs whose worker died, and move rounds whose step has finished."""
+    counts = services.jobs_reap()
+    counts["rounds_moved"] = services.rounds_advance()
+    return counts
 
 
 @worker_ready.connect

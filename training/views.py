@@ -47,6 +47,25 @@ def project_training(request, slug: str):
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
+def project_rounds(request, slug: str):
+    project = annotate_selectors.project_get_administered(request.user, slug=slug)
+    if request.method == "POST":
+        try:
+            round_ = services.round_start(
+                project=project, created_by=request.user,
+                reward_base=request.POST.get("reward_base", "").strip(),
+                policy_base=request.POST.get("policy_base", "").strip())
+        except services.JobRefused as refused:
+            messages.error(request, str(refused))
+        else:
+            messages.success(request, f"Round {round_.number} started: exporting the dataset.")
+        return redirect("project_rounds", slug=project.slug)
+    return render(request, "training/rounds.html", {
+        "project": project, "rounds": selectors.rounds_with_progress(project)})
+
+
+@login_required
 @require_GET
 def job_detail(request, job_id: int):
     job = selectors.job_get_for_admin(request.user, job_id)

@@ -29,6 +29,12 @@ def run_policy(spec: dict, reporter) -> dict:
     return train_policy(PolicyTrainingConfig.from_dict(spec["config"]), reporter)
 
 
+def run_generate(spec: dict, reporter) -> dict:
+    from .generate import GenerationConfig, generate_completions
+
+    return generate_completions(GenerationConfig.from_dict(spec["config"]), reporter)
+
+
 def run_score(spec: dict, reporter) -> dict:
     """Score every line {"id", "prompt", "response"} of items_file into out_file."""
     from .scoring import RewardScorer
@@ -50,7 +56,8 @@ def run_score(spec: dict, reporter) -> dict:
     return {"scored": len(items), "out_file": str(out_path)}
 
 
-RUNNERS = {"reward": run_reward, "ppo": run_policy, "score": run_score}
+RUNNERS = {"reward": run_reward, "ppo": run_policy, "generate": run_generate,
+           "score": run_score}
 
 
 def main(argv: list[str]) -> int:

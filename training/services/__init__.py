@@ -17,17 +17,20 @@ from .kinds import var_absolute
 from .registry import (
     Disagreement,
     disagreements,
+    generate_job_create,
     model_score,
     policy_job_create,
     prompts_request_more_rankings,
     reward_job_create,
     score_job_create,
 )
+from .rounds import round_start, rounds_advance
 
 __all__ = [
     "Disagreement",
     "JobRefused",
     "disagreements",
+    "generate_job_create",
     "job_cancel",
     "job_claim",
     "job_create",
@@ -39,6 +42,8 @@ __all__ = [
     "policy_job_create",
     "prompts_request_more_rankings",
     "reward_job_create",
+    "round_start",
+    "rounds_advance",
     "score_job_create",
     "var_absolute",
 ]

@@ -66,9 +66,10 @@ def runner_id() -> str:
 
 def job_create(*, project: Project, kind: str, params: dict, base_model: str,
                created_by: AbstractUser | None, export: Export | None = None,
-               dataset_path: str = "", base_artifact=None,
-               reward_artifact=None) -> tuple[TrainingJob, bool]:
-    """Create a queued job and dispatch it after commit; return (job, created).
+               dataset_path: str = "", base_artifact=None, reward_artifact=None,
+               dispatch: bool = True) -> tuple[TrainingJob, bool]:
+    """Create a queued job and dispatch it after commit (unless the caller will run it in
+    the foreground); return (job, created).
 
     An identical request (same kind, data and params) while one is active returns that job.
     """
@@ -97,7 +98,8 @@ def job_create(*, project: Project, kind: str, params: dict, base_model: str,
         except IntegrityError:  # the same request, committed a moment ago by another process
             return TrainingJob.objects.get(project=project, dedupe_key=key,
                                            status__in=TrainingJob.ACTIVE), False
-        transaction.on_commit(lambda: job_dispatch(job.id))
+        if dispatch:
+            transaction.on_commit(lambda: job_dispatch(job.id))
     return job, True
 
 
@@ -179,10 +181,21 @@ def _process_alive(pid: int) -> bool:
 
 
 def job_run(job_id: int) -> None:
-    """Claim the job and run it to its end: succeeded, failed or cancelled."""
+    """Claim the job and run it to its end: succeeded, failed or cancelled; then move on
+    any round that waited for it."""
     job = job_claim(job_id)
     if job is None:
         return
+    try:
+        _run(job)
+    finally:
+        from .rounds import rounds_advance
+
+        rounds_advance()
+
+
+def _run(job: TrainingJob) -> None:
+    job_id = job.id
     from .kinds import KINDS
 
     kind = KINDS[job.kind]

@@ -12,11 +12,12 @@ from django.db.models import Max
 
 from annotate.exporters import is_test_prompt
 from annotate.models import Completion, Prompt
-from annotate.services import export_file_path
+from annotate.services import export_file_path, prompts_import
 
 from ..ml.config import RewardTrainingConfig
+from ..ml.generate import GenerationConfig
 from ..ml.ppo import PolicyTrainingConfig
-from ..models import CompletionScore, ModelArtifact, TrainingJob
+from ..models import CompletionScore, ModelArtifact, Round, TrainingJob
 
 SCORE_BATCH = 2000
 
@@ -131,6 +132,64 @@ class PolicyKind:
         return {"artifact_id": artifact.id}
 
 
+def source_prompts(project) -> list:
+    """The prompts a policy writes new completions for: each distinct prompt the project was
+    given by its own imports (not by an earlier round), gold ones left out."""
+    generated = Round.objects.filter(project=project, prompt_import__isnull=False).values(
+        "prompt_import_id")
+    rows = (Prompt.objects.filter(project=project, gold_tiers__isnull=True)
+            .exclude(source_import_id__in=generated).order_by("id")
+            .values_list("text", "messages"))
+    seen, prompts = set(), []
+    for text, messages in rows.iterator(2000):
+        prompt = messages or text
+        key = json.dumps(prompt, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            prompts.append(prompt)
+    return prompts
+
+
+class GenerateKind:
+    """A policy writes K completions per prompt; they are imported as a new round."""
+
+    @staticmethod
+    def prepare(job: TrainingJob, directory: Path) -> dict:
+        if job.dataset_path:
+            prompts_file = job.dataset_path
+        else:
+            prompts_file = directory / "prompts.jsonl"
+            with prompts_file.open("w", encoding="utf-8") as out:
+                for prompt in source_prompts(job.project):
+                    out.write(json.dumps({"prompt": prompt}) + "\n")
+        policy = (str(var_absolute(job.base_artifact.path)) if job.base_artifact
+                  else job.base_model)
+        config = GenerationConfig(
+            policy=policy, prompts_file=str(prompts_file),
+            output_file=str(directory / "generated.jsonl"), k=job.project.completions_per_prompt,
+            model_name=str(job.base_artifact) if job.base_artifact else job.base_model,
+            **{k: v for k, v in job.params.items() if k != "k"})
+        return {"kind": "generate", "config": config.as_dict()}
+
+    @staticmethod
+    def complete(job: TrainingJob, directory: Path, result: dict) -> dict:
+        path = Path(result["output_file"])
+        with path.open("rb") as binary:
+            record = prompts_import(project=job.project, binary=binary,
+                                    filename=f"generated-by-job-{job.id}.jsonl",
+                                    file_format="jsonl")
+        round_ = Round.objects.filter(generation_job=job).first()
+        if round_ is None:  # a generation job of its own: a round with only its prompts
+            latest = job.project.rounds.order_by("-number").values_list("number", flat=True)
+            round_ = Round.objects.create(
+                project=job.project, number=(latest.first() or 0) + 1, generation_job=job,
+                policy_artifact=job.base_artifact, created_by=job.created_by,
+                plan={"generate": job.params})
+        Round.objects.filter(id=round_.id).update(prompt_import=record,
+                                                  status=Round.Status.RANKING)
+        return {"prompt_import_id": record.id, "round": round_.number}
+
+
 class ScoreKind:
     """Score every completion of the project with a registered reward model."""
 
@@ -169,4 +228,4 @@ class ScoreKind:
 
 
 KINDS = {TrainingJob.Kind.REWARD: RewardKind, TrainingJob.Kind.SCORE: ScoreKind,
-         TrainingJob.Kind.PPO: PolicyKind}
+         TrainingJob.Kind.PPO: PolicyKind, TrainingJob.Kind.GENERATE: GenerateKind}

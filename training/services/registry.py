@@ -14,6 +14,7 @@ from annotate.consensus import LabeledRanking, consensus_rankings
 from annotate.models import Completion, Export, Project, Prompt, Ranking
 
 from ..ml.config import ConfigError, RewardTrainingConfig
+from ..ml.generate import GenerationConfig
 from ..ml.ppo import PolicyTrainingConfig
 from ..models import CompletionScore, ModelArtifact, TrainingJob
 from .jobs import JobRefused, job_create
@@ -90,6 +91,35 @@ def policy_job_create(*, project: Project, params: dict, reward_artifact: ModelA
     return job_create(project=project, kind=TrainingJob.Kind.PPO, params=params,
                       base_model=base_model, created_by=created_by, base_artifact=base_artifact,
                       reward_artifact=reward_artifact, dataset_path=dataset_path)
+
+
+def generate_job_create(*, project: Project, params: dict, created_by: AbstractUser | None,
+                        base_model: str = "", base_artifact: ModelArtifact | None = None,
+                        dataset_path: str = "", dispatch: bool = True,
+                        ) -> tuple[TrainingJob, bool]:
+    """Queue a job in which a policy writes K completions (K: the project's) per prompt,
+    imported as a new round. Prompts: the project's own, or a JSONL file."""
+    if base_artifact is not None:
+        if base_artifact.project_id != project.id or base_artifact.kind != "policy":
+            raise JobRefused(f"Model {base_artifact.id} is not a policy of this project.")
+        base_model = base_model or str(base_artifact)
+    if not base_model:
+        raise JobRefused("policy: give a Hugging Face model name, a local path, or a policy "
+                         "of this project.")
+    if "k" in params and params["k"] != project.completions_per_prompt:
+        raise JobRefused(f"k: this project takes {project.completions_per_prompt} completions "
+                         "per prompt")
+    unknown = set(params) & {"policy", "prompts_file", "output_file", "model_name"}
+    if unknown:
+        raise JobRefused(f"{', '.join(sorted(unknown))}: set by the job, not by the request")
+    try:
+        GenerationConfig.from_dict({**params, "policy": base_model, "prompts_file": "-",
+                                    "output_file": "-", "k": project.completions_per_prompt})
+    except (ConfigError, TypeError) as exc:
+        raise JobRefused(str(exc)) from None
+    return job_create(project=project, kind=TrainingJob.Kind.GENERATE, params=params,
+                      base_model=base_model, created_by=created_by, base_artifact=base_artifact,
+                      dataset_path=dataset_path, dispatch=dispatch)
 
 
 def score_job_create(*, artifact: ModelArtifact, created_by: AbstractUser | None,

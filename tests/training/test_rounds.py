@@ -1,0 +1,137 @@
+"""Generation jobs and rounds: a policy writes a round that labelers rank, and a round runs
+snapshot -> reward model -> policy -> generation by itself."""
+
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+
+from annotate import services as annotate_services
+from annotate.models import Completion, Prompt
+from annotate.services import export_run
+from training import selectors, services
+from training.ml.synthetic import policy_prompts
+from training.models import Round
+
+from .conftest import FAST_REWARD
+from .test_policy_jobs import FAST_PPO
+
+pytestmark = pytest.mark.django_db
+
+FAST_GENERATE = {"max_new_tokens": 8, "batch_size": 16, "temperature": 1.0}
+
+
+@pytest.fixture
+def prompt_project(project, var_dir):
+    records = [{"id": f"q{n}", "prompt": row["prompt"],
+                "completions": [f" answer {n}.{k}" for k in range(4)]}
+               for n, row in enumerate(policy_prompts(12, seed=3))]
+    annotate_services.prompts_import(
+        project=project, filename="p.jsonl",
+        binary=io.BytesIO("".join(json.dumps(r) + "\n" for r in records).encode()))
+    return project
+
+
+@pytest.mark.slow
+def test_a_generation_job_fills_a_round_that_labelers_rank(prompt_project, ppo_setup, alice):
+    job, _ = services.generate_job_create(project=prompt_project, params=FAST_GENERATE,
+                                          base_model=ppo_setup["policy"], created_by=None)
+    services.job_run(job.id)
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    round_ = Round.objects.get(project=prompt_project)
+    assert (round_.number, round_.status, round_.generation_job) == (1, "ranking", job)
+    generated = Prompt.objects.filter(source_import=round_.prompt_import)
+    assert generated.count() == 12 and job.result["completions"] == 48
+    completion = Completion.objects.filter(prompt__in=generated).first()
+    assert completion.model_name == ppo_setup["policy"]
+    assert completion.generation_params == {"temperature": 1.0, "top_p": 0.95,
+                                            "max_new_tokens": 8, "seed": 0}
+    ranked = 0
+    while lease := annotate_services.assignment_next(project=prompt_project, labeler=alice):
+        ids = list(lease.prompt.completions.values_list("id", flat=True))
+        annotate_services.ranking_submit(project=prompt_project, labeler=alice,
+                                         prompt_id=lease.prompt_id, tiers=[[i] for i in ids],
+                                         idempotency_key=f"a{lease.prompt_id}")
+        ranked += lease.prompt.source_import_id == round_.prompt_import_id
+    assert ranked == 12
+    (row, progress), = selectors.rounds_with_progress(prompt_project)
+    assert progress == {"prompts": 12, "ranked": 12, "needed": 36}
+
+
+def test_generation_takes_the_projects_k(prompt_project, ppo_setup):
+    with pytest.raises(services.JobRefused, match="this project takes 4"):
+        services.generate_job_create(project=prompt_project, params={"k": 3},
+                                     base_model=ppo_setup["policy"], created_by=None)
+    with pytest.raises(services.JobRefused, match="temperature"):
+        services.generate_job_create(project=prompt_project, params={"temperature": 0},
+                                     base_model=ppo_setup["policy"], created_by=None)
+
+
+@pytest.mark.slow
+def test_a_round_goes_from_snapshot_to_generated_prompts(project, learnable_export, ppo_setup,
+                                                        tiny_models):
+    plan = {"reward": {"params": FAST_REWARD}, "policy": {"params": {**FAST_PPO,
+                                                                     "total_episodes": 16}},
+            "generate": {"params": FAST_GENERATE}, "export": {"min_agreement": 0.66}}
+    with pytest.raises(services.JobRefused, match="needs a base model"):
+        services.round_start(project=project, created_by=None, plan=plan)
+    first = services.round_start(project=project, created_by=None, plan=plan,
+                                 reward_base=str(tiny_models["reward"]),
+                                 policy_base=ppo_setup["policy"])
+    assert first.number == 1 and first.status == "exporting"
+    with pytest.raises(services.JobRefused, match="still running"):
+        services.round_start(project=project, created_by=None)
+    export_run(first.export_id)  # a worker would
+    assert services.rounds_advance() == 1
+    for expected in ("training_reward", "training_policy", "generating"):
+        first.refresh_from_db()
+        assert first.status == expected
+        job = {"training_reward": first.reward_job, "training_policy": first.policy_job,
+               "generating": first.generation_job}[expected]
+        services.job_run(job.id)  # and moves the round on when it ends
+    first.refresh_from_db()
+    assert first.status == "ranking", first.error
+    assert first.reward_artifact.job == first.reward_job
+    assert first.policy_artifact.job == first.policy_job
+    assert first.policy_job.reward_artifact == first.reward_artifact
+    assert first.prompt_import.prompt_count == 32
+    # The next round goes on from this round's models, with its plan.
+    second = services.round_start(project=project, created_by=None)
+    assert second.number == 2 and second.export.version == first.export.version + 1
+    assert second.plan["reward"]["continue_from"] == first.reward_artifact_id
+    assert second.plan["policy"]["continue_from"] == first.policy_artifact_id
+
+
+def test_a_failed_step_fails_the_round_with_its_reason(project, learnable_export, tmp_path):
+    round_ = services.round_start(project=project, created_by=None,
+                                  reward_base=str(tmp_path / "missing"), policy_base="x")
+    export_run(round_.export_id)
+    services.rounds_advance()
+    round_.refresh_from_db()
+    services.job_run(round_.reward_job_id)
+    round_.refresh_from_db()
+    assert round_.status == "failed" and "failed" in round_.error
+
+
+def test_the_rounds_page(client, carol, alice, project, learnable_export, tiny_models):
+    client.force_login(carol)
+    assert client.get(f"/projects/{project.slug}/rounds/").status_code == 200
+    started = client.post(f"/projects/{project.slug}/rounds/", {
+        "reward_base": str(tiny_models["reward"]), "policy_base": "tiny-policy"})
+    assert started.status_code == 302
+    page = client.get(f"/projects/{project.slug}/rounds/").content.decode()
+    assert "Round 1" in page and "Exporting the dataset" in page
+    refused = client.post(f"/projects/{project.slug}/rounds/", {}, follow=True)
+    assert "still running" in refused.content.decode()
+    client.force_login(alice)
+    assert client.get(f"/projects/{project.slug}/rounds/").status_code == 403
+
+
+@pytest.mark.slow
+def test_generate_completions_inline(prompt_project, ppo_setup):
+    out = io.StringIO()
+    call_command("generate_completions", prompt_project.slug, "--policy", ppo_setup["policy"],
+                 "--k", "4", "--max-new-tokens", "6", "--inline", stdout=out)
+    assert "Round 1: 12 prompts with 48 completions" in out.getvalue()

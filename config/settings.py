@@ -177,7 +177,6 @@ SPECTACULAR_SETTINGS = {
         "TrainingJobStatusEnum": "training.models.TrainingJob.Status",
         "TrainingJobKindEnum": "training.models.TrainingJob.Kind",
         "ModelArtifactKindEnum": "training.models.ModelArtifact.Kind",
-        "JobRequestKindEnum": "training.apis.JOB_KINDS",
     },
 }
 

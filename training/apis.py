@@ -13,8 +13,7 @@ from annotate.models import Export
 from . import selectors, services
 from .models import ModelArtifact, TrainingJob
 
-JOB_KINDS = [(kind.value, kind.label)
-             for kind in (TrainingJob.Kind.REWARD, TrainingJob.Kind.SCORE, TrainingJob.Kind.PPO)]
+JOB_KINDS = TrainingJob.Kind.choices
 
 
 class ArtifactOutput(serializers.ModelSerializer):
@@ -68,7 +67,8 @@ class JobCreateInput(serializers.Serializer):
         "Reward: RewardTrainingConfig fields (method, lora, lora_r, lora_alpha, epochs, "
         "batch_size, learning_rate, max_length, ...) and model_name; ppo: "
         "PolicyTrainingConfig fields (algorithm ppo|rloo|grpo, total_episodes, batch_size, "
-        "mini_batch_size, ppo_epochs, kl_coef, clip_range, ...) and model_name; score: alpha"))
+        "mini_batch_size, ppo_epochs, kl_coef, clip_range, ...) and model_name; generate: "
+        "max_new_tokens, temperature, top_p, seed, batch_size; score: alpha"))
 
 
 class TrainingJobsApi(APIView):
@@ -96,6 +96,10 @@ class TrainingJobsApi(APIView):
                     project=project, params=data["params"], reward_artifact=reward,
                     base_model=data["base_model"], base_artifact=artifact,
                     created_by=request.user)
+            elif data["kind"] == TrainingJob.Kind.GENERATE:
+                job, created = services.generate_job_create(
+                    project=project, params=data["params"], base_model=data["base_model"],
+                    base_artifact=artifact, created_by=request.user)
             elif data["kind"] == TrainingJob.Kind.SCORE:
                 if artifact is None:
                     return _refused("base_artifact: a score job needs the reward model to use")

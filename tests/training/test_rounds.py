@@ -60,6 +60,17 @@ def test_a_generation_job_fills_a_round_that_labelers_rank(prompt_project, ppo_s
     assert progress == {"prompts": 12, "ranked": 12, "needed": 36}
 
 
+def test_the_api_queues_a_generation_job(api, carol, prompt_project, ppo_setup):
+    answer = api(carol).post("/api/training-jobs/", {
+        "project": prompt_project.id, "kind": "generate", "base_model": ppo_setup["policy"],
+        "params": FAST_GENERATE}, format="json")
+    assert answer.status_code == 201 and answer.json()["kind"] == "generate"
+    bad = api(carol).post("/api/training-jobs/", {
+        "project": prompt_project.id, "kind": "generate", "base_model": ppo_setup["policy"],
+        "params": {"k": 2}}, format="json")
+    assert bad.status_code == 400 and "takes 4" in bad.json()["detail"]
+
+
 def test_generation_takes_the_projects_k(prompt_project, ppo_setup):
     with pytest.raises(services.JobRefused, match="this project takes 4"):
         services.generate_job_create(project=prompt_project, params={"k": 3},

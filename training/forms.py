@@ -123,6 +123,37 @@ class PolicyJobForm(forms.Form):
             base_artifact=self.cleaned_data["base_artifact"], created_by=created_by)
 
 
+class GenerateJobForm(forms.Form):
+    """A policy writes the project's K completions per prompt: a new round to rank."""
+
+    base_artifact = forms.ModelChoiceField(queryset=ModelArtifact.objects.none(),
+                                           required=False, label="Policy of this project")
+    base_model = forms.CharField(required=False, max_length=500, label="Or a policy by name",
+                                 help_text="A Hugging Face causal LM name or a local path")
+    temperature = forms.FloatField(min_value=0.01, max_value=10, initial=0.8)
+    top_p = forms.FloatField(min_value=0.01, max_value=1, initial=0.95)
+    max_new_tokens = forms.IntegerField(min_value=1, max_value=8192, initial=128)
+    seed = forms.IntegerField(initial=0)
+
+    def __init__(self, *args, project: Project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["base_artifact"].queryset = project.models.filter(
+            kind=ModelArtifact.Kind.POLICY)
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("base_model") and not data.get("base_artifact"):
+            self.add_error("base_model", "Choose a policy, or give one by name or path.")
+        return data
+
+    def create_job(self, *, project: Project, created_by):
+        params = {name: self.cleaned_data[name]
+                  for name in ("temperature", "top_p", "max_new_tokens", "seed")}
+        return services.generate_job_create(
+            project=project, params=params, base_model=self.cleaned_data["base_model"],
+            base_artifact=self.cleaned_data["base_artifact"], created_by=created_by)
+
+
 class ScoreForm(forms.Form):
     prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=100_000)
     response = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), max_length=100_000)

@@ -10,7 +10,7 @@ from annotate import selectors as annotate_selectors
 from annotate.charts import line_chart
 
 from . import selectors, services
-from .forms import PolicyJobForm, RewardJobForm, ScoreForm
+from .forms import GenerateJobForm, PolicyJobForm, RewardJobForm, ScoreForm
 
 CURVES = (("Loss", ("loss",)), ("Pair accuracy in the batch", ("accuracy",)),
           ("Reward margin (chosen - rejected)", ("margin",)))
@@ -19,7 +19,8 @@ POLICY_CURVES = (("Mean reward", ("reward", "rlhf_reward")), ("KL to the referen
                  ("Entropy", ("entropy",)), ("Policy and value loss",
                                              ("policy_loss", "value_loss")),
                  ("Clip fraction", ("clip_fraction",)), ("Response length", ("response_length",)))
-CURVES_BY_KIND = {"reward": CURVES, "score": SCORE_CURVES, "ppo": POLICY_CURVES}
+CURVES_BY_KIND = {"reward": CURVES, "score": SCORE_CURVES, "ppo": POLICY_CURVES,
+                  "generate": (("Prompts written", ("prompts",)),)}
 
 
 @login_required
@@ -29,7 +30,9 @@ def project_training(request, slug: str):
     which = request.POST.get("form") if request.method == "POST" else None
     reward_form = RewardJobForm(request.POST if which == "reward" else None, project=project)
     policy_form = PolicyJobForm(request.POST if which == "policy" else None, project=project)
-    form = {"reward": reward_form, "policy": policy_form}.get(which)
+    generate_form = GenerateJobForm(request.POST if which == "generate" else None,
+                                    project=project)
+    form = {"reward": reward_form, "policy": policy_form, "generate": generate_form}.get(which)
     if form is not None and form.is_valid():
         try:
             job, created = form.create_job(project=project, created_by=request.user)
@@ -41,6 +44,7 @@ def project_training(request, slug: str):
             return redirect("training_job", job_id=job.id)
     return render(request, "training/project_training.html", {
         "project": project, "form": reward_form, "policy_form": policy_form,
+        "generate_form": generate_form,
         "jobs": selectors.jobs_for_admin(request.user, project)[:50],
         "models": selectors.artifacts_for_admin(request.user, project)[:50],
     })

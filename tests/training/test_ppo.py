@@ -92,3 +92,19 @@ def test_trls_rloo_and_grpo_run_on_the_same_reward_model(algorithm, ppo_setup, t
     assert {"reward", "kl", "response_length"} <= set(reporter.steps[-1][2])
     assert (tmp_path / "policy" / "adapter_config.json").is_file()
     assert {"policy_reward", "reference_reward", "win_rate", "kl"} <= set(result["eval"])
+
+
+def test_chat_prompts_get_the_chat_template(ppo_setup, tmp_path):
+    from training.ml.ppo import encode_prompt
+    from training.ml.synthetic import write_rows
+
+    prompts = write_rows(tmp_path / "chat.jsonl", [
+        {"prompt": [{"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": f"Say thing {n}"}]} for n in range(16)])
+    config = ppo_config(ppo_setup, tmp_path / "out", prompts_file=str(prompts),
+                        total_episodes=16)
+    models = Models(config)
+    ids = encode_prompt(models.tokenizer, [{"role": "user", "content": "Hi"}], 256)
+    assert models.tokenizer.decode(ids).endswith("<|assistant|>")  # the generation prompt
+    result = train_policy(config, RecordingReporter())
+    assert result["steps"] == 1 and result["eval"]["samples"][0]["prompt"][1]["content"]

@@ -12,7 +12,7 @@ from annotate.models import Completion, Prompt
 from annotate.services import export_run
 from training import selectors, services
 from training.ml.synthetic import policy_prompts
-from training.models import Round
+from training.models import Round, TrainingJob
 
 from .conftest import FAST_REWARD
 from .test_policy_jobs import FAST_PPO
@@ -69,6 +69,19 @@ def test_the_api_queues_a_generation_job(api, carol, prompt_project, ppo_setup):
         "project": prompt_project.id, "kind": "generate", "base_model": ppo_setup["policy"],
         "params": {"k": 2}}, format="json")
     assert bad.status_code == 400 and "takes 4" in bad.json()["detail"]
+
+
+def test_the_training_page_starts_a_generation_job(client, carol, prompt_project, ppo_setup):
+    client.force_login(carol)
+    started = client.post(f"/projects/{prompt_project.slug}/training/", {
+        "form": "generate", "base_model": ppo_setup["policy"], "temperature": 0.9,
+        "top_p": 1.0, "max_new_tokens": 8, "seed": 3})
+    assert started.status_code == 302
+    created = TrainingJob.objects.get(kind="generate")
+    assert created.params == {"temperature": 0.9, "top_p": 1.0, "max_new_tokens": 8, "seed": 3}
+    missing = client.post(f"/projects/{prompt_project.slug}/training/", {
+        "form": "generate", "temperature": 0.9, "top_p": 1.0, "max_new_tokens": 8, "seed": 3})
+    assert b"Choose a policy" in missing.content
 
 
 def test_generation_takes_the_projects_k(prompt_project, ppo_setup):

@@ -11,6 +11,7 @@ from annotate.charts import line_chart
 
 from . import selectors, services
 from .forms import GenerateJobForm, PolicyJobForm, RewardJobForm, ScoreForm
+from .models import Round
 
 CURVES = (("Loss", ("loss",)), ("Pair accuracy in the batch", ("accuracy",)),
           ("Reward margin (chosen - rejected)", ("margin",)))
@@ -66,7 +67,8 @@ def project_rounds(request, slug: str):
             messages.success(request, f"Round {round_.number} started: exporting the dataset.")
         return redirect("project_rounds", slug=project.slug)
     return render(request, "training/rounds.html", {
-        "project": project, "rounds": selectors.rounds_with_progress(project)})
+        "project": project, "rounds": selectors.rounds_with_progress(project),
+        "active": project.rounds.filter(status__in=Round.ACTIVE).exists()})
 
 
 @login_required

@@ -147,6 +147,7 @@ def test_the_rounds_page(client, carol, alice, project, learnable_export, tiny_m
     assert started.status_code == 302
     page = client.get(f"/projects/{project.slug}/rounds/").content.decode()
     assert "Round 1" in page and "Exporting the dataset" in page
+    assert "can start once this one is ready" in page and "Start round 2" not in page
     refused = client.post(f"/projects/{project.slug}/rounds/", {}, follow=True)
     assert "still running" in refused.content.decode()
     client.force_login(alice)

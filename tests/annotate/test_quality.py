@@ -175,6 +175,7 @@ def test_the_dashboard_draws_the_metrics_for_admins_only(story, client, carol, m
     page = client.get(f"/projects/{project.slug}/dashboard/")
     assert page.status_code == 200
     html = page.content.decode()
+    assert html.split("<title>")[1].split("</title>")[0] == "Dashboard · Helpfulness · rlhf-studio"
     assert html.count("<svg") == 3
     assert "below gold threshold" in html and "cat" in html
     assert "12 / 12" in html  # rankings done / needed, gold prompts left out

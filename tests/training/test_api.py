@@ -118,6 +118,8 @@ def test_the_training_pages(client, carol, alice, project, learnable_export, tin
     client.force_login(carol)
     page = client.get(f"/projects/{project.slug}/training/")
     assert page.status_code == 200 and b"Train a reward model" in page.content
+    title = page.content.decode().split("<title>")[1].split("</title>")[0]
+    assert title == "Training · Helpfulness · rlhf-studio"
     form = {"export": learnable_export.id, "base_model": str(tiny_models["reward"]),
             "method": "kway", "epochs": 1, "batch_size": 8, "learning_rate": 1e-3,
             "max_length": 256, "lora_r": 16, "lora_alpha": 32, "num_gpus": 1, "form": "reward"}

@@ -74,5 +74,17 @@ def learnable_export(project, make_user, var_dir):
                                            run_now=True)
 
 
+def import_policy_prompts(project, count: int) -> None:
+    """Open-ended prompts a tiny policy continues, each with the project's 4 completions."""
+    from training.ml.synthetic import policy_prompts
+
+    records = [{"id": f"q{n}", "prompt": row["prompt"],
+                "completions": [f" answer {n}.{k}" for k in range(4)]}
+               for n, row in enumerate(policy_prompts(count, seed=3))]
+    annotate_services.prompts_import(
+        project=project, filename="p.jsonl",
+        binary=io.BytesIO("".join(json.dumps(r) + "\n" for r in records).encode()))
+
+
 FAST_REWARD = {"epochs": 3, "batch_size": 24, "learning_rate": 0.003, "checkpoint_every": 0,
                "threads": 1}

@@ -66,3 +66,48 @@ def test_run_ppo_refuses_what_it_cannot_use(ppo_setup, tmp_path):
     with pytest.raises(CommandError, match="mini_batch_size"):
         call_command("run_ppo", "--policy", "x", "--reward-model", ppo_setup["reward"],
                      "--prompts", ppo_setup["prompts"], "--mini-batch-size", "5", "--inline")
+
+
+@pytest.fixture
+def worker_in_the_foreground(monkeypatch):
+    """What a worker would do while the command follows the job: run it, here and now."""
+    from training import services
+    from training.management import follow as follow_module
+
+    def run_then_follow(job):
+        services.job_run(job.id)
+        job.refresh_from_db()
+        return job
+
+    monkeypatch.setattr(follow_module, "follow", run_then_follow)
+
+
+def test_a_queued_reward_job_is_followed_and_copied_out(tiny_models, learnable_export,
+                                                        tmp_path, worker_in_the_foreground):
+    from training.models import ModelArtifact
+
+    out = io.StringIO()
+    call_command("train_reward_model", "--dataset", str(learnable_export.id), "--base-model",
+                 str(tiny_models["reward"]), "--out", str(tmp_path / "copy"), "--epochs", "1",
+                 "--name", "cli-rm", stdout=out)
+    assert "Queued job" in out.getvalue() and "Held-out pair accuracy" in out.getvalue()
+    assert ModelArtifact.objects.get().name == "cli-rm"
+    assert (tmp_path / "copy" / "config.json").is_file()
+
+
+def test_a_queued_ppo_job_on_a_prompt_file(ppo_setup, project, var_dir, tmp_path,
+                                           worker_in_the_foreground):
+    from training.models import ModelArtifact
+
+    reward = ModelArtifact.objects.create(project=project, name="rm", version=1, kind="reward",
+                                          base_model="tiny", path=ppo_setup["reward"])
+    out = io.StringIO()
+    call_command("run_ppo", "--policy", ppo_setup["policy"], "--reward-model", str(reward.id),
+                 "--prompts", ppo_setup["prompts"], "--total-episodes", "16",
+                 "--response-length", "6", "--out", str(tmp_path / "policy"), stdout=out)
+    assert "Mean reward: policy" in out.getvalue()
+    assert ModelArtifact.objects.filter(kind="policy").count() == 1
+    assert (tmp_path / "policy" / "adapter_config.json").is_file()
+    with pytest.raises(CommandError, match="neither a file nor the slug"):
+        call_command("run_ppo", "--policy", "x", "--reward-model", str(reward.id),
+                     "--prompts", "other-project")

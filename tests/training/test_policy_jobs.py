@@ -1,15 +1,13 @@
 """Policy training jobs (PPO, RLOO, GRPO) through the services, the API and the pages."""
 
-import io
-import json
 from pathlib import Path
 
 import pytest
 
-from annotate import services as annotate_services
 from training import selectors, services
-from training.ml.synthetic import policy_prompts
 from training.models import ModelArtifact, TrainingJob
+
+from .conftest import import_policy_prompts
 
 pytestmark = pytest.mark.django_db
 
@@ -21,12 +19,7 @@ FAST_PPO = {"total_episodes": 64, "batch_size": 16, "mini_batch_size": 8,
 @pytest.fixture
 def prompt_project(project, var_dir):
     """40 open-ended prompts, each with the K=4 completions a project needs."""
-    records = [{"id": f"q{n}", "prompt": row["prompt"],
-                "completions": [f" answer {n}.{k}" for k in range(4)]}
-               for n, row in enumerate(policy_prompts(40, seed=3))]
-    annotate_services.prompts_import(
-        project=project, filename="p.jsonl",
-        binary=io.BytesIO("".join(json.dumps(r) + "\n" for r in records).encode()))
+    import_policy_prompts(project, 40)
     return project
 
 

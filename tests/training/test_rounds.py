@@ -2,7 +2,6 @@
 snapshot -> reward model -> policy -> generation by itself."""
 
 import io
-import json
 
 import pytest
 from django.core.management import call_command
@@ -11,10 +10,9 @@ from annotate import services as annotate_services
 from annotate.models import Completion, Prompt
 from annotate.services import export_run
 from training import selectors, services
-from training.ml.synthetic import policy_prompts
 from training.models import Round, TrainingJob
 
-from .conftest import FAST_REWARD
+from .conftest import FAST_REWARD, import_policy_prompts
 from .test_policy_jobs import FAST_PPO
 
 pytestmark = pytest.mark.django_db
@@ -24,12 +22,7 @@ FAST_GENERATE = {"max_new_tokens": 8, "batch_size": 16, "temperature": 1.0}
 
 @pytest.fixture
 def prompt_project(project, var_dir):
-    records = [{"id": f"q{n}", "prompt": row["prompt"],
-                "completions": [f" answer {n}.{k}" for k in range(4)]}
-               for n, row in enumerate(policy_prompts(12, seed=3))]
-    annotate_services.prompts_import(
-        project=project, filename="p.jsonl",
-        binary=io.BytesIO("".join(json.dumps(r) + "\n" for r in records).encode()))
+    import_policy_prompts(project, 12)
     return project
 
 

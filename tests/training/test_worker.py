@@ -15,7 +15,7 @@ from tests.processes import BIN, app_env, port_open, start_logged, stop, wait_fo
 from training import services
 from training.models import ModelArtifact, TrainingJob
 
-from .conftest import FAST_REWARD
+from .conftest import FAST_REWARD, import_policy_prompts
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -118,18 +118,7 @@ def test_a_job_whose_whole_worker_died_is_requeued_by_the_next_worker(
 
 def test_a_ppo_job_killed_mid_run_resumes_from_its_checkpoint(worker_env, tmp_path, project,
                                                               ppo_setup):
-    import io
-    import json
-
-    from annotate import services as annotate_services
-    from training.ml.synthetic import policy_prompts
-
-    records = [{"id": f"q{n}", "prompt": row["prompt"],
-                "completions": [f" answer {n}.{k}" for k in range(4)]}
-               for n, row in enumerate(policy_prompts(40, seed=3))]
-    annotate_services.prompts_import(
-        project=project, filename="p.jsonl",
-        binary=io.BytesIO("".join(json.dumps(r) + "\n" for r in records).encode()))
+    import_policy_prompts(project, 40)
     reward = ModelArtifact.objects.create(project=project, name="rm", version=1, kind="reward",
                                           base_model="tiny", path=ppo_setup["reward"])
     log = tmp_path / "worker.log"

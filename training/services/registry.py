@@ -59,6 +59,19 @@ POLICY_PATH_FIELDS = ("policy", "reward_model", "prompts_file", "eval_prompts_fi
                       "output_dir")
 
 
+def _policy_base(project: Project, base_model: str,
+                 base_artifact: ModelArtifact | None) -> str:
+    """The policy a job starts from: a registered policy of the project, or a name/path."""
+    if base_artifact is not None:
+        if base_artifact.project_id != project.id or base_artifact.kind != "policy":
+            raise JobRefused(f"Model {base_artifact.id} is not a policy of this project.")
+        base_model = base_model or str(base_artifact)
+    if not base_model:
+        raise JobRefused("policy: give a Hugging Face model name, a local path, or a policy "
+                         "of this project.")
+    return base_model
+
+
 def policy_job_create(*, project: Project, params: dict, reward_artifact: ModelArtifact,
                       created_by: AbstractUser | None, base_model: str = "",
                       base_artifact: ModelArtifact | None = None, dataset_path: str = "",
@@ -70,13 +83,7 @@ def policy_job_create(*, project: Project, params: dict, reward_artifact: ModelA
     """
     if reward_artifact.project_id != project.id or reward_artifact.kind != "reward":
         raise JobRefused(f"Model {reward_artifact.id} is not a reward model of this project.")
-    if base_artifact is not None:
-        if base_artifact.project_id != project.id or base_artifact.kind != "policy":
-            raise JobRefused(f"Model {base_artifact.id} is not a policy of this project.")
-        base_model = base_model or str(base_artifact)
-    if not base_model:
-        raise JobRefused("policy: give a Hugging Face model name, a local path, or a policy "
-                         "of this project.")
+    base_model = _policy_base(project, base_model, base_artifact)
     config = {k: v for k, v in params.items() if k not in ("model_name", "eval_file")}
     unknown = set(config) & set(POLICY_PATH_FIELDS)
     if unknown:
@@ -99,13 +106,7 @@ def generate_job_create(*, project: Project, params: dict, created_by: AbstractU
                         ) -> tuple[TrainingJob, bool]:
     """Queue a job in which a policy writes K completions (K: the project's) per prompt,
     imported as a new round. Prompts: the project's own, or a JSONL file."""
-    if base_artifact is not None:
-        if base_artifact.project_id != project.id or base_artifact.kind != "policy":
-            raise JobRefused(f"Model {base_artifact.id} is not a policy of this project.")
-        base_model = base_model or str(base_artifact)
-    if not base_model:
-        raise JobRefused("policy: give a Hugging Face model name, a local path, or a policy "
-                         "of this project.")
+    base_model = _policy_base(project, base_model, base_artifact)
     if "k" in params and params["k"] != project.completions_per_prompt:
         raise JobRefused(f"k: this project takes {project.completions_per_prompt} completions "
                          "per prompt")

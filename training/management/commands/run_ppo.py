@@ -1,4 +1,3 @@
-import shutil
 from argparse import BooleanOptionalAction
 from pathlib import Path
 
@@ -6,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotate.models import Project
 from training import services
-from training.management.follow import follow
+from training.management.follow import queue_and_follow
 from training.ml.config import ConfigError
 from training.ml.ppo import ALGORITHMS, PolicyTrainingConfig
 from training.models import ModelArtifact
@@ -68,20 +67,11 @@ class Command(BaseCommand):
                                f"model's project ({reward.project.slug})")
         if options["name"]:
             params["model_name"] = options["name"]
-        try:
-            job, created = services.policy_job_create(
-                project=reward.project, params=params, reward_artifact=reward,
-                base_model="" if policy else options["policy"], base_artifact=policy,
-                dataset_path=dataset_path, created_by=None)
-        except services.JobRefused as refused:
-            raise CommandError(str(refused)) from None
-        self.stdout.write(f"{'Queued' if created else 'Already active:'} job {job.id}; "
-                          "following it (Ctrl-C stops following, not the job)")
-        job = follow(job)
-        self._report(job.result)
-        if options["out"]:
-            shutil.copytree(job.result["policy_dir"], options["out"], dirs_exist_ok=True)
-            self.stdout.write(f"Policy copied to {options['out']}")
+        queue_and_follow(self.stdout, lambda: services.policy_job_create(
+            project=reward.project, params=params, reward_artifact=reward,
+            base_model="" if policy else options["policy"], base_artifact=policy,
+            dataset_path=dataset_path, created_by=None), self._report, options["out"],
+            "policy_dir")
 
     def _artifact(self, value: str, kind: str, option: str) -> ModelArtifact:
         artifact = ModelArtifact.objects.filter(id=int(value) if value.isdigit() else -1,

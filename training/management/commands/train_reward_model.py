@@ -1,11 +1,10 @@
-import shutil
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from annotate.models import Export, Project
 from training import services
-from training.management.follow import follow
+from training.management.follow import queue_and_follow
 from training.ml.config import REWARD_METHODS, ConfigError, RewardTrainingConfig
 
 
@@ -50,19 +49,10 @@ class Command(BaseCommand):
             params["model_name"] = options["name"]
         if eval_file and not export:
             params["eval_file"] = eval_file
-        try:
-            job, created = services.reward_job_create(
-                project=project, params=params, base_model=options["base_model"],
-                created_by=None, export=export, dataset_path="" if export else train_file)
-        except services.JobRefused as refused:
-            raise CommandError(str(refused)) from None
-        self.stdout.write(f"{'Queued' if created else 'Already active:'} job {job.id}; "
-                          "following it (Ctrl-C stops following, not the job)")
-        job = follow(job)
-        self._report(job.result)
-        if options["out"]:
-            shutil.copytree(job.result["model_dir"], options["out"], dirs_exist_ok=True)
-            self.stdout.write(f"Model copied to {options['out']}")
+        queue_and_follow(self.stdout, lambda: services.reward_job_create(
+            project=project, params=params, base_model=options["base_model"], created_by=None,
+            export=export, dataset_path="" if export else train_file), self._report,
+            options["out"], "model_dir")
 
     def _dataset(self, options) -> tuple[Export | None, str, str | None]:
         dataset = options["dataset"]

@@ -1,6 +1,7 @@
 """The training core (training.ml) on tiny models built offline: no Django, no hub."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -250,3 +251,12 @@ def test_doctests_of_the_training_data_contract_pass():
     for module in (training.ml.data, training.ml.reward, training.ml.ppo_core, annotate.charts):
         failed, attempted = doctest.testmod(module)
         assert attempted > 0 and failed == 0, module.__name__
+
+
+def test_the_web_process_does_not_import_torch_until_it_scores():
+    code = ("import django, sys; django.setup(); import config.urls, training.views, "
+            "training.apis, training.services; print('torch' in sys.modules)")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, env=env)
+    assert result.stdout.strip() == "False"

@@ -1,6 +1,8 @@
 """PPO on tiny models built offline: it learns, it resumes exactly, and the reward model
 may read another tokenizer than the policy."""
 
+import json
+
 import pytest
 import torch
 
@@ -108,3 +110,14 @@ def test_chat_prompts_get_the_chat_template(ppo_setup, tmp_path):
     assert models.tokenizer.decode(ids).endswith("<|assistant|>")  # the generation prompt
     result = train_policy(config, RecordingReporter())
     assert result["steps"] == 1 and result["eval"]["samples"][0]["prompt"][1]["content"]
+
+
+def test_a_merged_policy_is_still_judged_against_its_reference(ppo_setup, tmp_path):
+    result = train_policy(ppo_config(ppo_setup, tmp_path, total_episodes=64,
+                                     merge_adapter=True), RecordingReporter())
+    assert (tmp_path / "policy" / "merged" / "config.json").is_file()
+    assert not (tmp_path / "policy" / "merged" / "adapter_config.json").exists()
+    # Merging happens after the evaluation: the reference is still the base, not the policy.
+    assert result["eval"]["kl"] > 0
+    assert json.loads((tmp_path / "policy" / "training_config.json").read_text())[
+        "merge_adapter"] is True

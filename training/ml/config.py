@@ -14,8 +14,27 @@ class ConfigError(ValueError):
     """A config that cannot run; the message names every bad field."""
 
 
+class JsonConfig:
+    """What every config dataclass shares: to and from JSON values, strictly."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        """Build from JSON values; unknown keys are an error, so typos do not vanish."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown fields: {', '.join(unknown)}")
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a missing required field
+            raise ConfigError(str(exc)) from None
+
+
 @dataclass(frozen=True)
-class RewardTrainingConfig:
+class RewardTrainingConfig(JsonConfig):
     """How to train a reward model on TRL preference JSONL (prompt/chosen/rejected).
 
     `method` "kway" forwards each completion of a prompt once per step and puts all of that
@@ -81,18 +100,3 @@ class RewardTrainingConfig:
             problems.append("threads: must be between 1 and 256")
         if problems:
             raise ConfigError("; ".join(problems))
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "RewardTrainingConfig":
-        """Build from JSON values; unknown keys are an error, so typos do not vanish."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown fields: {', '.join(unknown)}")
-        try:
-            return cls(**values)
-        except TypeError as exc:  # a missing required field
-            raise ConfigError(str(exc)) from None

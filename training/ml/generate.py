@@ -6,16 +6,16 @@ through the same validated, all-or-nothing import as any file.
 """
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError
+from .config import ConfigError, JsonConfig
 from .loading import load_tokenizer
 from .ppo import encode_prompt, left_pad, read_prompts
 
 
 @dataclass(frozen=True)
-class GenerationConfig:
+class GenerationConfig(JsonConfig):
     policy: str  # a name, a folder, or a saved LoRA adapter
     prompts_file: str  # JSONL {"prompt": text or messages}
     output_file: str
@@ -42,16 +42,6 @@ class GenerationConfig:
     def sampling(self) -> dict:
         return {"temperature": self.temperature, "top_p": self.top_p,
                 "max_new_tokens": self.max_new_tokens, "seed": self.seed}
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "GenerationConfig":
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown fields: {', '.join(unknown)}")
-        return cls(**values)
 
 
 def load_policy(path: str):

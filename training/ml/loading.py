@@ -83,11 +83,13 @@ def _heads_of(model) -> list[str]:
     return [head for head in SEQ_CLS_HEADS if head in names]
 
 
-def save_reward_model(model, tokenizer, directory: Path, *, merge_adapter: bool = False,
-                      extra: dict | None = None) -> dict[str, str]:
-    """Save with save_pretrained (adapters as adapters); return the folders written.
+def save_model(model, tokenizer, directory: Path, *, merge_adapter: bool = False,
+               extra: dict | None = None) -> dict[str, str]:
+    """Save a reward model or a policy with save_pretrained (adapters as adapters); return
+    the folders written, {"model": ..., "merged": ...}.
 
-    With `merge_adapter`, the merged full model goes to `directory/merged` as well.
+    With `merge_adapter`, the merged full model goes to `directory/merged` as well (merging
+    changes `model`: save last). `extra` is written as training_config.json.
     """
     directory.mkdir(parents=True, exist_ok=True)
     model = getattr(model, "module", model)  # unwrap DDP

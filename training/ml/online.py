@@ -11,9 +11,16 @@ import dataclasses
 import time
 from pathlib import Path
 
-from .data import encode
-from .loading import load_reward_model, load_tokenizer
-from .ppo import CHECKPOINT, Models, PolicyTrainingConfig, evaluate_policy, read_prompts
+from .checkpoints import last_trainer_checkpoint
+from .loading import load_tokenizer
+from .ppo import (
+    CHECKPOINT,
+    Models,
+    PolicyTrainingConfig,
+    evaluate_policy,
+    read_prompts,
+    save_policy,
+)
 from .progress import Cancelled, Reporter
 from .reward import quiet as _quiet
 
@@ -22,25 +29,13 @@ class RewardModelFunction:
     """`(prompts, completions, **kwargs) -> rewards`, the reward callable TRL accepts."""
 
     def __init__(self, path: str):
-        import torch
+        from .scoring import RewardScorer
 
         self.__name__ = "reward_model"  # TRL names the reward's metrics after it
-        self.tokenizer = load_tokenizer(path)
-        self.model = load_reward_model(path, tokenizer=self.tokenizer).eval()
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.model.to(self.device)
+        self.scorer = RewardScorer.load(path)
 
-    def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float]:
-        import torch
-
-        from .scoring import pad
-
-        sequences = [encode(self.tokenizer, prompt, completion)
-                     for prompt, completion in zip(prompts, completions, strict=True)]
-        with torch.no_grad():
-            ids, mask = pad(sequences, self.tokenizer.pad_token_id, self.device)
-            rewards = self.model(input_ids=ids, attention_mask=mask).logits[:, 0].float().tolist()
-        return rewards
+    def __call__(self, prompts, completions, **kwargs) -> list[float]:
+        return self.scorer.score(list(zip(prompts, completions, strict=True)))
 
 
 def train_online(config: PolicyTrainingConfig, reporter: Reporter) -> dict:
@@ -103,7 +98,7 @@ def train_online(config: PolicyTrainingConfig, reporter: Reporter) -> dict:
         args=args, train_dataset=Dataset.from_dict({"prompt": prompts}),
         processing_class=tokenizer, peft_config=peft_config, callbacks=[ReportSteps()])
     _quiet(trainer)
-    resume = _last_checkpoint(checkpoints)
+    resume = last_trainer_checkpoint(checkpoints)
     if resume:
         reporter.log(f"resuming from {resume}")
     started = time.perf_counter()
@@ -112,17 +107,15 @@ def train_online(config: PolicyTrainingConfig, reporter: Reporter) -> dict:
         raise Cancelled(f"stopped after step {trainer.state.global_step} of "
                         f"{config.total_steps}")
     seconds = time.perf_counter() - started
-    policy_dir = output / "policy"
-    trainer.model.save_pretrained(policy_dir, safe_serialization=True)
-    tokenizer.padding_side = "right"
-    tokenizer.save_pretrained(policy_dir)
-    result = {"policy_dir": str(policy_dir), "merged_dir": None,
+    saved = save_policy(trainer.model, tokenizer, output / "policy", config)
+    policy_dir = saved["model"]
+    result = {"policy_dir": policy_dir, "merged_dir": saved.get("merged"),
               "steps": trainer.state.global_step,
               "resumed_from_step": int(resume.rsplit("-", 1)[1]) if resume else 0,
               "train_seconds": round(seconds, 3)}
     reporter.log("evaluating the policy against the reference")
     # The saved adapter on its base: the base with the adapter off is the reference.
-    models = Models(dataclasses.replace(config, policy=str(policy_dir)),
+    models = Models(dataclasses.replace(config, policy=policy_dir),
                     reference_path=None if config.lora else config.policy)
     result["eval"] = evaluate_policy(models, eval_prompts or prompts[:64], config)
     return result
@@ -136,9 +129,3 @@ def _trl_classes(algorithm: str):
     from trl import RLOOConfig, RLOOTrainer
 
     return RLOOTrainer, RLOOConfig
-
-
-def _last_checkpoint(directory: Path) -> str | None:
-    found = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
-    return str(found[-1]) if found else None
-

@@ -20,12 +20,13 @@ hold the trainable weights, optimiser and RNG state, so a resumed run continues 
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError
-from .data import Text, encode
-from .loading import SEQ_CLS_HEADS, is_adapter, load_reward_model, load_tokenizer
+from . import checkpoints
+from .config import ConfigError, JsonConfig
+from .data import Text
+from .loading import SEQ_CLS_HEADS, is_adapter, load_reward_model, load_tokenizer, save_model
 from .progress import Cancelled, Reporter
 
 ALGORITHMS = ("ppo", "rloo", "grpo")
@@ -33,7 +34,7 @@ CHECKPOINT = "checkpoint"
 
 
 @dataclass(frozen=True)
-class PolicyTrainingConfig:
+class PolicyTrainingConfig(JsonConfig):
     policy: str  # a Hugging Face name, a folder, or a saved LoRA adapter
     reward_model: str
     prompts_file: str  # JSONL lines {"prompt": text or messages}
@@ -99,19 +100,6 @@ class PolicyTrainingConfig:
     def total_steps(self) -> int:
         return math.ceil(self.total_episodes / self.batch_size)
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "PolicyTrainingConfig":
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown fields: {', '.join(unknown)}")
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise ConfigError(str(exc)) from None
-
 
 def read_prompts(path: str) -> list[Text]:
     """Prompts from JSONL: {"prompt": text or [{role, content}, ...]} per line."""
@@ -171,11 +159,11 @@ class Models:
             self.reference = copy.deepcopy(self.policy)
         if self.reference is not None:
             self.reference.eval().requires_grad_(False)
-        self.reward_tokenizer = load_tokenizer(config.reward_model)
-        self.reward = load_reward_model(config.reward_model,
-                                        tokenizer=self.reward_tokenizer).eval()
-        self.reward.requires_grad_(False)
-        self.same_tokenizer = self.reward_tokenizer.get_vocab() == self.tokenizer.get_vocab()
+        from .scoring import RewardScorer
+
+        self.scorer = RewardScorer.load(config.reward_model)  # on its device, frozen
+        self.scorer.model.requires_grad_(False)
+        self.same_tokenizer = self.scorer.tokenizer.get_vocab() == self.tokenizer.get_vocab()
         # The value model reads the policy's tokens: from the reward model when they share a
         # tokenizer (it already knows what is good), else from the policy's own weights.
         value_from = config.reward_model if self.same_tokenizer else config.policy
@@ -190,7 +178,7 @@ class Models:
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        for model in (self.policy, self.reference, self.reward, self.value):
+        for model in (self.policy, self.reference, self.value):
             if model is not None:
                 model.to(self.device)
 
@@ -300,15 +288,9 @@ def score_texts(models: Models, prompts: list[Text], texts: list[str]):
     """The reward model's scores, on its own tokenization of (prompt, response text)."""
     import torch
 
-    from .scoring import pad
-
-    sequences = []
-    for prompt, text in zip(prompts, texts, strict=True):
-        response = [{"role": "assistant", "content": text}] if isinstance(prompt, list) else text
-        sequences.append(encode(models.reward_tokenizer, prompt, response))
-    with torch.no_grad():
-        ids, attention = pad(sequences, models.reward_tokenizer.pad_token_id, models.device)
-        return models.reward(input_ids=ids, attention_mask=attention).logits[:, 0].float()
+    items = [(prompt, [{"role": "assistant", "content": text}] if isinstance(prompt, list)
+              else text) for prompt, text in zip(prompts, texts, strict=True)]
+    return torch.tensor(models.scorer.score(items), device=models.device)
 
 
 def _full(rollout: Rollout):
@@ -319,11 +301,14 @@ def _full(rollout: Rollout):
     return input_ids, attention
 
 
-def response_logprobs(logits, rollout: Rollout, temperature: float):
+def response_logprobs(logits, rollout: Rollout, temperature: float, rows=None):
+    """Log-probabilities of the response tokens (of `rows` of the rollout, if given), from
+    the logits of the full sequences."""
     from .ppo_core import logprobs_of
 
     start = rollout.query_ids.shape[1]
-    return logprobs_of(logits[:, start - 1:-1], rollout.responses, temperature)
+    responses = rollout.responses if rows is None else rollout.responses[rows]
+    return logprobs_of(logits[:, start - 1:-1], responses, temperature)
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -349,7 +334,12 @@ def train_policy(config: PolicyTrainingConfig, reporter: Reporter) -> dict:
     torch.manual_seed(config.seed)
     models = Models(config)
     optimizer = torch.optim.AdamW(models.trainable(), lr=config.learning_rate, eps=1e-5)
-    start = _load_checkpoint(output / CHECKPOINT, models, optimizer)
+    state = checkpoints.load(output / CHECKPOINT, _parameters(models))
+    start = 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        torch.random.set_rng_state(state["torch_rng"])
+        start = int(state["step"])
     if start:
         reporter.log(f"resuming from the checkpoint at step {start} of {config.total_steps}")
     started = time.perf_counter()
@@ -361,29 +351,33 @@ def train_policy(config: PolicyTrainingConfig, reporter: Reporter) -> dict:
         keep_going = reporter.step(step, config.total_steps, metrics)
         if config.checkpoint_every and step % config.checkpoint_every == 0 and (
                 step < config.total_steps):
-            reporter.checkpoint(step, str(_save_checkpoint(output / CHECKPOINT, models,
-                                                           optimizer, step)))
+            path = checkpoints.save(output / CHECKPOINT, _parameters(models), step=step,
+                                    optimizer=optimizer.state_dict(),
+                                    torch_rng=torch.random.get_rng_state())
+            reporter.checkpoint(step, str(path))
         if not keep_going:
             raise Cancelled(f"stopped after step {step} of {config.total_steps}")
     seconds = time.perf_counter() - started
-    saved = _save_policy(models, output / "policy", config)
-    result = {"policy_dir": saved["policy"], "merged_dir": saved.get("merged"),
-              "steps": config.total_steps, "resumed_from_step": start,
-              "train_seconds": round(seconds, 3)}
     reporter.log("evaluating the policy against the reference")
-    result["eval"] = evaluate_policy(models, eval_prompts or prompts[:64], config)
-    return result
+    # Before saving: merging the adapter would leave no reference to compare with.
+    evaluation = evaluate_policy(models, eval_prompts or prompts[:64], config)
+    saved = save_policy(models.policy, models.tokenizer, output / "policy", config)
+    return {"policy_dir": saved["model"], "merged_dir": saved.get("merged"),
+            "steps": config.total_steps, "resumed_from_step": start,
+            "train_seconds": round(seconds, 3), "eval": evaluation}
 
 
 def _batch_prompts(prompts: list, step: int, config: PolicyTrainingConfig) -> list:
     """The prompts of a step: the list shuffled per pass from the seed, taken in order."""
     first = (step - 1) * config.batch_size
+    orders: dict[int, list[int]] = {}  # a batch spans at most a few passes
     batch = []
     for episode in range(first, first + config.batch_size):
         epoch, index = divmod(episode, len(prompts))
-        order = list(range(len(prompts)))
-        random.Random(config.seed * 7919 + epoch).shuffle(order)
-        batch.append(prompts[order[index]])
+        if epoch not in orders:
+            orders[epoch] = list(range(len(prompts)))
+            random.Random(config.seed * 7919 + epoch).shuffle(orders[epoch])
+        batch.append(prompts[orders[epoch][index]])
     return batch
 
 
@@ -427,7 +421,7 @@ def ppo_step(models: Models, optimizer, prompts: list, config: PolicyTrainingCon
             rows = order[first:first + config.mini_batch_size]
             ids, att, mask = input_ids[rows], attention[rows], rollout.mask[rows]
             logits = _logits(models.policy, ids, att)
-            new_logprobs = logprobs_of_rows(logits, rollout, rows, config.temperature)
+            new_logprobs = response_logprobs(logits, rollout, config.temperature, rows)
             new_values = models.values(ids, att)[:, start - 1:-1]
             pg, clip_fraction, approx_kl = policy_loss(
                 new_logprobs, rollout.logprobs[rows], advantages[rows], mask, config.clip_range)
@@ -455,13 +449,6 @@ def ppo_step(models: Models, optimizer, prompts: list, config: PolicyTrainingCon
         "eos_share": rollout.has_eos.float().mean().item(),
     }
     return metrics
-
-
-def logprobs_of_rows(logits, rollout: Rollout, rows, temperature: float):
-    from .ppo_core import logprobs_of
-
-    start = rollout.query_ids.shape[1]
-    return logprobs_of(logits[:, start - 1:-1], rollout.responses[rows], temperature)
 
 
 def evaluate_policy(models: Models, prompts: list, config: PolicyTrainingConfig) -> dict:
@@ -495,60 +482,11 @@ def evaluate_policy(models: Models, prompts: list, config: PolicyTrainingConfig)
             "win_rate": wins.mean().item(), "kl": kl.mean().item(), "samples": samples}
 
 
-def _save_policy(models: Models, directory: Path, config: PolicyTrainingConfig) -> dict:
-    import json
-
-    directory.mkdir(parents=True, exist_ok=True)
-    models.policy.save_pretrained(directory, safe_serialization=True)
-    models.tokenizer.padding_side = "right"
-    models.tokenizer.save_pretrained(directory)
-    written = {"policy": str(directory)}
-    if config.merge_adapter and is_adapter(directory):
-        merged = directory / "merged"
-        models.policy.merge_and_unload().save_pretrained(merged, safe_serialization=True)
-        models.tokenizer.save_pretrained(merged)
-        written["merged"] = str(merged)
-    (directory / "training_config.json").write_text(json.dumps(config.as_dict(), indent=2))
-    return written
+def save_policy(policy, tokenizer, directory: Path, config: PolicyTrainingConfig) -> dict:
+    tokenizer.padding_side = "right"  # as the model card's users will call it
+    return save_model(policy, tokenizer, directory, merge_adapter=config.merge_adapter,
+                      extra=config.as_dict())
 
 
-def _trainable_state(models: Models) -> dict:
-    return {f"{kind}.{name}": p.detach().cpu()
-            for kind, model in (("policy", models.policy), ("value", models.value))
-            for name, p in model.named_parameters() if p.requires_grad}
-
-
-def _save_checkpoint(directory: Path, models: Models, optimizer, step: int) -> Path:
-    import os
-    import shutil
-
-    import torch
-
-    partial = directory.with_name(directory.name + ".partial")
-    partial.mkdir(parents=True, exist_ok=True)
-    torch.save({"step": step, "weights": _trainable_state(models),
-                "optimizer": optimizer.state_dict(), "torch_rng": torch.random.get_rng_state()},
-               partial / "state.pt")
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(partial, directory)
-    return directory
-
-
-def _load_checkpoint(directory: Path, models: Models, optimizer) -> int:
-    import torch
-
-    state_file = directory / "state.pt"
-    if not state_file.is_file():
-        return 0
-    state = torch.load(state_file, map_location="cpu", weights_only=True)
-    params = {f"{kind}.{name}": p for kind, model in (("policy", models.policy),
-                                                      ("value", models.value))
-              for name, p in model.named_parameters() if p.requires_grad}
-    if set(state["weights"]) != set(params):
-        raise ValueError(f"checkpoint {directory} does not fit these models")
-    with torch.no_grad():
-        for name, value in state["weights"].items():
-            params[name].copy_(value)
-    optimizer.load_state_dict(state["optimizer"])
-    torch.random.set_rng_state(state["torch_rng"])
-    return int(state["step"])
+def _parameters(models: Models) -> dict:
+    return checkpoints.trainable_parameters({"policy.": models.policy, "value.": models.value})

@@ -15,12 +15,12 @@ the last checkpoint in `output_dir` when started again; TRL's trainer resumes fr
 """
 
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import checkpoints
 from .config import RewardTrainingConfig
 from .data import (
     PromptGroup,
@@ -30,7 +30,7 @@ from .data import (
     group_by_prompt,
     read_preferences,
 )
-from .loading import add_lora, load_reward_model, load_tokenizer, save_reward_model
+from .loading import add_lora, load_reward_model, load_tokenizer, save_model
 from .progress import Cancelled, Reporter
 from .scoring import RewardScorer, evaluate_pairs, pad
 
@@ -112,7 +112,7 @@ def train_reward_model(config: RewardTrainingConfig, reporter: Reporter) -> dict
     train = _train_kway if config.method == "kway" else _train_trl
     model, tokenizer, stats = train(config, reporter, output)
     train_seconds = time.perf_counter() - started
-    saved = save_reward_model(model, tokenizer, output / MODEL_DIR,
+    saved = save_model(model, tokenizer, output / MODEL_DIR,
                               merge_adapter=config.merge_adapter, extra=config.as_dict())
     loop = stats["loop_seconds"]
     result = {"model_dir": saved["model"], "merged_dir": saved.get("merged"), **stats,
@@ -172,7 +172,12 @@ def _train_kway(config: RewardTrainingConfig, reporter: Reporter, output: Path):
     optimizer = _adamw(trainable, config)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total),
                                                 total)
-    start = _load_checkpoint(output / CHECKPOINT, model, optimizer, scheduler)
+    state = checkpoints.load(output / CHECKPOINT, checkpoints.trainable_parameters({"": model}))
+    start = 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start = int(state["step"])
     if start:
         reporter.log(f"resuming from the checkpoint at step {start} of {total}")
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -202,8 +207,11 @@ def _train_kway(config: RewardTrainingConfig, reporter: Reporter, output: Path):
         if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                path = _save_checkpoint(output / CHECKPOINT, accelerator.unwrap_model(model),
-                                        optimizer, scheduler, step)
+                path = checkpoints.save(
+                    output / CHECKPOINT,
+                    checkpoints.trainable_parameters({"": accelerator.unwrap_model(model)}),
+                    step=step, optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict())
                 reporter.checkpoint(step, str(path))
         if not _all_keep_going(accelerator, keep_going):
             raise Cancelled(f"stopped after step {step} of {total}")
@@ -239,43 +247,6 @@ def _all_keep_going(accelerator, keep_going: bool) -> bool:
     return accelerator.reduce(flag, reduction="sum").item() == 0
 
 
-def _save_checkpoint(directory: Path, model, optimizer, scheduler, step: int) -> Path:
-    """Write the trainable weights and optimiser state; atomic, so a kill leaves the last one."""
-    import torch
-
-    partial = directory.with_name(directory.name + ".partial")
-    partial.mkdir(parents=True, exist_ok=True)
-    weights = {name: p.detach().cpu() for name, p in model.named_parameters() if p.requires_grad}
-    torch.save({"step": step, "weights": weights, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict()}, partial / "state.pt")
-    if directory.exists():
-        for old in directory.iterdir():
-            old.unlink()
-        directory.rmdir()
-    os.replace(partial, directory)
-    return directory
-
-
-def _load_checkpoint(directory: Path, model, optimizer, scheduler) -> int:
-    """Restore a checkpoint if there is one; return its step (0 when starting fresh)."""
-    import torch
-
-    state_file = directory / "state.pt"
-    if not state_file.is_file():
-        return 0
-    state = torch.load(state_file, map_location="cpu", weights_only=True)
-    params = dict(model.named_parameters())
-    missing = set(state["weights"]) - set(params)
-    if missing:
-        raise ValueError(f"checkpoint {directory} does not fit this model: {sorted(missing)[:3]}")
-    with torch.no_grad():
-        for name, value in state["weights"].items():
-            params[name].copy_(value)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return int(state["step"])
-
-
 # --- TRL's RewardTrainer ----------------------------------------------------------------------
 
 
@@ -294,9 +265,9 @@ def _train_trl(config: RewardTrainingConfig, reporter: Reporter, output: Path):
         columns["margin"] = [r.margin for r in rows]
     dataset = Dataset.from_dict(columns)
     model = _prepare_model(config, tokenizer)
-    checkpoints = output / "trl-checkpoints"
+    trl_checkpoints = output / "trl-checkpoints"
     args = RewardConfig(
-        output_dir=str(checkpoints), num_train_epochs=config.epochs,
+        output_dir=str(trl_checkpoints), num_train_epochs=config.epochs,
         per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
         weight_decay=config.weight_decay, warmup_steps=float(config.warmup_ratio),
         lr_scheduler_type="linear", max_length=config.max_length, seed=config.seed,
@@ -309,8 +280,6 @@ def _train_trl(config: RewardTrainingConfig, reporter: Reporter, output: Path):
     )
 
     class ReportSteps(TrainerCallback):
-        pairs = 0
-
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
                 metrics = {k: float(v) for k, v in logs.items()
@@ -320,14 +289,14 @@ def _train_trl(config: RewardTrainingConfig, reporter: Reporter, output: Path):
                     self.cancelled = True
 
         def on_save(self, args, state, control, **kwargs):
-            reporter.checkpoint(state.global_step, str(checkpoints))
+            reporter.checkpoint(state.global_step, str(trl_checkpoints))
 
     callback = ReportSteps()
     trainer = RewardTrainer(model=model, args=args, train_dataset=dataset,
                             processing_class=tokenizer, callbacks=[callback])
     quiet(trainer)
     kept = len(trainer.train_dataset)
-    resume = _last_trl_checkpoint(checkpoints)
+    resume = checkpoints.last_trainer_checkpoint(trl_checkpoints)
     if resume:
         reporter.log(f"resuming from {resume}")
     state = trainer.train(resume_from_checkpoint=resume)
@@ -340,11 +309,6 @@ def _train_trl(config: RewardTrainingConfig, reporter: Reporter, output: Path):
              "train_loss": state.training_loss,
              "loop_seconds": round(state.metrics.get("train_runtime", 0.0), 3)}
     return trainer.model, tokenizer, stats
-
-
-def _last_trl_checkpoint(directory: Path) -> str | None:
-    found = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
-    return str(found[-1]) if found else None
 
 
 def quiet(trainer) -> None:

@@ -22,7 +22,21 @@ from .kinds import var_absolute
 
 MAX_SCORE_ITEMS = 256  # per API request: scoring runs in the web process
 SCORERS_KEPT = 2
-PATH_FIELDS = ("base_model", "train_file", "eval_file", "output_dir")
+JOB_PARAMS = ("model_name", "eval_file")  # kept on the job, not fields of the config
+
+
+def _validate_config(config_class, params: dict, set_by_job: dict,
+                     kept: tuple[str, ...] = JOB_PARAMS) -> None:
+    """Refuse params that do not make a valid config once the job fills in `set_by_job`
+    (paths and the like, which a request may not set); `kept` params are not config fields."""
+    config = {k: v for k, v in params.items() if k not in kept}
+    taken = set(config) & set(set_by_job)
+    if taken:
+        raise JobRefused(f"{', '.join(sorted(taken))}: set by the job, not by the request")
+    try:
+        config_class.from_dict({**config, **set_by_job})
+    except ConfigError as exc:
+        raise JobRefused(str(exc)) from None
 
 
 def reward_job_create(*, project: Project, params: dict, base_model: str = "",
@@ -41,22 +55,11 @@ def reward_job_create(*, project: Project, params: dict, base_model: str = "",
         base_model = base_model or str(base_artifact)
     if not base_model:
         raise JobRefused("base_model: give a Hugging Face model name or a local path.")
-    config = {k: v for k, v in params.items() if k not in ("model_name", "eval_file")}
-    unknown = set(config) & set(PATH_FIELDS)
-    if unknown:
-        raise JobRefused(f"{', '.join(sorted(unknown))}: set by the job, not by the request")
-    try:
-        RewardTrainingConfig.from_dict({**config, "base_model": base_model,
-                                        "train_file": "-", "output_dir": "-"})
-    except ConfigError as exc:
-        raise JobRefused(str(exc)) from None
+    _validate_config(RewardTrainingConfig, params, {"base_model": base_model,
+                                                    "train_file": "-", "output_dir": "-"})
     return job_create(project=project, kind=TrainingJob.Kind.REWARD, params=params,
                       base_model=base_model, created_by=created_by, export=export,
                       dataset_path=dataset_path, base_artifact=base_artifact)
-
-
-POLICY_PATH_FIELDS = ("policy", "reward_model", "prompts_file", "eval_prompts_file",
-                      "output_dir")
 
 
 def _policy_base(project: Project, base_model: str,
@@ -84,15 +87,9 @@ def policy_job_create(*, project: Project, params: dict, reward_artifact: ModelA
     if reward_artifact.project_id != project.id or reward_artifact.kind != "reward":
         raise JobRefused(f"Model {reward_artifact.id} is not a reward model of this project.")
     base_model = _policy_base(project, base_model, base_artifact)
-    config = {k: v for k, v in params.items() if k not in ("model_name", "eval_file")}
-    unknown = set(config) & set(POLICY_PATH_FIELDS)
-    if unknown:
-        raise JobRefused(f"{', '.join(sorted(unknown))}: set by the job, not by the request")
-    try:
-        PolicyTrainingConfig.from_dict({**config, "policy": base_model, "reward_model": "-",
-                                        "prompts_file": "-", "output_dir": "-"})
-    except ConfigError as exc:
-        raise JobRefused(str(exc)) from None
+    _validate_config(PolicyTrainingConfig, params, {
+        "policy": base_model, "reward_model": "-", "prompts_file": "-",
+        "eval_prompts_file": None, "output_dir": "-"})
     if not dataset_path and not project.prompts.filter(gold_tiers__isnull=True).exists():
         raise JobRefused("The project has no prompts to train a policy on.")
     return job_create(project=project, kind=TrainingJob.Kind.PPO, params=params,
@@ -110,14 +107,9 @@ def generate_job_create(*, project: Project, params: dict, created_by: AbstractU
     if "k" in params and params["k"] != project.completions_per_prompt:
         raise JobRefused(f"k: this project takes {project.completions_per_prompt} completions "
                          "per prompt")
-    unknown = set(params) & {"policy", "prompts_file", "output_file", "model_name"}
-    if unknown:
-        raise JobRefused(f"{', '.join(sorted(unknown))}: set by the job, not by the request")
-    try:
-        GenerationConfig.from_dict({**params, "policy": base_model, "prompts_file": "-",
-                                    "output_file": "-", "k": project.completions_per_prompt})
-    except (ConfigError, TypeError) as exc:
-        raise JobRefused(str(exc)) from None
+    _validate_config(GenerationConfig, params, {
+        "policy": base_model, "prompts_file": "-", "output_file": "-", "model_name": ""},
+        kept=("k",))
     return job_create(project=project, kind=TrainingJob.Kind.GENERATE, params=params,
                       base_model=base_model, created_by=created_by, base_artifact=base_artifact,
                       dataset_path=dataset_path, dispatch=dispatch)
@@ -240,6 +232,4 @@ def prompts_request_more_rankings(*, project: Project, prompt_ids: list[int],
             extra_rankings=F("extra_rankings") + extra)
 
 
-def artifact_path(artifact: ModelArtifact):
-    return var_absolute(artifact.path)
 

@@ -1,0 +1,54 @@
+"""Checkpoints of our training loops: the trainable weights and the loop's state (optimiser,
+schedule, step, RNG), written atomically, so a kill mid-write leaves the last checkpoint.
+
+Read back with `torch.load(weights_only=True)`: tensors and plain values, nothing unpickled.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+STATE_FILE = "state.pt"
+
+
+def trainable_parameters(models: dict[str, object]) -> dict[str, object]:
+    """{prefix + name: parameter} of every trainable parameter of the named models."""
+    return {f"{prefix}{name}": parameter for prefix, model in models.items()
+            for name, parameter in model.named_parameters() if parameter.requires_grad}
+
+
+def save(directory: Path, parameters: dict[str, object], **state) -> Path:
+    """Write the parameters and `state` (e.g. step=..., optimizer=...) under `directory`."""
+    import torch
+
+    partial = directory.with_name(directory.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    weights = {name: parameter.detach().cpu() for name, parameter in parameters.items()}
+    torch.save({"weights": weights, **state}, partial / STATE_FILE)
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(partial, directory)
+    return directory
+
+
+def load(directory: Path, parameters: dict[str, object]) -> dict | None:
+    """Copy a checkpoint's weights into `parameters`; return its state, or None if none."""
+    import torch
+
+    state_file = directory / STATE_FILE
+    if not state_file.is_file():
+        return None
+    state = torch.load(state_file, map_location="cpu", weights_only=True)
+    weights = state.pop("weights")
+    if set(weights) != set(parameters):
+        different = sorted(set(weights) ^ set(parameters))[:3]
+        raise ValueError(f"checkpoint {directory} does not fit this model: {different}")
+    with torch.no_grad():
+        for name, value in weights.items():
+            parameters[name].copy_(value)
+    return state
+
+
+def last_trainer_checkpoint(directory: Path) -> str | None:
+    """The newest `checkpoint-<step>` folder a transformers Trainer wrote, if any."""
+    found = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    return str(found[-1]) if found else None

@@ -71,12 +71,20 @@ class JobCreateInput(serializers.Serializer):
         "max_new_tokens, temperature, top_p, seed, batch_size; score: alpha"))
 
 
+class ProjectFilter(serializers.Serializer):
+    project = serializers.IntegerField(required=False, help_text="Only this project's")
+
+
+def _filtered_project(request):
+    """The ?project= of a list request, checked like any admin access; None for all."""
+    project_id = _valid(ProjectFilter, request.query_params).get("project")
+    return None if project_id is None else project_for_admin(request, project_id)
+
+
 class TrainingJobsApi(APIView):
-    @extend_schema(responses=JobListOutput(many=True))
+    @extend_schema(parameters=[ProjectFilter], responses=JobListOutput(many=True))
     def get(self, request):
-        project_id = request.query_params.get("project")
-        project = project_for_admin(request, int(project_id)) if project_id else None
-        jobs = selectors.jobs_for_admin(request.user, project)[:200]
+        jobs = selectors.jobs_for_admin(request.user, _filtered_project(request))[:200]
         return Response(JobListOutput(jobs, many=True).data)
 
     @extend_schema(request=JobCreateInput, responses={201: JobOutput, 200: JobOutput})
@@ -133,11 +141,9 @@ class TrainingJobCancelApi(APIView):
 
 
 class ModelsApi(APIView):
-    @extend_schema(responses=ArtifactOutput(many=True))
+    @extend_schema(parameters=[ProjectFilter], responses=ArtifactOutput(many=True))
     def get(self, request):
-        project_id = request.query_params.get("project")
-        project = project_for_admin(request, int(project_id)) if project_id else None
-        artifacts = selectors.artifacts_for_admin(request.user, project)[:200]
+        artifacts = selectors.artifacts_for_admin(request.user, _filtered_project(request))[:200]
         return Response(ArtifactOutput(artifacts, many=True).data)
 
 

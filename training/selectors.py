@@ -3,7 +3,7 @@
 A job or model of a project the user cannot see is a 404; of a project they only label, 403.
 """
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet, Sum
 from django.http import Http404
 
 from annotate import selectors as annotate_selectors
@@ -78,8 +78,6 @@ def job_metric_series(job: TrainingJob, names: tuple[str, ...]) -> dict[str, lis
 
 def rounds_with_progress(project: Project) -> list[tuple[Round, dict]]:
     """Each round with the ranking progress of the prompts it generated."""
-    from django.db.models import Count, Sum
-
     found = []
     rounds = project.rounds.select_related(
         "export", "reward_job", "policy_job", "generation_job", "reward_artifact",

@@ -18,10 +18,7 @@ def job_run_task(job_id: int) -> None:
 
 @shared_task(name="training.jobs_reap")
 def jobs_reap_task() -> dict:
-    """Every minute: reap jobs whose worker died, and move rounds whose step has finished."""
-    counts = services.jobs_reap()
-    counts["rounds_moved"] = services.rounds_advance()
-    return counts
+    return services.training_tick()
 
 
 @worker_ready.connect

@@ -35,6 +35,9 @@ def test_admins_create_follow_and_cancel_a_job(api, carol, project, learnable_ex
     assert detail["params"]["epochs"] == 3 and detail["output_model"] is None
     listed = client.get(f"/api/training-jobs/?project={project.id}").json()
     assert [j["id"] for j in listed] == [job["id"]]
+    for url in ("/api/training-jobs/?project=abc", "/api/models/?project=1.5"):
+        bad = client.get(url)
+        assert bad.status_code == 400 and "project" in bad.json()
     cancelled = client.post(f"/api/training-jobs/{job['id']}/cancel/")
     assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
 
@@ -100,6 +103,17 @@ def test_scoring_through_the_api(api, carol, reward_artifact):
     too_many = client.post(url, {"items": [{"prompt": "q", "response": "a"}] * 300},
                            format="json")
     assert too_many.status_code == 400 and "scoring job" in too_many.json()["detail"]
+
+
+def test_only_reward_models_score(api, carol, project, tmp_path):
+    policy = ModelArtifact.objects.create(project=project, name="p", version=1, kind="policy",
+                                          base_model="tiny", path=str(tmp_path))
+    answer = api(carol).post(f"/api/models/{policy.id}/score/",
+                             {"items": [{"prompt": "q", "response": "a"}]}, format="json")
+    assert answer.status_code == 400 and "Only reward models" in answer.json()["detail"]
+    job = api(carol).post("/api/training-jobs/", {"project": project.id, "kind": "score",
+                                                  "base_artifact": policy.id}, format="json")
+    assert job.status_code == 400 and "Only reward models" in job.json()["detail"]
 
 
 def test_a_score_job_needs_a_model(api, carol, project, reward_artifact):

@@ -121,3 +121,18 @@ def test_a_merged_policy_is_still_judged_against_its_reference(ppo_setup, tmp_pa
     assert result["eval"]["kl"] > 0
     assert json.loads((tmp_path / "policy" / "training_config.json").read_text())[
         "merge_adapter"] is True
+
+
+def test_a_bad_prompt_file_names_the_line_and_field(tmp_path):
+    from training.ml.ppo import read_prompts
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "fine"}\n{"text": "no prompt"}\n')
+    with pytest.raises(ValueError, match=r"prompts.jsonl, line 2, field 'prompt'"):
+        read_prompts(str(path))
+    path.write_text('{"prompt": ""}\n')
+    with pytest.raises(ValueError, match=r"line 1, field 'prompt': must be text"):
+        read_prompts(str(path))
+    path.write_text("\n")
+    with pytest.raises(ValueError, match="no prompts"):
+        read_prompts(str(path))

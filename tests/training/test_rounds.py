@@ -153,3 +153,37 @@ def test_generate_completions_inline(prompt_project, ppo_setup):
     call_command("generate_completions", prompt_project.slug, "--policy", ppo_setup["policy"],
                  "--k", "4", "--max-new-tokens", "6", "--inline", stdout=out)
     assert "Round 1: 12 prompts with 48 completions" in out.getvalue()
+
+
+def test_a_failed_export_or_generation_fails_the_round(project, learnable_export, ppo_setup,
+                                                       tiny_models):
+    from annotate.models import Export
+
+    round_ = services.round_start(project=project, created_by=None,
+                                  reward_base=str(tiny_models["reward"]),
+                                  policy_base=ppo_setup["policy"])
+    Export.objects.filter(id=round_.export_id).update(status="failed")
+    services.rounds_advance()
+    round_.refresh_from_db()
+    assert round_.status == "failed" and f"export v{round_.export.version} failed" in round_.error
+    # A round waiting for its generation job fails when that job is cancelled.
+    job, _ = services.generate_job_create(project=project, params=FAST_GENERATE,
+                                          base_model=ppo_setup["policy"], created_by=None)
+    waiting = Round.objects.create(project=project, number=2, status="generating",
+                                   generation_job=job)
+    services.job_cancel(job)
+    services.rounds_advance()
+    waiting.refresh_from_db()
+    assert waiting.status == "failed" and "cancelled" in waiting.error
+
+
+def test_the_minute_tick_reaps_jobs_and_moves_rounds(project, learnable_export, tiny_models,
+                                                     ppo_setup):
+    round_ = services.round_start(project=project, created_by=None,
+                                  reward_base=str(tiny_models["reward"]),
+                                  policy_base=ppo_setup["policy"])
+    export_run(round_.export_id)
+    counts = services.training_tick()
+    assert counts["rounds_moved"] == 1 and {"requeued", "failed", "dispatched"} <= set(counts)
+    round_.refresh_from_db()
+    assert round_.status == "training_reward" and round_.reward_job.status == "queued"

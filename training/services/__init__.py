@@ -24,7 +24,7 @@ from .registry import (
     reward_job_create,
     score_job_create,
 )
-from .rounds import round_start, rounds_advance
+from .rounds import round_start, rounds_advance, training_tick
 
 __all__ = [
     "Disagreement",
@@ -44,6 +44,7 @@ __all__ = [
     "reward_job_create",
     "round_start",
     "rounds_advance",
+    "training_tick",
     "score_job_create",
     "var_absolute",
 ]

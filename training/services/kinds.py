@@ -57,17 +57,23 @@ class RewardKind:
 
     @staticmethod
     def complete(job: TrainingJob, directory: Path, result: dict) -> dict:
-        name = job.params.get("model_name") or f"{job.project.slug}-reward"
-        latest = ModelArtifact.objects.filter(project=job.project, name=name).aggregate(
-            latest=Max("version"))["latest"] or 0
-        artifact = ModelArtifact.objects.create(
-            project=job.project, name=name, version=latest + 1, kind=ModelArtifact.Kind.REWARD,
-            base_model=job.base_model, path=var_relative(result["model_dir"]),
-            merged_path=var_relative(result["merged_dir"]) if result.get("merged_dir") else "",
+        artifact = register_artifact(
+            job, ModelArtifact.Kind.REWARD, result["model_dir"], result.get("merged_dir"),
             is_adapter=bool(job.params.get("lora")), metrics=_artifact_metrics(result),
-            job=job, export=job.export,
-        )
+            export=job.export)
         return {"artifact_id": artifact.id}
+
+
+def register_artifact(job: TrainingJob, kind: str, model_dir: str, merged_dir: str | None,
+                      **fields) -> ModelArtifact:
+    """The next version of the job's model name (default <project>-<kind>) in the registry."""
+    name = job.params.get("model_name") or f"{job.project.slug}-{kind}"
+    latest = ModelArtifact.objects.filter(project=job.project, name=name).aggregate(
+        latest=Max("version"))["latest"] or 0
+    return ModelArtifact.objects.create(
+        project=job.project, name=name, version=latest + 1, kind=kind, job=job,
+        base_model=job.base_model, path=var_relative(model_dir),
+        merged_path=var_relative(merged_dir) if merged_dir else "", **fields)
 
 
 def _artifact_metrics(result: dict) -> dict:
@@ -117,18 +123,12 @@ class PolicyKind:
 
     @staticmethod
     def complete(job: TrainingJob, directory: Path, result: dict) -> dict:
-        name = job.params.get("model_name") or f"{job.project.slug}-policy"
-        latest = ModelArtifact.objects.filter(project=job.project, name=name).aggregate(
-            latest=Max("version"))["latest"] or 0
-        evaluation = result.get("eval") or {}
-        artifact = ModelArtifact.objects.create(
-            project=job.project, name=name, version=latest + 1, kind=ModelArtifact.Kind.POLICY,
-            base_model=job.base_model, path=var_relative(result["policy_dir"]),
-            merged_path=var_relative(result["merged_dir"]) if result.get("merged_dir") else "",
-            is_adapter=job.params.get("lora", True), job=job,
+        artifact = register_artifact(
+            job, ModelArtifact.Kind.POLICY, result["policy_dir"], result.get("merged_dir"),
+            is_adapter=job.params.get("lora", True),
             metrics={"algorithm": job.params.get("algorithm", "ppo"), "steps": result["steps"],
-                     "train_seconds": result.get("train_seconds"), "eval": evaluation},
-        )
+                     "train_seconds": result.get("train_seconds"),
+                     "eval": result.get("eval") or {}})
         return {"artifact_id": artifact.id}
 
 

@@ -64,6 +64,16 @@ def _merged(base: dict, changes: dict) -> dict:
     return merged
 
 
+def training_tick() -> dict[str, int]:
+    """Every minute (beat) and at worker start: reap jobs whose worker died, send jobs the
+    broker missed, and move rounds whose step has finished."""
+    from .jobs import jobs_reap
+
+    counts = jobs_reap()
+    counts["rounds_moved"] = rounds_advance()
+    return counts
+
+
 def rounds_advance() -> int:
     """Move each active round past the steps that have finished; return how many moved."""
     moved = 0

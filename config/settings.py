@@ -126,6 +126,14 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# Login throttle (annotate/services/auth.py): failures are database rows, shared by every web
+# process. Past a limit within the window, the login page and the token endpoint answer 429.
+LOGIN_FAILURE_WINDOW_SECONDS = int(os.environ.get("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60))
+LOGIN_FAILURES_PER_USERNAME = int(os.environ.get("LOGIN_FAILURES_PER_USERNAME", 20))
+LOGIN_FAILURES_PER_IP = int(os.environ.get("LOGIN_FAILURES_PER_IP", 100))
+# Behind the reverse proxy (production), the client is the last X-Forwarded-For entry.
+LOGIN_CLIENT_IP_FROM_X_FORWARDED_FOR = env_bool("LOGIN_CLIENT_IP_FROM_X_FORWARDED_FOR",
+                                                default=PRODUCTION)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

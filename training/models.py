@@ -83,6 +83,11 @@ class TrainingJob(models.Model):
         return self.status in self.ACTIVE
 
     @property
+    def method(self) -> str:
+        """The reward method or the policy algorithm, for labels."""
+        return self.params.get("method") or self.params.get("algorithm") or ""
+
+    @property
     def eta_seconds(self) -> float | None:
         """Seconds left at the rate of the steps done since the job (re)started."""
         if self.status != self.Status.RUNNING or not self.step or not self.total_steps:

@@ -345,6 +345,49 @@ def test_hostile_markup_in_completions_stays_inert_text(page, live_server, lena)
     assert page.evaluate("typeof window.__xss") == "undefined"
 
 
+@pytest.fixture
+def pixel_server():
+    """An HTTP server on another loopback port that counts the requests it gets."""
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    server.shutdown()
+
+
+def test_remote_images_in_markdown_are_never_fetched(page, live_server, lena, pixel_server):
+    origin, hits = pixel_server
+    prompts = [{
+        "id": "images",
+        "prompt": f"Describe ![pixel]({origin}/markdown.png) and <img src='{origin}/raw.png'>",
+        "completions": [f"![a]({origin}/c1.png)", f"![b][ref]\n\n[ref]: {origin}/c2.png",
+                        f'<img src="{origin}/c3.png">', f"<picture><source srcset="
+                        f"'{origin}/c4.png'></picture> ok"],
+    }]
+    project = make_project("images", prompts=prompts,
+                           instructions=f"Look at ![this]({origin}/instructions.png)")
+    join(project, lena)
+    log_in_and_rank(page, live_server, lena, project)
+    page.wait_for_load_state("networkidle")
+    assert page.locator("img, picture, source").count() == 0
+    expect(page.locator("#completions")).to_contain_text(f"{origin}/c3.png")  # shown as text
+    assert hits == []
+
+
 # --- f. revisions ---------------------------------------------------------------------------------
 
 

@@ -418,3 +418,20 @@ class Export(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project} export v{self.version} ({self.status})"
+
+
+class LoginFailure(models.Model):
+    """One failed login. The throttle counts these rows, so every web process sees them."""
+
+    username = models.CharField(max_length=150, help_text="As typed, case-folded.")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["username", "at"], name="login_failure_username_idx"),
+            models.Index(fields=["ip", "at"], name="login_failure_ip_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"failed login of {self.username!r} from {self.ip} at {self.at}"

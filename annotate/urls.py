@@ -1,9 +1,8 @@
-from django.contrib.auth import views as auth_views
+from django.contrib.auth import views as django_auth_views
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
-from rest_framework.authtoken.views import ObtainAuthToken
 
-from . import apis, views
+from . import apis, auth_views, views
 
 PROJECT_API = "api/projects/<int:project_id>/"
 
@@ -11,7 +10,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", django_auth_views.LogoutView.as_view(), name="logout"),
     path("projects/new/", views.project_create, name="project_create"),
     path("projects/<slug:slug>/", views.project_detail, name="project_detail"),
     path("projects/<slug:slug>/import/", views.project_import, name="project_import"),
@@ -23,7 +22,7 @@ urlpatterns = [
     path("projects/<slug:slug>/rank/<int:prompt_id>/", views.rank_page, name="rank_page"),
     path("projects/<slug:slug>/my-rankings/", views.my_rankings, name="my_rankings"),
     # API
-    path("api/auth/token/", ObtainAuthToken.as_view(), name="api_token"),
+    path("api/auth/token/", auth_views.TokenObtainApi.as_view(), name="api_token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/projects/", apis.ProjectListCreateApi.as_view(), name="api_projects"),
     path(PROJECT_API, apis.ProjectDetailApi.as_view(), name="api_project"),

@@ -1,0 +1,102 @@
+"""Login throttling: too many failed logins for one username, or from one address, answer 429.
+
+Every failure is a LoginFailure row, so all gunicorn workers (and every host on one database)
+count the same failures; no cache server is needed. Rows older than the window are deleted
+as new failures come in. The limits are settings (LOGIN_FAILURE_WINDOW_SECONDS,
+LOGIN_FAILURES_PER_USERNAME, LOGIN_FAILURES_PER_IP).
+
+The login page and the token endpoint call the same three functions: `login_blocked` before
+checking a password, `login_failure_record` after a wrong one, `login_success_record` after a
+right one. A blocked attempt checks no password, so it tells nothing even when it is right.
+Two attempts racing past the check at the same moment may both be counted: the limit can be
+passed by the number of requests in flight, never more.
+"""
+
+import ipaddress
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.utils import timezone
+
+from ..models import LoginFailure
+
+USERNAME_MAX_LENGTH = 150
+
+
+def username_key(username: object) -> str:
+    """Return the throttle's key for what was typed as a username.
+
+    >>> username_key("  Alice ")
+    'alice'
+    >>> username_key(None)
+    ''
+    """
+    if not isinstance(username, str):
+        return ""
+    return username.strip().casefold()[:USERNAME_MAX_LENGTH]
+
+
+def client_ip(remote_addr: str | None, forwarded_for: str | None = None, *,
+              trust_forwarded_for: bool = False) -> str | None:
+    """Return the client's address: the last X-Forwarded-For entry behind a trusted proxy.
+
+    The proxy appends the address it was connected from, so the last entry is the one a
+    client cannot forge; earlier entries are whatever the client sent. None if not an address.
+
+    >>> client_ip("10.0.0.2", "6.6.6.6, 203.0.113.9", trust_forwarded_for=True)
+    '203.0.113.9'
+    >>> client_ip("10.0.0.2", "203.0.113.9")
+    '10.0.0.2'
+    >>> client_ip("not an address") is None
+    True
+    """
+    candidate = remote_addr
+    if trust_forwarded_for and forwarded_for:
+        candidate = forwarded_for.rsplit(",", 1)[-1]
+    try:
+        return str(ipaddress.ip_address((candidate or "").strip()))
+    except ValueError:
+        return None
+
+
+def request_ip(request: HttpRequest) -> str | None:
+    return client_ip(
+        request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR"),
+        trust_forwarded_for=settings.LOGIN_CLIENT_IP_FROM_X_FORWARDED_FOR,
+    )
+
+
+def _window_start(now: datetime) -> datetime:
+    return now - timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS)
+
+
+def login_blocked(*, username: object, ip: str | None, now: datetime | None = None) -> bool:
+    """Whether `username` or `ip` has reached its limit of failures within the window.
+
+    The same answer for a username that exists and one that does not.
+    """
+    since = _window_start(now or timezone.now())
+    recent = LoginFailure.objects.filter(at__gt=since)
+    key = username_key(username)
+    if key and recent.filter(username=key).count() >= settings.LOGIN_FAILURES_PER_USERNAME:
+        return True
+    return ip is not None and (
+        recent.filter(ip=ip).count() >= settings.LOGIN_FAILURES_PER_IP
+    )
+
+
+def login_failure_record(*, username: object, ip: str | None,
+                         now: datetime | None = None) -> None:
+    """Count one failed login; forget failures older than the window."""
+    now = now or timezone.now()
+    LoginFailure.objects.filter(at__lte=_window_start(now)).delete()
+    LoginFailure.objects.create(username=username_key(username), ip=ip, at=now)
+
+
+def login_success_record(*, username: object) -> None:
+    """A right password clears its username's failures (not its address's: an attacker
+    could otherwise reset their address's count by logging in to an account of their own)."""
+    key = username_key(username)
+    if key:
+        LoginFailure.objects.filter(username=key).delete()

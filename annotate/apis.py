@@ -1,7 +1,6 @@
 """REST endpoints: one class per operation, parse -> one service or selector -> render."""
 
 from django.http import FileResponse
-from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -380,12 +379,7 @@ class ProjectExportsApi(APIView):
 
 
 def export_for_admin(request, export_id: int) -> Export:
-    export = get_object_or_404(
-        Export.objects.select_related("project"),
-        id=export_id, project__in=selectors.projects_visible_to(request.user),
-    )
-    project_for_admin(request, export.project_id)
-    return export
+    return selectors.export_get_administered(request.user, export_id)
 
 
 class ExportDetailApi(APIView):

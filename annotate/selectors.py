@@ -10,7 +10,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from .agreement import gold_accuracy
-from .models import Assignment, Completion, Membership, Project, Prompt, Ranking
+from .models import Assignment, Completion, Export, Membership, Project, Prompt, Ranking
 from .ranking import display_order
 
 
@@ -58,6 +58,20 @@ def project_get_administered(user, **lookup) -> Project:
     if project_role(user, project) != Membership.Role.ADMIN:
         raise PermissionDenied("Only the project's admins may do this.")
     return project
+
+
+def export_get_administered(user, export_id: int) -> Export:
+    """The export if `user` administers its project: Http404 if they cannot see the project,
+    PermissionDenied (403) if they only label it."""
+    export = (
+        Export.objects.select_related("project")
+        .filter(id=export_id, project__in=projects_visible_to(user))
+        .first()
+    )
+    if export is None:
+        raise Http404("No such export.")
+    project_get_administered(user, id=export.project_id)
+    return export
 
 
 def user_can_create_projects(user) -> bool:

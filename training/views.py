@@ -136,7 +136,9 @@ def model_score_project(request, artifact_id: int):
 @require_POST
 def model_request_more(request, artifact_id: int):
     artifact = selectors.artifact_get_for_admin(request.user, artifact_id)
-    prompt_ids = [int(value) for value in request.POST.getlist("prompt") if value.isdigit()]
+    # isdigit() alone passes "²", which int() refuses; 18 digits fit a bigint.
+    prompt_ids = [int(value) for value in request.POST.getlist("prompt")
+                  if value.isascii() and value.isdigit() and len(value) <= 18]
     count = services.prompts_request_more_rankings(project=artifact.project,
                                                    prompt_ids=prompt_ids)
     messages.success(request, f"{count} prompts sent back for one more ranking each.")

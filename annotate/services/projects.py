@@ -34,14 +34,16 @@ def labeler_add(
     """Add `username` to `project` as a labeler, creating the user if needed.
 
     Return the user and whether it was created. An existing member keeps an admin role.
+    `password` is set only on a user created here: an existing user's password is theirs
+    (else any project's admin could take over any account, a superuser's included).
     """
     with transaction.atomic():
         user, created = User.objects.get_or_create(username=username)
-        if password:
-            user.set_password(password)
-            user.save(update_fields=["password"])
-        elif created:
-            user.set_unusable_password()
+        if created:
+            if password:
+                user.set_password(password)
+            else:
+                user.set_unusable_password()
             user.save(update_fields=["password"])
         if not Membership.objects.filter(project=project, user=user).exists():
             membership_set(project=project, user=user, role=Membership.Role.LABELER)

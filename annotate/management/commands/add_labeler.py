@@ -11,7 +11,7 @@ class Command(BaseCommand):
         parser.add_argument("project_slug")
         parser.add_argument("username")
         parser.add_argument(
-            "--password", help="Set this password (required to log in as a new user)"
+            "--password", help="The password of a new user (an existing user keeps theirs)"
         )
 
     def handle(self, *args, **options):
@@ -24,3 +24,6 @@ class Command(BaseCommand):
         )
         action = "Created user and added" if created else "Added"
         self.stdout.write(f"{action} {user.username} to {project.slug}.")
+        if options["password"] and not created:
+            self.stdout.write(f"{user.username} exists: their password is unchanged "
+                              "(manage.py changepassword sets it).")

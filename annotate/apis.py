@@ -18,7 +18,7 @@ from .models import PROJECT_SETTINGS, Export, Membership, Project
 
 class ProjectOutput(serializers.ModelSerializer):
     role = serializers.SerializerMethodField()
-    prompt_count = serializers.IntegerField(read_only=True)
+    prompt_count = serializers.SerializerMethodField()
 
     class Meta:
         model = Project
@@ -26,6 +26,12 @@ class ProjectOutput(serializers.ModelSerializer):
 
     def get_role(self, project: Project) -> str | None:
         return selectors.project_role(self.context["request"].user, project)
+
+    def get_prompt_count(self, project: Project) -> int:
+        # Lists annotate it in their one query; one project counts its own.
+        if hasattr(project, "prompt_count"):
+            return project.prompt_count
+        return project.prompts.count()
 
 
 def project_for_admin(request, project_id: int) -> Project:
@@ -49,9 +55,11 @@ class ProjectCreateInput(serializers.Serializer):
 
 
 class ProjectListCreateApi(APIView):
+    pagination_class = LimitOffsetPagination  # also makes the schema say so
+
     @extend_schema(responses=ProjectOutput(many=True))
     def get(self, request):
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         projects = selectors.project_list_with_counts(request.user).order_by("name")
         page = paginator.paginate_queryset(projects, request, view=self)
         data = ProjectOutput(page, many=True, context={"request": request}).data
@@ -391,7 +399,10 @@ class ExportDetailApi(APIView):
 class ExportDownloadApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("file", str, description="One file (default: the zip)")],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        responses={(200, media_type): OpenApiTypes.BINARY
+                   for media_type in ("application/zip", "application/x-ndjson",
+                                      "application/json", "text/markdown",
+                                      "application/octet-stream")},
     )
     def get(self, request, export_id: int):
         export = export_for_admin(request, export_id)

@@ -54,8 +54,12 @@ class ProjectCreateInput(serializers.Serializer):
         return slug
 
 
+class ProjectPagination(LimitOffsetPagination):
+    max_limit = 1000  # a larger ?limit= is this; an unbounded one overflowed the SQL LIMIT
+
+
 class ProjectListCreateApi(APIView):
-    pagination_class = LimitOffsetPagination  # also makes the schema say so
+    pagination_class = ProjectPagination  # also makes the schema say so
 
     @extend_schema(responses=ProjectOutput(many=True))
     def get(self, request):

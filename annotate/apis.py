@@ -12,8 +12,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import selectors, services
-from .importers import FORMATS
+from .importers import FORMATS, RowError
 from .models import PROJECT_SETTINGS, Export, Membership, Project
+from .uploads import UploadTooLarge
 
 
 class ProjectOutput(serializers.ModelSerializer):
@@ -133,7 +134,7 @@ class ImportOutput(serializers.Serializer):
 
 
 class PromptImportInput(serializers.Serializer):
-    file = serializers.FileField()
+    file = serializers.FileField(allow_empty_file=True)  # refused by the import, as all files
     format = serializers.ChoiceField(choices=("auto", *FORMATS), default="auto")
     skip_invalid = serializers.BooleanField(default=False)
 
@@ -144,7 +145,11 @@ class PromptImportApi(APIView):
     @extend_schema(request=PromptImportInput, responses={201: ImportOutput})
     def post(self, request, project_id: int):
         project = project_for_admin(request, project_id)
-        serializer = PromptImportInput(data=request.data)
+        try:
+            serializer = PromptImportInput(data=request.data)
+        except UploadTooLarge as exc:  # refused before the body was read (annotate.uploads)
+            error = RowError(0, "file", exc.reason, fatal=True)
+            return import_rejected(services.ImportRejected(exc.filename or "upload", [error]))
         serializer.is_valid(raise_exception=True)
         upload = serializer.validated_data["file"]
         try:
@@ -156,12 +161,16 @@ class PromptImportApi(APIView):
                 imported_by=request.user,
             )
         except services.ImportRejected as exc:
-            body = {
-                "detail": f"{exc.filename}: nothing imported.",
-                "errors": [error.as_dict() for error in exc.errors],
-            }
-            return Response(body, status=status.HTTP_400_BAD_REQUEST)
+            return import_rejected(exc)
         return Response(ImportOutput(record).data, status=status.HTTP_201_CREATED)
+
+
+def import_rejected(exc: services.ImportRejected) -> Response:
+    body = {
+        "detail": f"{exc.filename}: nothing imported.",
+        "errors": [error.as_dict() for error in exc.errors],
+    }
+    return Response(body, status=status.HTTP_400_BAD_REQUEST)
 
 
 # --- labeling -----------------------------------------------------------------------------

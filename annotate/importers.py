@@ -13,12 +13,18 @@ Formats:
   dialogue becomes a chat prompt, the two final assistant turns its completions, and the
   original preference a reference ranking.
 Any of them may be gzip-compressed (detected by its magic bytes, not its name).
+
+What a spreadsheet writes imports as it is: a UTF-8 byte order mark at the start is skipped
+and CRLF is a line end. What cannot be stored faithfully is refused with its line and field:
+invalid UTF-8, NUL characters, lines over a byte limit, JSON with NaN or Infinity, duplicate
+keys or deep nesting, ragged CSV rows.
 """
 
 import csv
 import gzip
 import io
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +34,11 @@ FORMATS = ("jsonl", "csv", "hh-rlhf")
 ROLES = ("system", "user", "assistant")
 MAX_ID_LENGTH = 200
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
+DEFAULT_MAX_LINE_BYTES = 8 * 1024 * 1024
+SKIP_CHUNK_BYTES = 64 * 1024  # how much of an over-long line is read at a time to skip it
+MAX_JSON_DEPTH = 64
+MAX_ERROR_TEXT = 500
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,12 @@ class RowError:
     message: str
     fatal: bool = False  # the rest of the file cannot be read (size, header, format)
 
+    def __post_init__(self):
+        # Errors quote the file (field names, keys) and are stored with a skipped import: keep
+        # them storable (no NUL, no lone surrogate) and short, whatever the file held.
+        object.__setattr__(self, "field", _storable(self.field, 200))
+        object.__setattr__(self, "message", _storable(self.message, MAX_ERROR_TEXT))
+
     def describe(self, filename: str) -> str:
         return f"{filename}, line {self.line}, field '{self.field}': {self.message}"
 
@@ -76,6 +93,12 @@ class _FieldError(Exception):
 
 class FileTooLarge(Exception):
     pass
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
 
 
 def open_maybe_gzip(binary: IO[bytes]) -> IO[bytes]:
@@ -97,10 +120,10 @@ def detect_format(filename: str, head: bytes) -> str:
     name = filename.lower().removesuffix(".gz")
     if name.endswith(".csv"):
         return "csv"
-    first_line = head.split(b"\n", 1)[0]
+    first_line = head.removeprefix(UTF8_BOM).split(b"\n", 1)[0]
     try:
         record = json.loads(first_line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: e.g. thousands of '['
         return "jsonl"  # the parser will report the bad line
     if isinstance(record, dict) and "chosen" in record and "rejected" in record:
         return "hh-rlhf"
@@ -108,9 +131,18 @@ def detect_format(filename: str, head: bytes) -> str:
 
 
 def parse_prompts(
-    binary: IO[bytes], *, file_format: str, completions_per_prompt: int, max_bytes: int
+    binary: IO[bytes],
+    *,
+    file_format: str,
+    completions_per_prompt: int,
+    max_bytes: int,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> Iterator[PromptRow | RowError]:
-    """Yield a PromptRow or a RowError for each record of a (decompressed) binary stream."""
+    """Yield a PromptRow or a RowError for each record of a (decompressed) binary stream.
+
+    At most `max_bytes` are read (then a fatal error), and no more than `max_line_bytes` of
+    one line are held: a longer line is skipped in chunks and reported.
+    """
     if file_format not in FORMATS:
         yield RowError(0, "format", f"unknown format {file_format!r}; use one of {FORMATS}", True)
         return
@@ -123,7 +155,7 @@ def parse_prompts(
             True,
         )
         return
-    lines = _numbered_lines(_limited(binary, max_bytes))
+    lines = _numbered_lines(binary, max_bytes, max_line_bytes)
     rows = (
         _parse_csv(lines, completions_per_prompt)
         if file_format == "csv"
@@ -148,23 +180,141 @@ def parse_prompts(
 # --- lines --------------------------------------------------------------------------------
 
 
-def _limited(binary: IO[bytes], max_bytes: int) -> Iterator[bytes]:
+def _numbered_lines(
+    binary: IO[bytes], max_bytes: int, max_line_bytes: int
+) -> Iterator[tuple[int, str | RowError]]:
+    """Yield (line number, text) per physical line ("\n" ends one, so CRLF does too), or a
+    RowError for a line that is too long or not UTF-8. Raise FileTooLarge past `max_bytes`."""
     read = 0
-    for raw in binary:
+    number = 0
+    while raw := binary.readline(max_line_bytes + 1):
+        number += 1
         read += len(raw)
+        too_long = len(raw) > max_line_bytes and not raw.endswith(b"\n")
+        while too_long and raw and not raw.endswith(b"\n") and read <= max_bytes:
+            raw = binary.readline(SKIP_CHUNK_BYTES)  # skip the rest without holding it
+            read += len(raw)
         if read > max_bytes:
             raise FileTooLarge
-        yield raw
+        if too_long:
+            message = f"is longer than the limit of {max_line_bytes:,} bytes"
+            yield number, RowError(number, "line", message)
+        else:
+            yield number, _decoded(raw, number)
 
 
-def _numbered_lines(raw_lines: Iterator[bytes]) -> Iterator[tuple[int, str | RowError]]:
-    for number, raw in enumerate(raw_lines, start=1):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield number, RowError(number, "line", f"invalid UTF-8 at byte {exc.start}")
+def _decoded(raw: bytes, number: int) -> str | RowError:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if number == 1 and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return RowError(1, "file", "is UTF-16; save it as UTF-8", fatal=True)
+        return RowError(number, "line", f"invalid UTF-8 at byte {exc.start}")
+    # A byte order mark is how Excel and Notepad mark UTF-8: skip it, it is not data.
+    return text.removeprefix("\ufeff") if number == 1 else text
+
+
+# --- strict JSON --------------------------------------------------------------------------
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def loads_strict(text: str, where: str = "") -> Any:
+    """Parse JSON that can be stored as it was written, or raise _FieldError naming `where`.
+
+    Python's json takes NaN and Infinity (not JSON; PostgreSQL's jsonb refuses them), keeps
+    the last of duplicate keys (silently dropping data), and recurses per nesting level.
+
+    >>> loads_strict('{"a": [1, 2.5, "x"]}')
+    {'a': [1, 2.5, 'x']}
+    """
+    name = where or "line"
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+        )
+    except _DuplicateKey as exc:
+        key = _join(where, exc.key) if where else exc.key
+        raise _FieldError(key, f"duplicate key {exc.key!r} in an object") from None
+    except RecursionError:
+        raise _FieldError(name, f"nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except json.JSONDecodeError as exc:
+        raise _FieldError(name, f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    except _FieldError as exc:
+        raise _FieldError(name, exc.message) from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise _FieldError(name, f"invalid JSON: {str(exc)[:200]}") from None
+    _check_json_value(value, where)
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return record
+
+
+def _no_constant(name: str) -> Any:
+    raise _FieldError("line", f"{name} is not a JSON number (use null or a string)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _FieldError("line", f"the number {text[:40]} is out of range")
+    return value
+
+
+def _check_json_value(value: Any, where: str) -> None:
+    """Refuse nesting past MAX_JSON_DEPTH and text PostgreSQL cannot store, naming the place.
+
+    Iterative, so a deep value cannot exhaust the stack here either.
+    """
+    stack: list[tuple[Any, int, str]] = [(value, 1, where)]
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, str):
+            problem = _text_problem(item)
+            if problem:
+                raise _FieldError(path or "line", problem)
             continue
-        yield number, text.removeprefix("\ufeff") if number == 1 else text
+        if not isinstance(item, dict | list):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise _FieldError(path or "line", f"nested more than {MAX_JSON_DEPTH} levels deep")
+        if isinstance(item, list):
+            children = [(child, f"{path}[{index}]") for index, child in enumerate(item)]
+        else:
+            children = []
+            for key, child in item.items():
+                problem = _text_problem(key)
+                if problem:
+                    raise _FieldError(path or "line", f"has a key that {problem}")
+                children.append((child, _join(path, key)))
+        stack.extend((child, depth + 1, child_path) for child, child_path in reversed(children))
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character"
+    if not text.isascii() and _SURROGATE.search(text):
+        return "contains an unpaired surrogate (\\ud800-\\udfff): not valid Unicode"
+    return None
+
+
+def _storable(text: str, limit: int) -> str:
+    if not text.isascii() or "\x00" in text:
+        text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --- JSONL and HH-RLHF ------------------------------------------------------------------
@@ -181,11 +331,7 @@ def _parse_jsonl(
         if not text.strip():
             continue
         try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield RowError(number, "line", f"invalid JSON: {exc.msg} at column {exc.colno}")
-            continue
-        try:
+            record = loads_strict(text)
             if not isinstance(record, dict):
                 raise _FieldError("line", "each line must be a JSON object")
             yield to_row(record, number, k)
@@ -203,6 +349,8 @@ def _jsonl_row(record: dict[str, Any], line: int, k: int) -> PromptRow:
     text, messages = _prompt_or_messages(record.get("prompt"), record.get("messages"))
     default_model = _optional_str(record.get("model"), "model")
     completions = record.get("completions")
+    if completions is None:
+        raise _FieldError("completions", f"is missing: give a list of {k} completions")
     if not isinstance(completions, list):
         raise _FieldError("completions", "must be a list of completions")
     if len(completions) != k:
@@ -358,7 +506,7 @@ def _csv_row(header: list[str], cells: list[str], completion_columns: list[str],
     if "messages" in row:
         messages = _json_cell(row["messages"], "messages")
     text, messages = _prompt_or_messages(row.get("prompt"), messages)
-    default_model = row.get("model", "")
+    default_model = _optional_str(row.get("model") or None, "model")
     metadata = _json_cell(row["metadata"], "metadata") if row.get("metadata") else {}
     return PromptRow(
         line=line,
@@ -371,10 +519,7 @@ def _csv_row(header: list[str], cells: list[str], completion_columns: list[str],
 
 
 def _json_cell(cell: str, name: str) -> Any:
-    try:
-        return json.loads(cell)
-    except json.JSONDecodeError as exc:
-        raise _FieldError(name, f"invalid JSON in cell: {exc.msg}") from None
+    return loads_strict(cell, name)
 
 
 # --- fields -------------------------------------------------------------------------------
@@ -412,6 +557,8 @@ def _gold(value: Any, k: int) -> tuple[list[list[int]] | None, str]:
     tiers = value.get("tiers")
     positions = [p for tier in tiers for p in tier] if isinstance(tiers, list) and all(
         isinstance(tier, list) and tier for tier in tiers) else None
+    if positions is not None and not all(type(p) is int for p in positions):
+        positions = None  # 1.0, True or "1" are not positions
     if positions is None or sorted(positions) != list(range(k)):
         raise _FieldError(
             "gold.tiers", f"must rank the completion positions 0..{k - 1}, each once"

@@ -159,8 +159,16 @@ MEDIA_ROOT = VAR_DIR / "media"
 
 # Imports: the largest upload accepted, and the most bytes a gzip file may expand to.
 IMPORT_MAX_BYTES = int(os.environ.get("IMPORT_MAX_BYTES", str(512 * 1024 * 1024)))
+# The longest line of an import file: a longer one is skipped unread and reported.
+IMPORT_MAX_LINE_BYTES = int(os.environ.get("IMPORT_MAX_LINE_BYTES", str(8 * 1024 * 1024)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# First, the limit: an upload over IMPORT_MAX_BYTES is refused before it is read.
+FILE_UPLOAD_HANDLERS = [
+    "annotate.uploads.UploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes an anonymous request a 401, not a 403.

@@ -1,5 +1,6 @@
 """Prompt imports: a whole file in one transaction, or the valid lines with a report."""
 
+import zlib
 from collections.abc import Iterable
 from typing import IO
 
@@ -46,16 +47,17 @@ def prompts_import(
     With it, valid lines are imported and every skipped line is kept on the PromptImport.
     A file-level error (size, header, format) rejects the file either way.
     """
-    stream = importers.open_maybe_gzip(binary)
-    if file_format == "auto":
-        file_format = importers.detect_format(filename, stream.peek(4096))
-    rows = importers.parse_prompts(
-        stream,
-        file_format=file_format,
-        completions_per_prompt=project.completions_per_prompt,
-        max_bytes=settings.IMPORT_MAX_BYTES,
-    )
     try:
+        stream = importers.open_maybe_gzip(binary)
+        if file_format == "auto":  # peeking decompresses: a corrupt gzip fails here already
+            file_format = importers.detect_format(filename, stream.peek(4096))
+        rows = importers.parse_prompts(
+            stream,
+            file_format=file_format,
+            completions_per_prompt=project.completions_per_prompt,
+            max_bytes=settings.IMPORT_MAX_BYTES,
+            max_line_bytes=settings.IMPORT_MAX_LINE_BYTES,
+        )
         with transaction.atomic():
             record = PromptImport.objects.create(
                 project=project,
@@ -67,10 +69,11 @@ def prompts_import(
             if errors and (not skip_invalid or any(error.fatal for error in errors)):
                 raise ImportRejected(filename, errors, truncated)
             if record.prompt_count == 0:
-                raise ImportRejected(filename, errors or [RowError(0, "file", "no prompts in it")])
+                no_prompts = RowError(0, "file", "has no prompts (it is empty, or only a header)")
+                raise ImportRejected(filename, errors or [no_prompts])
             record.skipped = [error.as_dict() for error in errors]
             record.save()
-    except (OSError, EOFError) as exc:  # a truncated or corrupt gzip stream
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt gzip stream
         raise ImportRejected(
             filename, [RowError(0, "file", f"cannot be read: {exc}", True)]
         ) from exc
@@ -185,7 +188,10 @@ def prompts_import_upload(
     skip_invalid: bool,
     imported_by: AbstractUser | None,
 ) -> PromptImport:
-    """Import an uploaded file, refusing one over the size limit before reading it."""
+    """Import an uploaded file, refusing one over the size limit before reading it.
+
+    (An upload that large never gets here over HTTP: annotate.uploads stops it as it arrives.)
+    """
     if upload.size > settings.IMPORT_MAX_BYTES:
         error = RowError(
             0,

@@ -393,9 +393,13 @@ class ProjectExportsApi(APIView):
         serializer = ExportInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = {**serializer.validated_data, "formats": tuple(serializer.validated_data["formats"])}
-        export = services.export_create(
-            project=project, params=services.ExportParams(**data), created_by=request.user
-        )
+        try:
+            export = services.export_create(
+                project=project, params=services.ExportParams(**data), created_by=request.user
+            )
+        except services.ExportRefused as refused:
+            return Response({"detail": str(refused)}, status=refused.status)
+        # The same parameters as an export still queued or building answer that export.
         return Response(ExportOutput(export).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -393,6 +393,8 @@ class Export(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
 
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports")
     version = models.PositiveIntegerField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
@@ -406,6 +408,12 @@ class Export(models.Model):
     content_hash = models.CharField(max_length=64, blank=True)
     directory = models.CharField(max_length=500, blank=True, help_text="Under VAR_DIR.")
     error = models.TextField(blank=True)
+    # Built on a worker: like a training job, the row says who builds it and that it lives.
+    dispatched_at = models.DateTimeField(null=True, blank=True,
+                                         help_text="When the task last reached the broker.")
+    worker = models.CharField(max_length=300, blank=True, help_text="host:pid of the builder.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

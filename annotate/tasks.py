@@ -1,10 +1,26 @@
-"""Celery tasks: take an id, call one service."""
+"""Celery tasks: take an id, call one service.
+
+acks_late with reject_on_worker_lost, as for training jobs: a worker killed mid-export
+hands the message back, and export_run builds it again only if its builder is really gone.
+"""
 
 from celery import shared_task
+from celery.signals import worker_ready
 
 from . import services
 
 
-@shared_task(acks_late=True, name="annotate.export_run")
+@shared_task(acks_late=True, reject_on_worker_lost=True, name="annotate.export_run")
 def export_run_task(export_id: int) -> None:
     services.export_run(export_id)
+
+
+@shared_task(name="annotate.exports_reap")
+def exports_reap_task() -> dict:
+    return services.exports_reap()
+
+
+@worker_ready.connect
+def reap_exports_at_start(**kwargs) -> None:
+    """A restarted worker first looks for exports its predecessor left behind."""
+    exports_reap_task.delay()

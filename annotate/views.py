@@ -195,7 +195,11 @@ def project_export_create(request, slug: str):
         return _render_project(request, project, export_form=form)
     params = services.ExportParams(**{**form.cleaned_data,
                                       "formats": tuple(form.cleaned_data["formats"])})
-    export = services.export_create(project=project, params=params, created_by=request.user)
+    try:
+        export = services.export_create(project=project, params=params, created_by=request.user)
+    except services.ExportRefused as refused:
+        messages.error(request, str(refused))
+        return redirect("project_detail", slug=project.slug)
     messages.success(request, f"Export v{export.version} is queued; this page updates itself.")
     return redirect("project_detail", slug=project.slug)
 

@@ -215,6 +215,11 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # A job whose worker died is found sooner by the reaper (the heartbeat below).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 48 * 3600)),
+        # A broker that hangs (a stopped process, a half-open connection) must not hang the
+        # request that sends a job: without these a publish waits on the socket forever.
+        # The job stays queued and the minute tick sends it later.
+        "socket_timeout": float(os.environ.get("CELERY_BROKER_SOCKET_TIMEOUT", 5)),
+        "socket_connect_timeout": float(os.environ.get("CELERY_BROKER_SOCKET_TIMEOUT", 5)),
     }
 # Job state lives in the database (the TrainingJob row), never in Celery's result backend.
 CELERY_TASK_IGNORE_RESULT = True
@@ -222,8 +227,11 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"training.job_run": {"queue": "gpu"}}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Beat (`celery worker -B`, or `celery beat`) runs the reaper of jobs whose worker is gone.
+# It also sends the jobs and exports that were requested while the broker was down.
+CELERY_TICK_SECONDS = float(os.environ.get("CELERY_TICK_SECONDS", 60))
 CELERY_BEAT_SCHEDULE = {
-    "reap-training-jobs": {"task": "training.jobs_reap", "schedule": 60.0},
+    "reap-training-jobs": {"task": "training.jobs_reap", "schedule": CELERY_TICK_SECONDS},
+    "reap-exports": {"task": "annotate.exports_reap", "schedule": CELERY_TICK_SECONDS},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_SERIALIZER = "json"
@@ -233,6 +241,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Training jobs: a running job without a heartbeat for this long has lost its worker.
 TRAINING_HEARTBEAT_STALE_SECONDS = int(os.environ.get("TRAINING_HEARTBEAT_STALE_SECONDS", 120))
 TRAINING_MAX_ACTIVE_JOBS = int(os.environ.get("TRAINING_MAX_ACTIVE_JOBS", 4))
+# Exports: the same for an export's builder; at most this many queued or building per project.
+EXPORT_HEARTBEAT_STALE_SECONDS = int(os.environ.get("EXPORT_HEARTBEAT_STALE_SECONDS", 120))
+EXPORT_MAX_ACTIVE = int(os.environ.get("EXPORT_MAX_ACTIVE", 4))
 
 LOGGING = {
     "version": 1,

@@ -4,8 +4,10 @@ Views, API endpoints, commands and tasks call `services.<function>`; the modules
 them by subject.
 """
 
+from .export_runs import export_dispatch, exports_reap
 from .exports import (
     ExportParams,
+    ExportRefused,
     export_create,
     export_file_path,
     export_run,
@@ -26,7 +28,10 @@ from .projects import labeler_add, membership_set, project_create
 
 __all__ = [
     "ExportParams",
+    "ExportRefused",
     "export_create",
+    "export_dispatch",
+    "exports_reap",
     "export_file_path",
     "export_run",
     "labeler_pseudonym",

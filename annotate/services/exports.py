@@ -20,6 +20,7 @@ from ..consensus import TIE_POLICIES, LabeledRanking, consensus_rankings, merge_
 from ..exporters import PromptForExport, RankingForExport
 from ..models import Completion, Export, Project, Prompt, Ranking
 from ..quality import flagged_labeler_ids
+from .export_runs import Heartbeat, export_claim, export_dispatch
 
 FORMATS = ("trl-jsonl", "parquet", "hf-dataset")
 PROGRESS_EVERY = 1000
@@ -59,22 +60,41 @@ class ExportParams:
         return {**self.__dict__, "formats": list(self.formats)}
 
 
+class ExportRefused(Exception):
+    """Too many exports of the project are queued or building; `status` is the answer."""
+
+    def __init__(self, message: str, status: int = 429):
+        super().__init__(message)
+        self.status = status
+
+
 def export_create(*, project: Project, params: ExportParams,
                   created_by: AbstractUser | None, run_now: bool = False) -> Export:
-    """Create the next version of the project's export; build it now or on a worker."""
+    """Create the next version of the project's export; build it now or on a worker.
+
+    On a worker, a request with the same parameters as an export still queued or building
+    gets that export; past EXPORT_MAX_ACTIVE different ones, ExportRefused (429).
+    """
     if params.exclude_flagged is None:  # frozen into the export's params, so rebuilds agree
         params = replace(params, exclude_flagged=project.gold_exclude_flagged)
     with transaction.atomic():
         Project.objects.select_for_update().filter(id=project.id).first()
+        if not run_now:
+            active = list(project.exports.filter(status__in=Export.ACTIVE))
+            same = next((e for e in active if e.params == params.as_dict()), None)
+            if same is not None:
+                return same
+            if len(active) >= settings.EXPORT_MAX_ACTIVE:
+                raise ExportRefused(
+                    f"This project already has {settings.EXPORT_MAX_ACTIVE} exports queued or "
+                    "building; wait for one to finish.")
         latest = project.exports.aggregate(latest=Max("version"))["latest"] or 0
         export = Export.objects.create(
             project=project, version=latest + 1, params=params.as_dict(), created_by=created_by,
             prompts_total=project.prompts.count(),
         )
         if not run_now:
-            from ..tasks import export_run_task
-
-            transaction.on_commit(lambda: export_run_task.delay(export.id))
+            transaction.on_commit(lambda: export_dispatch(export.id))
     if run_now:
         export_run(export.id)
         export.refresh_from_db()
@@ -82,29 +102,30 @@ def export_create(*, project: Project, params: ExportParams,
 
 
 def export_run(export_id: int) -> None:
-    """Build a queued export. A second delivery of the same job finds it claimed and returns."""
-    claimed = Export.objects.filter(id=export_id, status=Export.Status.QUEUED).update(
-        status=Export.Status.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
+    """Build a queued export. A second delivery of the same job finds it claimed and returns,
+    unless its builder is gone: then it is built again from the start, into the same folder."""
+    export = export_claim(export_id)
+    if export is None:
         return
-    export = Export.objects.select_related("project").get(id=export_id)
+    mine = Export.objects.filter(id=export_id, status=Export.Status.RUNNING,
+                                 worker=export.worker)
     final = settings.VAR_DIR / "exports" / export.project.slug / f"v{export.version}"
     work = final.with_name(final.name + ".partial")
     try:
-        shutil.rmtree(work, ignore_errors=True)
-        counts, data_hash = _build(export, work)
-        shutil.rmtree(final, ignore_errors=True)
-        work.rename(final)
-        _zip(final)
+        with Heartbeat(export):
+            shutil.rmtree(work, ignore_errors=True)
+            counts, data_hash = _build(export, work)
+            shutil.rmtree(final, ignore_errors=True)
+            work.rename(final)
+            _zip(final)
     except Exception:
         shutil.rmtree(work, ignore_errors=True)
-        Export.objects.filter(id=export_id).update(
+        mine.update(
             status=Export.Status.FAILED, error=traceback.format_exc()[-5000:],
             finished_at=timezone.now(),
         )
         raise
-    Export.objects.filter(id=export_id).update(
+    mine.update(
         status=Export.Status.SUCCEEDED, counts=counts, content_hash=data_hash,
         directory=str(final.relative_to(settings.VAR_DIR)), finished_at=timezone.now(),
         prompts_done=export.prompts_total,

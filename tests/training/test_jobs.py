@@ -253,3 +253,17 @@ def test_a_multi_gpu_job_runs_under_accelerate_launch(tmp_path):
     assert job_services.ACCELERATE_CONFIG.is_file()
     single = job_services._command({"config": {"num_gpus": 1}}, tmp_path)
     assert single[1:] == ["-m", "training.ml.run", str(tmp_path / "spec.json")]
+
+
+def test_a_runner_whose_job_was_taken_over_registers_no_model(queued, monkeypatch, tmp_path):
+    """Its heartbeat went stale, another runner took the job over, and then the first one
+    finished after all: the model is the new runner's to register, once."""
+    def finished_after_a_takeover(relay, command):
+        TrainingJob.objects.filter(id=queued.id).update(worker="gpu-node-7:42")
+        return 0, {"model_dir": str(tmp_path / "model"), "steps": 3}
+
+    monkeypatch.setattr(job_services._Relay, "run", finished_after_a_takeover)
+    job_services._run(services.job_claim(queued.id))
+    queued.refresh_from_db()
+    assert queued.status == "running" and queued.worker == "gpu-node-7:42"
+    assert not ModelArtifact.objects.exists()

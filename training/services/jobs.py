@@ -14,7 +14,6 @@ import logging
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotate.models import Export, Project
+from config.runners import runner_gone, runner_id
 
 from ..ml.run import EXIT_CANCELLED
 from ..models import TrainingJob
@@ -57,10 +57,6 @@ def job_directory(job: TrainingJob) -> Path:
     return settings.VAR_DIR / "jobs" / str(job.id)
 
 
-def runner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 # --- create and dispatch ----------------------------------------------------------------------
 
 
@@ -79,6 +75,9 @@ def job_create(*, project: Project, kind: str, params: dict, base_model: str,
                      reward_artifact_id=reward_artifact.id if reward_artifact else None,
                      params=params)
     with transaction.atomic():
+        # One request at a time per project: the quota below counts what is committed, so
+        # two requests counting side by side would both fit under it.
+        Project.objects.select_for_update().filter(id=project.id).first()
         existing = TrainingJob.objects.filter(project=project, dedupe_key=key,
                                               status__in=TrainingJob.ACTIVE).first()
         if existing is not None:
@@ -163,21 +162,8 @@ def job_claim(job_id: int, *, now=None) -> TrainingJob | None:
 
 
 def _runner_gone(job: TrainingJob, now) -> bool:
-    host, _, pid = job.worker.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        return not _process_alive(int(pid))
-    stale = timedelta(seconds=settings.TRAINING_HEARTBEAT_STALE_SECONDS)
-    return job.heartbeat_at is None or job.heartbeat_at < now - stale
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return runner_gone(job.worker, job.heartbeat_at, now=now,
+                       stale_seconds=settings.TRAINING_HEARTBEAT_STALE_SECONDS)
 
 
 def job_run(job_id: int) -> None:
@@ -224,12 +210,20 @@ def _run(job: TrainingJob) -> None:
         try:
             with transaction.atomic():
                 extra = kind.complete(job, directory, result) or {}
-                _finish(job, TrainingJob.Status.SUCCEEDED, result=result | extra,
-                        log_path=log_path)
+                if not _finish(job, TrainingJob.Status.SUCCEEDED, result=result | extra,
+                               log_path=log_path):
+                    raise _TakenOver  # its output is the new runner's to register
+        except _TakenOver:
+            logger.warning("training job %s: taken over by another runner; this run's "
+                           "output is not registered", job_id)
         except Exception as exc:
             logger.exception("training job %s: registering its output failed", job_id)
             _finish(job, TrainingJob.Status.FAILED, log_path=log_path,
                     error=f"Training finished, but registering its output failed: {exc}")
+
+
+class _TakenOver(Exception):
+    """The job row is no longer ours: roll back what this run registered."""
 
 
 def _command(spec: dict, directory: Path) -> list[str]:

@@ -48,9 +48,12 @@ def round_start(*, project: Project, created_by: AbstractUser | None, reward_bas
             if not plan[part]["base_model"] and not plan[part]["continue_from"]:
                 raise JobRefused(f"{part}: the first round needs a base model (a name or path)")
         number = (project.rounds.aggregate(n=Max("number"))["n"] or 0) + 1
-        export = annotate_services.export_create(
-            project=project, created_by=created_by,
-            params=annotate_services.ExportParams(**plan["export"], formats=("trl-jsonl",)))
+        try:
+            export = annotate_services.export_create(
+                project=project, created_by=created_by,
+                params=annotate_services.ExportParams(**plan["export"], formats=("trl-jsonl",)))
+        except annotate_services.ExportRefused as refused:
+            raise JobRefused(str(refused), refused.status) from None
         return Round.objects.create(project=project, number=number, plan=plan, export=export,
                                     created_by=created_by)
 

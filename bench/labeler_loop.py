@@ -1,641 +1,315 @@
-"""Benchmark: the labeler loop (GET next-prompt, POST a ranking) over HTTP, against gunicorn.
+"""Benchmark: import, the labeler loop and export, side by side: rlhf-studio on PostgreSQL,
+rlhf-studio on its embedded default (SQLite, filesystem broker) and Label Studio.
 
-    .venv/bin/python bench/labeler_loop.py [--duration 20] [--open-duration 60] [--prompts 10000]
-    .venv/bin/python bench/labeler_loop.py --duration 5 --open-duration 15 --prompts 2000  # quick
+    .venv/bin/python bench/labeler_loop.py                       # about 15 minutes
+    .venv/bin/python bench/labeler_loop.py --quick               # about 5 minutes
+    .venv/bin/python bench/labeler_loop.py --systems labelstudio # or postgres, sqlite, a list
 
-Creates a fresh PostgreSQL database `rlhf_bench_labeling` on POSTGRES_URL (default
-postgres://postgres@127.0.0.1:5432/postgres), migrates it with `manage.py migrate`, and sets up
-through annotate.services one project (K=4 completions, N=3 labelers per prompt) with --prompts
-prompts imported from a generated JSONL file, and one labeler with an API token per simulated
-labeler. Then, against gunicorn on 127.0.0.1 in production mode:
+Every system runs in turn, alone on the machine, through the same steps:
 
-- trials: a short closed loop at the highest concurrency for each gunicorn configuration in
-  --configs; the one with the most rankings/s runs everything below;
-- closed loop at each of --concurrency (default 1, 8, 32) for --duration seconds: every
-  labeler is its own user and thread with a keep-alive connection, no think time;
-- open loop: --open-labelers labelers (default 200), each starting a next-prompt + submit on a
-  schedule with exponential gaps of mean --open-interval seconds (default 10), drawn from the
-  clock, so a slow server does not lower the offered load.
+1. setup, not timed: a fresh database, one project of K=4 completions and N=3 labelers per
+   prompt, one user with an API token per simulated labeler, the server on 127.0.0.1
+   (bench/rlhf_studio.py: gunicorn in production mode; bench/labelstudio.py: `label-studio
+   start`, installed into its own virtualenv the first time, outbound calls off);
+2. import, timed: the same --prompts prompts over HTTP (ours: the JSONL file uploaded to
+   `POST /api/projects/{id}/imports/`; Label Studio: the same prompts as a JSON list of tasks
+   to `POST /api/projects/{id}/import`);
+3. labeler loop (bench/loadgen.py, the same for every system): each labeler its own user,
+   thread and keep-alive connection, fetching the next prompt and submitting a random ranking
+   of it. Closed loop at each of --concurrency (1, 8, 32) for --duration s, no think time;
+   then an open loop of --open-labelers (200) each starting at exponential gaps of mean
+   --open-interval (10 s), for --open-duration s. Every run gets labelers no other run used.
+   After every run the labeling invariants are checked in SQL;
+4. top-up, not timed: rankings stored in bulk with each system's own models, the rows its
+   API writes, until --export-rankings exist (at 1 ranking/s, Label Studio would take hours
+   over HTTP); the invariants are checked again after;
+5. export, timed, with peak resident memory sampled every 10 ms on the process that builds
+   it (ours: a worker's process running the export service, TRL JSONL + rankings JSONL;
+   Label Studio: its server, for its JSON export snapshot and for its one-request export).
 
-After every run the labeling invariants are checked in SQL. Setup runs in a child process;
-this process never imports Django. Prints one table; exits 1 if an invariant is violated.
+Prints one table and the notes under it; ratios are between systems of this invocation.
+Exits 1 if an rlhf-studio invariant is violated (Label Studio's are reported, not fatal).
 """
 
 import argparse
-import http.client
-import json
 import os
-import random
-import resource
-import secrets
-import signal
-import socket
-import statistics
-import subprocess
 import sys
-import threading
 import time
-import uuid
+import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRATCH = ROOT / "bench" / ".scratch"
-POSTGRES_URL = os.environ.get("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-DB_NAME = "rlhf_bench_labeling"
-K = 4
-N = 3
-HOST = "127.0.0.1"
-
-
-# --- setup (child process, with Django) ---------------------------------------------------
-
-
-def child_setup(jsonl: Path, users: int) -> dict:
-    sys.path.insert(0, str(ROOT))  # this checkout's code, whatever the venv has installed
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
-
-    from annotate import services
-
-    admin = get_user_model().objects.create_user("bench-admin", is_staff=True)
-    project = services.project_create(
-        created_by=admin, slug="bench-labeling", name="Bench labeling", criterion="helpfulness",
-        completions_per_prompt=K, labelers_per_prompt=N,
-    )
-    with jsonl.open("rb") as binary:
-        record = services.prompts_import(project=project, binary=binary, filename=jsonl.name,
-                                         imported_by=admin)
-    tokens = []
-    for i in range(users):
-        user, _ = services.labeler_add(project=project, username=f"labeler-{i:04d}")
-        tokens.append(Token.objects.create(user=user).key)
-    return {"project": project.id, "prompts": record.prompt_count, "tokens": tokens}
-
-
-def database_url() -> str:
-    import psycopg
-
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + DB_NAME
-
-
-def setup(prompts: int, users: int) -> tuple[str, dict]:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from import_prompts import write_file  # same generated file as the import benchmark
-
-    SCRATCH.mkdir(parents=True, exist_ok=True)
-    jsonl = SCRATCH / f"prompts-{prompts}-k{K}.jsonl"
-    if not jsonl.exists():
-        write_file(jsonl, prompts, K)
-    url = database_url()
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DATABASE_URL": url,
-           "VAR_DIR": str(SCRATCH / "var"), "LOG_LEVEL": "WARNING"}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT,
-                   env=env, check=True)
-    child = subprocess.run(
-        [sys.executable, __file__, "--child-setup", str(jsonl), "--child-users", str(users)],
-        cwd=ROOT, env=env, capture_output=True, text=True,
-    )
-    if child.returncode:
-        sys.exit(f"setup failed:\n{child.stderr}")
-    import psycopg
-
-    # Planner statistics, as autovacuum would have them a minute after an import.
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("ANALYZE")
-    return url, json.loads(child.stdout.strip().splitlines()[-1])
-
-
-# --- gunicorn ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """gunicorn in its own session, so it and its workers stop together."""
-
-    def __init__(self, url: str, workers: int, threads: int):
-        self.workers, self.threads = workers, threads
-        self.port = free_port()
-        gunicorn = Path(sys.executable).parent / "gunicorn"
-        command = [str(gunicorn), "config.wsgi:application", "--bind", f"{HOST}:{self.port}",
-                   "--workers", str(workers), "--threads", str(threads),
-                   "--log-level", "warning"]
-        env = {**os.environ, "DJANGO_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(40),
-               "ALLOWED_HOSTS": HOST, "SECURE_SSL_REDIRECT": "false", "DEBUG": "false",
-               "DATABASE_URL": url, "LOG_LEVEL": "WARNING", "VAR_DIR": str(SCRATCH / "var")}
-        env.pop("DJANGO_SETTINGS_MODULE", None)
-        self.log = (SCRATCH / "gunicorn.log").open("ab")
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log,
-                                        stderr=self.log, start_new_session=True)
-        self._wait_healthy()
-
-    @property
-    def name(self) -> str:
-        kind = "sync" if self.threads == 1 else "gthread"
-        return f"{self.workers} workers x {self.threads} threads ({kind})"
-
-    def _wait_healthy(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                sys.exit(f"gunicorn exited with {self.process.returncode}; see "
-                         f"{SCRATCH / 'gunicorn.log'}")
-            try:
-                conn = http.client.HTTPConnection(HOST, self.port, timeout=5)
-                conn.request("GET", "/healthz/", headers={"Host": HOST})
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    return
-                conn.close()
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        sys.exit("gunicorn did not answer /healthz/ with 200 in time")
-
-    def pids(self) -> list[int]:
-        return [self.process.pid, *children(self.process.pid)]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.log.close()
-
-
-# --- CPU accounting from /proc ----------------------------------------------------------------
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_stat(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2:].split()  # fields from 3 (state) on
-
-
-def children(parent: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = proc_stat(int(entry))
-            if fields and int(fields[1]) == parent:
-                found.append(int(entry))
-    return found
-
-
-def cpu_by_pid(pids: list[int]) -> dict[int, float]:
-    found = {}
-    for pid in pids:
-        fields = proc_stat(pid)
-        if fields:
-            found[pid] = (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
-    return found
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    return sum(cpu_by_pid(pids).values())
-
-
-def postgres_pids() -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if Path(f"/proc/{entry}/comm").read_text().strip() == "postgres":
-                    pids.append(int(entry))
-            except OSError:
-                pass
-    return pids
-
-
-def host_busy_seconds() -> float:
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / TICK
-
-
-class CpuMeter:
-    """Average cores busy in this client, the gunicorn processes, PostgreSQL, and the host.
-
-    PostgreSQL backends come and go with connections; one that started during the run counts
-    from zero, one that ended during it is missed (connections persist: CONN_MAX_AGE=60).
-    """
-
-    def __init__(self, server: Server):
-        self.server = server
-        self.start = self._sample()
-
-    def _sample(self) -> dict:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return {"wall": time.perf_counter(), "client": usage.ru_utime + usage.ru_stime,
-                "server": cpu_seconds(self.server.pids()), "pg": cpu_by_pid(postgres_pids()),
-                "host": host_busy_seconds()}
-
-    def stop(self) -> dict:
-        end = self._sample()
-        wall = end["wall"] - self.start["wall"]
-        used = {name: end[name] - self.start[name] for name in ("client", "server", "host")}
-        used["pg"] = sum(cpu - self.start["pg"].get(pid, 0.0) for pid, cpu in end["pg"].items())
-        return {name: seconds / wall for name, seconds in used.items()}
-
-
-# --- the simulated labelers -------------------------------------------------------------------
-
-
-class Stats:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.next_ms: list[float] = []
-        self.submit_ms: list[float] = []
-        self.lag_ms: list[float] = []
-        self.rankings = 0
-        self.done_labelers = 0
-        self.errors = 0
-        self.error_samples: list[str] = []
-
-    def error(self, what: str) -> None:
-        with self.lock:
-            self.errors += 1
-            if len(self.error_samples) < 5:
-                self.error_samples.append(what)
-
-
-class Labeler:
-    """One user with one keep-alive connection; reconnects when the server closed it."""
-
-    def __init__(self, port: int, project: int, token: str, stats: Stats, keepalive: float):
-        self.port, self.stats, self.keepalive = port, stats, keepalive
-        self.headers = {"Authorization": f"Token {token}", "Host": HOST,
-                        "Content-Type": "application/json"}
-        self.next_path = f"/api/projects/{project}/next-prompt/"
-        self.submit_path = f"/api/projects/{project}/rankings/"
-        self.conn = http.client.HTTPConnection(HOST, port, timeout=60)
-        self.last_used = 0.0
-
-    def _request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes, float]:
-        # An idle connection past gunicorn's keep-alive is closed by the server: open anew.
-        if time.monotonic() - self.last_used > self.keepalive:
-            self.conn.close()
-        for attempt in (1, 2):
-            reused = self.conn.sock is not None
-            started = time.perf_counter()
-            try:
-                self.conn.request(method, path, body=body, headers=self.headers)
-                response = self.conn.getresponse()
-                data = response.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self.conn.close()
-                # Safe to retry: next-prompt returns the open lease, a submit carries its key.
-                if reused and attempt == 1:
-                    continue
-                raise
-            elapsed = (time.perf_counter() - started) * 1000
-            self.last_used = time.monotonic()
-            return response.status, data, elapsed
-        raise AssertionError("unreachable")
-
-    def iteration(self) -> bool:
-        """GET next-prompt then POST a ranking of it; False once nothing is left (204)."""
-        stats = self.stats
-        try:
-            status, data, next_ms = self._request("GET", self.next_path, None)
-        except OSError as exc:
-            stats.error(f"next-prompt: {exc!r}")
-            return True
-        if status == 204:
-            with stats.lock:
-                stats.next_ms.append(next_ms)
-                stats.done_labelers += 1
-            return False
-        if status != 200:
-            stats.error(f"next-prompt {status}: {data[:200]!r}")
-            return True
-        page = json.loads(data)
-        shown = [completion["id"] for completion in page["completions"]]
-        order = random.sample(shown, len(shown))
-        body = json.dumps({
-            "prompt": page["prompt"]["id"], "tiers": [[cid] for cid in order],
-            "idempotency_key": str(uuid.uuid4()), "displayed_order": shown,
-            "time_spent_ms": random.randint(2_000, 60_000),
-        }).encode()
-        try:
-            status, data, submit_ms = self._request("POST", self.submit_path, body)
-        except OSError as exc:
-            stats.error(f"submit: {exc!r}")
-            return True
-        with stats.lock:
-            stats.next_ms.append(next_ms)
-            if status == 201:
-                stats.submit_ms.append(submit_ms)
-                stats.rankings += 1
-        if status != 201:
-            stats.error(f"submit {status}: {data[:200]!r}")
-        return True
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def closed_loop(server: Server, project: int, tokens: list[str], seconds: float) -> dict:
-    stats = Stats()
-    labelers = [Labeler(server.port, project, token, stats, keepalive=1.5) for token in tokens]
-    start_gate = threading.Barrier(len(labelers) + 1)
-    deadline = [0.0]
-
-    def run(labeler: Labeler) -> None:
-        start_gate.wait()
-        while time.perf_counter() < deadline[0] and labeler.iteration():
-            pass
-        labeler.close()
-
-    threads = [threading.Thread(target=run, args=(labeler,), daemon=True) for labeler in labelers]
-    for thread in threads:
-        thread.start()
-    meter = CpuMeter(server)
-    started = time.perf_counter()
-    deadline[0] = started + seconds
-    start_gate.wait()
-    for thread in threads:
-        thread.join(seconds + 120)
-    wall = time.perf_counter() - started
-    return summarize(stats, wall, meter.stop(), concurrency=str(len(tokens)))
-
-
-def open_loop(server: Server, project: int, tokens: list[str], seconds: float,
-              interval: float) -> dict:
-    stats = Stats()
-    # gunicorn's default keep-alive is 2 s; a labeler idle longer than that reconnects first.
-    labelers = [Labeler(server.port, project, token, stats, keepalive=1.5) for token in tokens]
-    scheduled = [0]
-    started = time.perf_counter()
-    end = started + seconds
-
-    def run(labeler: Labeler, rng: random.Random) -> None:
-        due = started + rng.expovariate(1 / interval)
-        while due < end:
-            delay = due - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            lag = (time.perf_counter() - due) * 1000
-            with stats.lock:
-                scheduled[0] += 1
-                stats.lag_ms.append(lag)
-            if not labeler.iteration():
-                break
-            due += rng.expovariate(1 / interval)  # from the schedule, not from the response
-        labeler.close()
-
-    meter = CpuMeter(server)
-    threads = [threading.Thread(target=run, args=(labeler, random.Random(i)), daemon=True)
-               for i, labeler in enumerate(labelers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(seconds + 120)
-    wall = time.perf_counter() - started
-    result = summarize(stats, wall, meter.stop(), concurrency=f"{len(tokens)} (open)")
-    result["offered"] = scheduled[0] / seconds
-    result["lag_p99"] = percentile(stats.lag_ms, 99)
-    return result
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
-
-
-def summarize(stats: Stats, wall: float, cpu: dict, concurrency: str) -> dict:
-    return {
-        "concurrency": concurrency, "rate": stats.rankings / wall, "rankings": stats.rankings,
-        "next": [percentile(stats.next_ms, p) for p in (50, 95, 99)],
-        "submit": [percentile(stats.submit_ms, p) for p in (50, 95, 99)],
-        "errors": stats.errors, "error_samples": stats.error_samples,
-        "done_labelers": stats.done_labelers, "cpu": cpu, "wall": wall,
-    }
-
-
-# --- invariants -------------------------------------------------------------------------------
-
-CHECKS = {
-    "prompt with more labeler rankings than its target": """
-        SELECT p.id, p.ranking_count, pr.labelers_per_prompt + p.extra_rankings
-        FROM annotate_prompt p JOIN annotate_project pr ON pr.id = p.project_id
-        WHERE p.ranking_count > pr.labelers_per_prompt + p.extra_rankings""",
-    "ranking_count differs from the labeler rankings stored": """
-        SELECT p.id, p.ranking_count, coalesce(r.n, 0)
-        FROM annotate_prompt p
-        LEFT JOIN (SELECT prompt_id, count(*) AS n FROM annotate_ranking
-                   WHERE source = 'labeler' GROUP BY prompt_id) r ON r.prompt_id = p.id
-        WHERE p.ranking_count <> coalesce(r.n, 0)""",
-    "a labeler ranked a prompt twice": """
-        SELECT prompt_id, labeler_id, count(*) FROM annotate_ranking
-        WHERE labeler_id IS NOT NULL GROUP BY prompt_id, labeler_id HAVING count(*) > 1""",
-    "a labeler holds two assignments of a prompt": """
-        SELECT prompt_id, labeler_id, count(*) FROM annotate_assignment
-        GROUP BY prompt_id, labeler_id HAVING count(*) > 1""",
-    "rankings and ranked assignments disagree": """
-        SELECT r.prompt_id, r.labeler_id, a.status FROM annotate_ranking r
-        LEFT JOIN annotate_assignment a
-               ON a.prompt_id = r.prompt_id AND a.labeler_id = r.labeler_id
-        WHERE r.source = 'labeler' AND (a.status IS NULL OR a.status <> 'ranked')""",
-    "open leases exceed the slots left": """
-        SELECT p.id, p.ranking_count, count(a.id), pr.labelers_per_prompt + p.extra_rankings
-        FROM annotate_prompt p JOIN annotate_project pr ON pr.id = p.project_id
-        JOIN annotate_assignment a ON a.prompt_id = p.id AND a.status = 'leased'
-                                  AND a.expires_at > now()
-        GROUP BY p.id, pr.labelers_per_prompt
-        HAVING p.ranking_count + count(a.id) > pr.labelers_per_prompt + p.extra_rankings""",
-    "a labeler holds two open leases at once": """
-        SELECT labeler_id, count(*) FROM annotate_assignment
-        WHERE status = 'leased' AND expires_at > now()
-        GROUP BY labeler_id HAVING count(*) > 1""",
-}
-
-
-def check_invariants(url: str) -> list[str]:
-    import psycopg
-
-    violations = []
-    with psycopg.connect(url) as conn:
-        for name, sql in CHECKS.items():
-            rows = conn.execute(sql).fetchall()
-            if rows:
-                violations.append(f"{name}: {len(rows)} rows, e.g. {rows[:3]}")
-    return violations
-
-
-def progress(url: str) -> tuple[int, int]:
-    import psycopg
-
-    with psycopg.connect(url) as conn:
-        return conn.execute("SELECT count(*), coalesce(sum(ranking_count), 0) "
-                            "FROM annotate_prompt").fetchone()
-
-
-# --- main -------------------------------------------------------------------------------------
-
-
-def parse_configs(text: str) -> list[tuple[int, int]]:
-    configs = []
-    for item in text.split(","):
-        workers, threads = item.lower().split("x")
-        configs.append((int(workers), int(threads)))
-    return configs
+import labelstudio
+import loadgen
+import rlhf_studio
+
+SCRATCH = rlhf_studio.SCRATCH
+WARMUP = 4  # labelers of the short warm-up run before the measured ones
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def prompts_file(prompts: int) -> Path:
+    from import_prompts import write_file  # the same generated file as the import benchmark
+
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    path = SCRATCH / f"prompts-{prompts}-k{rlhf_studio.K}.jsonl"
+    if not path.exists():
+        write_file(path, prompts, rlhf_studio.K)
+    return path
+
+
+def make_system(name: str, configs: list[tuple[int, int]]):
+    if name == "labelstudio":
+        return labelstudio.LabelStudio()
+    workers, threads = configs[0]
+    return rlhf_studio.RlhfStudio(name, workers, threads)
+
+
+class Run:
+    """One system through the five steps; what it measured, and what its checks found."""
+
+    def __init__(self, system, args):
+        self.system, self.args = system, args
+        self.levels = [int(c) for c in args.concurrency.split(",")]
+        self.loops: list[tuple[str, dict]] = []
+        self.violations: list[str] = []
+        self.trials: list[tuple[float, str, tuple[int, int]]] = []
+
+    def users(self, configs: list) -> int:
+        trials = len(configs) * (max(self.levels) + WARMUP) if self._tries(configs) else 0
+        return trials + WARMUP + sum(self.levels) + self.args.open_labelers
+
+    def _tries(self, configs: list) -> bool:
+        return len(configs) > 1 and isinstance(self.system, rlhf_studio.RlhfStudio)
+
+    def __call__(self, jsonl: Path, configs: list) -> None:
+        system, args = self.system, self.args
+        began = time.perf_counter()
+        system.prepare(self.users(configs))
+        self.pool = iter(system.tokens)
+        self.setup_s = time.perf_counter() - began
+        log(f"{system.name}: setup {self.setup_s:.0f} s; importing ...")
+        self.imported = system.import_prompts(jsonl)
+        log(f"  import: {self.imported['prompts']:,} prompts in {self.imported['seconds']:.1f} s")
+        if self._tries(configs):
+            self._choose_server(configs)
+        self._closed(WARMUP, 1.5)
+        for level in self.levels:
+            self.loops.append(("closed", self._closed(level, args.duration)))
+            self._after(f"closed {level}")
+        result = loadgen.open_loop(system.port, system.protocol, self._take(args.open_labelers),
+                                   args.open_duration, args.open_interval, system.groups())
+        self.loops.append(("open", result))
+        self._after("open")
+        self.server_name = system.server_name
+        system.stop()
+        log(f"  top-up to {args.export_rankings:,} rankings ...")
+        self.rankings_at_export = system.top_up(args.export_rankings)
+        self._after("top-up")
+        log("  export ...")
+        self.export = system.export()
+        system.stop()
+        self.total_s = time.perf_counter() - began
+
+    def _take(self, count: int) -> list[str]:
+        return [next(self.pool) for _ in range(count)]
+
+    def _closed(self, level: int, seconds: float) -> dict:
+        system = self.system
+        return loadgen.closed_loop(system.port, system.protocol, self._take(level), seconds,
+                                   system.groups())
+
+    def _after(self, label: str) -> None:
+        found = self.system.check()
+        prompts, ranked = self.system.progress()
+        log(f"  {label}: invariants {'ok' if not found else 'VIOLATED'}; "
+            f"{ranked:,} of {prompts * rlhf_studio.N:,} rankings stored")
+        self.violations.extend(f"{label}: {v}" for v in found)
+
+    def _choose_server(self, configs: list) -> None:
+        """A short closed loop per gunicorn configuration; keep the one with most rankings/s."""
+        for workers, threads in configs:
+            self.system.restart(workers, threads)
+            self._closed(WARMUP, 1.5)
+            result = self._closed(max(self.levels), self.args.trial_duration)
+            self.trials.append((result["rate"], self.system.server.name, (workers, threads)))
+            log(f"  trial {self.system.server.name}: {result['rate']:.0f} rankings/s")
+            self._after(f"trial {workers}x{threads}")
+        best = max(self.trials)
+        self.system.restart(*best[2])
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+
 def fmt(values: list[float]) -> str:
-    return "/".join(f"{v:.0f}" if v >= 10 else f"{v:.1f}" for v in values)
+    return " / ".join(f"{v:.0f}" if v >= 10 else f"{v:.1f}" for v in values)
+
+
+def export_of(run: Run) -> dict:
+    """The export to compare: ours, or Label Studio's faster one (the harder comparison)."""
+    if "snapshot" in run.export:
+        return min(run.export.values(), key=lambda export: export["seconds"])
+    return run.export
+
+
+def export_cell(run: Run, form) -> str:
+    if "snapshot" in run.export:  # Label Studio: snapshot API / one-request GET
+        return " / ".join(form(run.export[kind]) for kind in ("snapshot", "sync"))
+    return form(run.export)
+
+
+def rows_of(runs: list[Run], args) -> list[tuple]:
+    """(measurement, a cell per system, ratio(ours, theirs) or None) for every row.
+
+    A ratio above 1 says ours is better: rankings/s ours / theirs; seconds theirs / ours.
+    """
+    rows = [(f"import {runs[0].imported['prompts']:,} prompts, s",
+             [f"{r.imported['seconds']:.1f}" for r in runs],
+             lambda o, t: t.imported["seconds"] / o.imported["seconds"])]
+    for i, (scenario, first) in enumerate(runs[0].loops):
+        if scenario == "closed":
+            label = f"closed {first['concurrency']}"
+            rates = [f"{r.loops[i][1]['rate']:.1f}" for r in runs]
+        else:
+            label = f"open {args.open_labelers} every {args.open_interval:g} s"
+            rates = [f"{r.loops[i][1]['rate']:.1f} of {r.loops[i][1]['offered']:.1f}"
+                     for r in runs]
+        rows += [
+            (f"{label}: rankings/s" + ("" if scenario == "closed" else " (of offered)"), rates,
+             lambda o, t, i=i: o.loops[i][1]["rate"] / t.loops[i][1]["rate"]),
+            (f"{label}: next p50/p95/p99 ms", [fmt(r.loops[i][1]["next"]) for r in runs],
+             lambda o, t, i=i: t.loops[i][1]["next"][1] / o.loops[i][1]["next"][1]),
+            (f"{label}: submit p50/p95/p99 ms", [fmt(r.loops[i][1]["submit"]) for r in runs],
+             lambda o, t, i=i: t.loops[i][1]["submit"][1] / o.loops[i][1]["submit"][1]),
+            (f"{label}: errors", [str(r.loops[i][1]["errors"]) for r in runs], None),
+        ]
+    rows += [
+        (f"export ~{runs[0].rankings_at_export:,} rankings, s",
+         [export_cell(r, lambda e: f"{e['seconds']:.2f}") for r in runs],
+         lambda o, t: export_of(t)["seconds"] / export_of(o)["seconds"]),
+        ("export: peak RSS MB (+ growth)",
+         [export_cell(r, lambda e: f"{e['peak_rss_mb']:.0f} (+{e['rss_growth_mb']:.0f})")
+          for r in runs], None),
+        ("export: MB written", [export_cell(r, lambda e: f"{e['bytes'] / 1e6:.1f}")
+                                for r in runs], None),
+    ]
+    return rows
+
+
+def print_table(runs: list[Run], args) -> None:
+    theirs = next((r for r in runs if isinstance(r.system, labelstudio.LabelStudio)), None)
+    ours = [r for r in runs if r is not theirs] if theirs is not None else []
+    header = ["measurement", *[r.system.name for r in runs],
+              *[f"{r.system.name.split(', ')[1]} vs Label Studio" for r in ours]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, cells, ratio in rows_of(runs, args):
+        extra = []
+        for run in ours:
+            try:
+                extra.append(f"{ratio(run, theirs):.1f}x" if ratio else "")
+            except ZeroDivisionError:
+                extra.append("n/a")
+        lines.append("| " + " | ".join([label, *cells, *extra]) + " |")
+    print("\n".join(lines))
+
+
+def print_notes(runs: list[Run], args, load: tuple) -> None:
+    print()
+    for run in runs:
+        print(f"{run.system.name}: {run.server_name}; setup {run.setup_s:.0f} s, "
+              f"all steps {run.total_s:.0f} s")
+        if run.trials:
+            print("  gunicorn trials, closed loop at {} for {:.0f} s: {}".format(
+                max(run.levels), args.trial_duration,
+                "; ".join(f"{name} {rate:.0f}/s" for rate, name, _ in run.trials)))
+        cpu = "; ".join(
+            f"{scenario} {result['concurrency']}: " + " / ".join(
+                f"{result['cpu'].get(k, 0):.2f}" for k in ("client", "server", "database",
+                                                           "other"))
+            for scenario, result in run.loops)
+        print(f"  cores busy, client / server / PostgreSQL / other: {cpu}")
+        for scenario, result in run.loops:
+            if scenario == "open":
+                print(f"  open loop: p99 lateness of a scheduled start "
+                      f"{result['lag_p99']:.0f} ms")
+            if result["done_labelers"]:
+                print(f"  {scenario} {result['concurrency']}: {result['done_labelers']} "
+                      "labelers found nothing left")
+            for sample in result["error_samples"]:
+                print(f"  error ({scenario} {result['concurrency']}): {sample}")
+        if "snapshot" in run.export:
+            print("  export: snapshot API (POST exports/ + download) / one-request GET export; "
+                  f"{run.export['snapshot']['tasks']:,} tasks, "
+                  f"{run.export['snapshot']['rankings']:,} annotations in the file")
+        else:
+            print(f"  export: {run.export['rankings']:,} rankings, {run.export['pairs']:,} "
+                  f"pairs, status {run.export['status']}")
+        checks = "ok after every run" if not run.violations else "VIOLATED"
+        print(f"  invariants: {checks}")
+        for violation in run.violations:
+            print(f"    {violation}")
+    if any(isinstance(r.system, labelstudio.LabelStudio) for r in runs):
+        blocked = labelstudio.blocked_calls()
+        print(f"Label Studio {labelstudio.version()}: off-loopback lookups or connections "
+              f"refused: {len(blocked)}" + (f", e.g. {blocked[:3]}" if blocked else ""))
+        print("Ratios (above 1: ours better): rankings/s ours / theirs; seconds and p95 "
+              "theirs / ours; the export against Label Studio's faster one.")
+    print(f"Machine: {os.cpu_count()} cores; load average before {load[0]:.2f}, "
+          f"after {os.getloadavg()[0]:.2f}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--systems", default="postgres,sqlite,labelstudio")
+    parser.add_argument("--quick", action="store_true",
+                        help="2,000 prompts, 5 s closed runs, 15 s open loop, export at 2,000")
+    parser.add_argument("--prompts", type=int, default=10_000)
     parser.add_argument("--duration", type=float, default=20, help="seconds per closed run")
     parser.add_argument("--open-duration", type=float, default=60, help="seconds of open loop")
-    parser.add_argument("--prompts", type=int, default=10_000)
     parser.add_argument("--concurrency", default="1,8,32", help="closed-loop labelers per run")
     parser.add_argument("--open-labelers", type=int, default=200)
     parser.add_argument("--open-interval", type=float, default=10.0,
-                        help="mean seconds between one open-loop labeler's submits")
-    parser.add_argument("--configs", default="4x1,8x1,2x8,2x4",
-                        help="gunicorn WORKERSxTHREADS to try (threads > 1 means gthread)")
-    parser.add_argument("--trial-duration", type=float, default=8,
-                        help="seconds of closed loop per gunicorn configuration tried")
-    parser.add_argument("--child-setup", help=argparse.SUPPRESS)
-    parser.add_argument("--child-users", type=int, help=argparse.SUPPRESS)
+                        help="mean seconds between one open-loop labeler's starts")
+    parser.add_argument("--export-rankings", type=int, default=10_000,
+                        help="rankings stored before the export (topped up, not timed)")
+    parser.add_argument("--configs", default="2x4",
+                        help="gunicorn WORKERSxTHREADS; more than one: a trial picks the best")
+    parser.add_argument("--trial-duration", type=float, default=8)
     args = parser.parse_args()
-    if args.child_setup:
-        print(json.dumps(child_setup(Path(args.child_setup), args.child_users)))
-        return
-
+    if args.quick:
+        args.prompts, args.duration, args.open_duration = 2_000, 5, 15
+        args.export_rankings = 2_000
+    configs = [tuple(int(v) for v in item.lower().split("x")) for item in args.configs.split(",")]
+    load = os.getloadavg()
     began = time.perf_counter()
-    levels = [int(c) for c in args.concurrency.split(",")]
-    configs = parse_configs(args.configs)
-    warmup = 4
-    # Every run and every warm-up gets labelers no other run used.
-    users = (len(configs) * (max(levels) + warmup) + warmup + sum(levels)
-             + args.open_labelers)
-    log(f"setup: {args.prompts:,} prompts x {K} completions, N={N}, {users} labelers ...")
-    url, data = setup(args.prompts, users)
-    project, tokens = data["project"], data["tokens"]
-    pool = iter(tokens)
-
-    def take(count: int) -> list[str]:
-        return [next(pool) for _ in range(count)]
-
-    log(f"setup done in {time.perf_counter() - began:.0f} s")
-    violations: list[str] = []
-
-    def after_run(label: str) -> None:
-        found = check_invariants(url)
-        prompts, ranked = progress(url)
-        log(f"  {label}: invariants {'ok' if not found else 'VIOLATED'}; "
-            f"{ranked:,} of {prompts * N:,} rankings done")
-        violations.extend(f"{label}: {v}" for v in found)
-
-    def warm(server: Server) -> None:
-        closed_loop(server, project, take(warmup), 1.5)
-
-    # 1. Choose the gunicorn configuration: most rankings/s at the highest concurrency.
-    trials = []
-    for workers, threads in configs:
-        server = Server(url, workers, threads)
+    jsonl = prompts_file(args.prompts)
+    runs, failed = [], []
+    for name in args.systems.split(","):
+        run = Run(make_system(name, configs), args)
         try:
-            warm(server)
-            result = closed_loop(server, project, take(max(levels)), args.trial_duration)
+            run(jsonl, configs)
+            runs.append(run)
+        except Exception:
+            failed.append((run.system.name, traceback.format_exc()[-2000:]))
+            log(f"{run.system.name} FAILED:\n{failed[-1][1]}")
         finally:
-            server.stop()
-        trials.append((result["rate"], server.name, (workers, threads), result))
-        log(f"trial {server.name}: {result['rate']:.0f} rankings/s, next p95 "
-            f"{result['next'][1]:.0f} ms, submit p95 {result['submit'][1]:.0f} ms, "
-            f"errors {result['errors']}")
-        after_run(f"trial {server.name}")
-    best = max(trials, key=lambda trial: trial[0])
-    workers, threads = best[2]
-
-    # 2. The measured runs, on the chosen configuration.
-    rows = []
-    server = Server(url, workers, threads)
-    try:
-        warm(server)
-        for level in levels:
-            result = closed_loop(server, project, take(level), args.duration)
-            rows.append(("closed", result))
-            log(f"closed {level}: {result['rate']:.0f} rankings/s, errors {result['errors']}")
-            after_run(f"closed {level}")
-        result = open_loop(server, project, take(args.open_labelers), args.open_duration,
-                           args.open_interval)
-        rows.append(("open", result))
-        log(f"open: {result['rate']:.1f} rankings/s of {result['offered']:.1f} offered")
-        after_run("open")
-    finally:
-        server.stop()
-
-    prompts, ranked = progress(url)
-    print(f"Labeler loop: {prompts:,} prompts x {K} completions, N={N}, PostgreSQL, gunicorn "
-          f"{server.name} (chosen: most rankings/s at {max(levels)} closed-loop labelers)")
-    print("gunicorn trials, closed loop at {} labelers for {:.0f} s: {}".format(
-        max(levels), args.trial_duration,
-        "; ".join(f"{name} {rate:.0f}/s" for rate, name, _, _ in trials)))
-    header = (f"{'scenario':<8} | {'concurrency':>11} | {'rankings/s':>10} | "
-              f"{'next p50/p95/p99 ms':>20} | {'submit p50/p95/p99 ms':>22} | {'errors':>6}")
-    print(header)
-    print("-" * len(header))
-    for scenario, result in rows:
-        print(f"{scenario:<8} | {result['concurrency']:>11} | {result['rate']:>10.1f} | "
-              f"{fmt(result['next']):>20} | {fmt(result['submit']):>22} | {result['errors']:>6}")
-    print(f"CPU, in cores busy on average ({os.cpu_count()} in all): "
-          "client / gunicorn / PostgreSQL / anything else on the host")
-    noisy = False
-    for scenario, result in rows:
-        cpu = result["cpu"]
-        other = cpu["host"] - cpu["client"] - cpu["server"] - cpu["pg"]
-        noisy |= other > 0.25
-        print(f"  {scenario} {result['concurrency']}: {cpu['client']:.2f} / {cpu['server']:.2f}"
-              f" / {cpu['pg']:.2f} / {other:.2f}")
-    if noisy:
-        print("WARNING: other processes used the CPU during a run; its figures are low")
-    for scenario, result in rows:
-        if scenario == "open":
-            print(f"open loop: offered {result['offered']:.1f} rankings/s, achieved "
-                  f"{result['rate']:.1f}; p99 lateness of a scheduled start "
-                  f"{result['lag_p99']:.1f} ms")
-        if result["done_labelers"]:
-            print(f"{scenario} {result['concurrency']}: {result['done_labelers']} labelers "
-                  f"got 204 (nothing left)")
-        for sample in result["error_samples"]:
-            print(f"error sample ({scenario} {result['concurrency']}): {sample}")
-    print(f"{ranked:,} of {prompts * N:,} rankings done; "
-          f"total {time.perf_counter() - began:.0f} s")
-    if violations:
-        print("invariants: VIOLATED")
-        for violation in violations:
-            print("  " + violation)
+            run.system.stop()
+    print(f"Import, labeler loop and export: {args.prompts:,} prompts x {rlhf_studio.K} "
+          f"completions, N={rlhf_studio.N}; closed runs {args.duration:g} s, open loop "
+          f"{args.open_duration:g} s")
+    if runs:
+        print_table(runs, args)
+        print_notes(runs, args, load)
+    for name, error in failed:
+        print(f"{name}: FAILED\n{error}")
+    print(f"total {time.perf_counter() - began:.0f} s")
+    ours_violated = any(r.violations for r in runs if not isinstance(r.system,
+                                                                     labelstudio.LabelStudio))
+    if ours_violated or failed:
         sys.exit(1)
-    print("invariants: ok (after every run)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ checking the password; a wrong password and an unknown username answer alike.
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -45,8 +46,11 @@ class LoginView(auth_views.LoginView):
 class TokenObtainApi(ObtainAuthToken):
     @extend_schema(
         request=AuthTokenSerializer,
-        responses={200: inline_serializer("TokenOutput", {"token": serializers.CharField()}),
-                   400: None, 429: None},
+        responses={
+            200: inline_serializer("TokenOutput", {"token": serializers.CharField()}),
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description="The credentials' errors"),
+            429: inline_serializer("LoginThrottled", {"detail": serializers.CharField()}),
+        },
     )
     def post(self, request, *args, **kwargs):
         data = request.data if hasattr(request.data, "get") else {}

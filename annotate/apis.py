@@ -428,4 +428,15 @@ class ExportDownloadApi(APIView):
         except ValueError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
         filename = f"{export.project.slug}-v{export.version}-{path.name}"
-        return FileResponse(path.open("rb"), as_attachment=True, filename=filename)
+        # Always a download, never a page of the app's origin, whatever a file holds.
+        content_type = DOWNLOAD_TYPES.get(path.suffix, "application/octet-stream")
+        return FileResponse(path.open("rb"), as_attachment=True, filename=filename,
+                            content_type=content_type)
+
+
+DOWNLOAD_TYPES = {
+    ".zip": "application/zip",
+    ".jsonl": "application/x-ndjson",
+    ".json": "application/json",
+    ".md": "text/markdown; charset=utf-8",
+}

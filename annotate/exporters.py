@@ -26,6 +26,7 @@ from .consensus import ConsensusRanking, PairVerdict
 
 PARQUET_BATCH_ROWS = 5000
 DATA_FILES = ("train.jsonl", "test.jsonl", "rankings.jsonl", "consensus.jsonl")
+MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +189,54 @@ def content_hash(directory: Path) -> str:
     return digest.hexdigest()
 
 
+def write_manifest(directory: Path, *, counts: ExportCounts, data_hash: str,
+                   params: dict[str, Any]) -> dict[str, Any]:
+    """Write manifest.json: each file of the export (all but itself) with its size in bytes,
+    SHA-256 and, for JSONL and Parquet, its record count; and the export's counts.
+
+    A reader recomputes the hashes to know the export is whole. Nothing in it depends on
+    when or where it was built, so equal files give an equal manifest.
+    """
+    files = [_file_entry(directory, path)
+             for path in sorted(directory.rglob("*")) if path.is_file() and path.name != MANIFEST]
+    manifest = {
+        "format": "rlhf-studio-export",
+        "format_version": 1,
+        "content_hash": data_hash,
+        "counts": {**counts.__dict__, "pairs": dict(counts.pairs)},
+        "params": params,
+        "files": files,
+    }
+    text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    (directory / MANIFEST).write_text(text, encoding="utf-8")
+    return manifest
+
+
+def _digest(path: Path) -> tuple[str, int, int]:
+    """The file's sha256, size and number of lines, read a block at a time."""
+    digest = hashlib.sha256()
+    size = lines = 0
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+            lines += block.count(b"\n")
+    return digest.hexdigest(), size, lines
+
+
+def _file_entry(directory: Path, path: Path) -> dict[str, Any]:
+    sha256, size, lines = _digest(path)
+    records = None
+    if path.suffix == ".jsonl":
+        records = lines  # every row ends with "\n"
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        records = pq.ParquetFile(path).metadata.num_rows
+    return {"path": path.relative_to(directory).as_posix(), "bytes": size, "sha256": sha256,
+            "records": records}
+
+
 def write_parquet(directory: Path) -> None:
     """Write train/test Parquet files next to their JSONL, reading it in batches."""
     import pyarrow as pa
@@ -219,7 +268,11 @@ def write_hf_dataset(directory: Path) -> None:
     for split in ("train", "test"):
         path = directory / f"{split}.jsonl"
         if path.stat().st_size:
-            splits[split] = datasets.Dataset.from_json(str(path), cache_dir=str(cache))
+            dataset = datasets.Dataset.from_json(str(path), cache_dir=str(cache))
+            # Its fingerprint (saved in state.json) would depend on the build folder's name:
+            # make it the data's, so equal exports are equal byte for byte, this folder too.
+            dataset._fingerprint = _digest(path)[0][:16]
+            splits[split] = dataset
     datasets.DatasetDict(splits).save_to_disk(str(directory / "hf_dataset"))
     shutil.rmtree(cache, ignore_errors=True)
 
@@ -250,6 +303,7 @@ if params.get("exclude_flagged") else ""}{"; votes weighted by each labeler's ag
 - `train.parquet`, `test.parquet`, `hf_dataset/` (`datasets.load_from_disk`): the same rows.
 - `rankings.jsonl`: every ranking used, one per line, labelers pseudonymised.
 - `consensus.jsonl`: one consensus ranking per prompt (ranked pairs).
+- `manifest.json`: every other file with its size, record count and SHA-256, and the counts.
 
 The split is by prompt (no prompt in both), test share {params["test_fraction"]}, seed
 {params["seed"]}.

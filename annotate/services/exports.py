@@ -164,6 +164,8 @@ def _build(export: Export, directory: Path) -> tuple[dict, str]:
         counts=writer.counts, data_hash=data_hash, conversational=conversational,
     )
     (directory / "README.md").write_text(card, encoding="utf-8")
+    exporters.write_manifest(directory, counts=writer.counts, data_hash=data_hash,
+                             params=params.as_dict())
     return writer.counts.__dict__, data_hash
 
 
@@ -264,7 +266,8 @@ def export_file_path(export: Export, name: str | None) -> Path:
     folder = settings.VAR_DIR / export.directory
     if name is None:
         return folder.with_suffix(".zip")
-    allowed = {*exporters.DATA_FILES, "README.md", "train.parquet", "test.parquet"}
+    allowed = {*exporters.DATA_FILES, "README.md", exporters.MANIFEST, "train.parquet",
+               "test.parquet"}
     if name not in allowed or not (folder / name).is_file():
         raise ValueError(f"no file {name!r} in this export; files: {', '.join(sorted(allowed))}")
     return folder / name

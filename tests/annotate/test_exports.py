@@ -1,5 +1,6 @@
 """Versioned preference exports: contents, determinism, formats, entry points."""
 
+import hashlib
 import io
 import json
 import random
@@ -85,14 +86,80 @@ def test_the_split_is_by_prompt_and_follows_the_seed(ranked_project):
 
 
 def test_the_same_parameters_over_the_same_rankings_give_the_same_bytes(ranked_project):
-    first = build(ranked_project, min_votes=2, seed=3)
-    second = build(ranked_project, min_votes=2, seed=3)
+    every_format = ("trl-jsonl", "parquet", "hf-dataset")
+    first = build(ranked_project, min_votes=2, seed=3, formats=every_format)
+    second = build(ranked_project, min_votes=2, seed=3, formats=every_format)
     assert (first.version, second.version) == (1, 2)
     assert first.content_hash == second.content_hash
-    for name in ("train.jsonl", "test.jsonl", "rankings.jsonl", "consensus.jsonl", "README.md"):
+    files = {path.relative_to(folder_of(first)) for path in folder_of(first).rglob("*")
+             if path.is_file()}
+    assert {"manifest.json", "README.md", "hf_dataset/train/state.json"} <= {
+        f.as_posix() for f in files}
+    for name in files:  # every file, the manifest and the hf-dataset folder included
         assert (folder_of(first) / name).read_bytes() == (folder_of(second) / name).read_bytes()
     third = build(ranked_project, min_votes=3, min_agreement=1.0, seed=3)
     assert third.content_hash != first.content_hash
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_an_export_of_n_rankings_has_n_records_and_a_manifest_that_checks_out(
+        ranked_project, carol, api):
+    # Ann revises one ranking (still one ranking, now revision 2); two new prompts have none.
+    ann = ranked_project.memberships.get(user__username="ann").user
+    prompt = Prompt.objects.filter(project=ranked_project).first()
+    ids = list(prompt.completions.values_list("id", flat=True))
+    services.ranking_submit(project=ranked_project, labeler=ann, prompt_id=prompt.id,
+                            tiers=[[i] for i in ids[::-1]], idempotency_key="ann-revises")
+    services.prompts_import(project=ranked_project, filename="more.jsonl", binary=io.BytesIO(
+        jsonl_bytes([prompt_record(i) for i in range(50, 52)])))
+    export = build(ranked_project, formats=("trl-jsonl", "parquet", "hf-dataset"))
+    folder = folder_of(export)
+    n = Ranking.objects.filter(prompt__project=ranked_project, source="labeler").count()
+    assert n == 36
+    ranking_rows = rows(folder / "rankings.jsonl")
+    assert len(ranking_rows) == n == export.counts["rankings"]
+    assert sorted(r["revision"] for r in ranking_rows)[-2:] == [1, 2]
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["counts"] == export.counts and manifest["counts"]["rankings"] == n
+    assert manifest["content_hash"] == export.content_hash
+    entries = {entry["path"]: entry for entry in manifest["files"]}
+    on_disk = {path.relative_to(folder).as_posix(): path for path in folder.rglob("*")
+               if path.is_file() and path.name != "manifest.json"}
+    assert set(entries) == set(on_disk) and "hf_dataset/dataset_dict.json" in entries
+    for name, path in on_disk.items():  # recomputed here, not trusted
+        data = path.read_bytes()
+        assert (entries[name]["bytes"], entries[name]["sha256"]) == (len(data), sha256_of(data))
+    assert entries["rankings.jsonl"]["records"] == n
+    pairs = export.counts["pairs"]
+    assert entries["train.jsonl"]["records"] == pairs["train"] == len(rows(folder / "train.jsonl"))
+    assert entries["test.jsonl"]["records"] == pairs["test"]
+    assert entries["train.parquet"]["records"] == pairs["train"]
+    assert entries["consensus.jsonl"]["records"] == 12  # the prompts with rankings
+    assert entries["README.md"]["records"] is None
+
+    # The zip that Carol downloads holds the manifest, and every file in it matches it.
+    download = api(carol).get(f"/api/exports/{export.id}/download/")
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content)))
+    assert archive.read("v1/manifest.json") == (folder / "manifest.json").read_bytes()
+    for name, entry in entries.items():
+        assert sha256_of(archive.read(f"v1/{name}")) == entry["sha256"], name
+
+
+def test_imported_rankings_are_records_only_when_they_vote(other_project):
+    services.prompts_import(project=other_project, filename="hh.jsonl", binary=io.BytesIO(
+        jsonl_bytes([hh_record(f"Q{i}?", "good", "bad") for i in range(3)])))
+    assert Ranking.objects.filter(source="imported").count() == 3
+    for include, expected in ((True, 3), (False, 0)):
+        export = build(other_project, min_votes=1, min_agreement=0.5, include_imported=include)
+        folder = folder_of(export)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        [entry] = [e for e in manifest["files"] if e["path"] == "rankings.jsonl"]
+        assert entry["records"] == len(rows(folder / "rankings.jsonl")) == expected
+        assert manifest["counts"]["rankings"] == export.counts["rankings"] == expected
 
 
 def test_rankings_are_exported_with_pseudonyms_not_user_names(ranked_project):
@@ -198,6 +265,7 @@ def test_export_api_queues_builds_and_streams_the_download(ranked_project, carol
     assert download["Content-Disposition"].startswith("attachment;")
     archive = zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content)))
     assert "v1/train.jsonl" in archive.namelist()
+    assert "v1/manifest.json" in archive.namelist()
     one = client.get(f"/api/exports/{export_id}/download/?file=README.md")
     assert one.status_code == 200 and one["Content-Disposition"].startswith("attachment;")
     escape = client.get(f"/api/exports/{export_id}/download/?file=../../etc/passwd")

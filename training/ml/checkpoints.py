@@ -5,6 +5,7 @@ Read back with `torch.load(weights_only=True)`: tensors and plain values, nothin
 """
 
 import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -37,7 +38,14 @@ def load(directory: Path, parameters: dict[str, object]) -> dict | None:
     state_file = directory / STATE_FILE
     if not state_file.is_file():
         return None
-    state = torch.load(state_file, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused an object: never unpickle it
+        why = next((line for line in str(exc).splitlines() if "GLOBAL" in line), "")
+        raise ValueError(
+            f"checkpoint {state_file} holds more than tensors and plain values, so it is not "
+            f"loaded. {why[:300]}"
+        ) from exc
     weights = state.pop("weights")
     if set(weights) != set(parameters):
         different = sorted(set(weights) ^ set(parameters))[:3]

@@ -1,13 +1,16 @@
 """Load and save reward models: any Hugging Face name or local folder, full or LoRA adapter.
 
-Weights are read with safetensors where the folder has them (transformers' default), and
-torch checkpoints only with weights_only=True: a model folder is never unpickled.
+Weights are read from safetensors only (`use_safetensors=True`): a pickled checkpoint such as
+pytorch_model.bin can run code as it loads, so a folder holding only one is refused with a
+clear error instead of being unpickled. Our own training checkpoints (checkpoints.py) are read
+with torch.load(weights_only=True). Models are saved as safetensors.
 """
 
 import json
 from pathlib import Path
 
 ADAPTER_CONFIG = "adapter_config.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 SEQ_CLS_HEADS = ["score", "classifier"]  # the new head must be trained and saved with the adapter
 
 
@@ -19,6 +22,26 @@ def device_for_training():
 
 def is_adapter(path: str | Path) -> bool:
     return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+class UnsafeModelFiles(ValueError):
+    """A model folder whose weights are not in safetensors."""
+
+
+def require_safetensors(name_or_path: str | Path) -> None:
+    """Refuse a local model folder with no .safetensors weights; a Hub name is refused the
+    same way by from_pretrained(use_safetensors=True)."""
+    folder = Path(name_or_path)
+    if not folder.is_dir():
+        return
+    if any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(path.name for path in folder.iterdir() if path.suffix in PICKLE_SUFFIXES)
+    only = f" (it has {', '.join(pickles)})" if pickles else ""
+    raise UnsafeModelFiles(
+        f"{folder} has no .safetensors weights{only}: pickled weights are never loaded, as "
+        f"they can run code. Save the model with save_pretrained(safe_serialization=True)."
+    )
 
 
 def load_tokenizer(name_or_path: str):
@@ -41,7 +64,8 @@ def load_reward_model(name_or_path: str, *, tokenizer=None, load_in_4bit: bool =
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    kwargs = {"num_labels": 1}
+    require_safetensors(name_or_path)
+    kwargs = {"num_labels": 1, "use_safetensors": True}
     if dtype is not None:
         kwargs["dtype"] = dtype
     if load_in_4bit:
@@ -54,6 +78,9 @@ def load_reward_model(name_or_path: str, *, tokenizer=None, load_in_4bit: bool =
     if is_adapter(name_or_path):
         from peft import AutoPeftModelForSequenceClassification
 
+        adapter_config = json.loads((Path(name_or_path) / ADAPTER_CONFIG).read_text())
+        if adapter_config.get("base_model_name_or_path"):
+            require_safetensors(adapter_config["base_model_name_or_path"])
         model = AutoPeftModelForSequenceClassification.from_pretrained(
             name_or_path, is_trainable=trainable, **kwargs)
         if not trainable:

@@ -93,7 +93,7 @@ class Stack:
         self.base = f"http://127.0.0.1:{port}"
         self.processes.append(start_logged(
             [str(BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
-             "--workers", "3", "--threads", "8", "--timeout", "120"],
+             "--workers", "3", "--threads", "8", "--timeout", "120", "--no-control-socket"],
             self.env, self.logs / "web.log"))
         _wait(lambda: port_open("127.0.0.1", port), 60, "gunicorn to listen")
 
@@ -115,17 +115,27 @@ class Stack:
             data=None if body is None else json.dumps(body).encode())
         try:
             with urllib.request.urlopen(request, timeout=CLIENT_TIMEOUT_S) as response:
-                return response.status, json.loads(response.read() or b"null")
+                return response.status, _body(response.read())
         except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
+            return error.code, _body(error.read())
 
     def close(self) -> None:
         for process in reversed(self.processes):
             stop(process)
 
 
+def _body(raw: bytes):
+    try:
+        return json.loads(raw or b"null")
+    except ValueError:
+        return raw.decode(errors="replace")[:2000]  # an error page, shown by the assert
+
+
 @pytest.fixture
 def redis(tmp_path):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (CI runs it there): the web app and workers are separate "
+                    "processes on the test database")
     if shutil.which("redis-server") is None:
         pytest.skip("needs the redis-server binary (CI has it): these tests stop their own")
     server = Redis(tmp_path)
@@ -136,9 +146,6 @@ def redis(tmp_path):
 
 @pytest.fixture
 def stack_for(redis, var_dir, tmp_path):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (CI runs it there): the web app and workers are separate "
-                    "processes on the test database")
     made = []
 
     def make(**env: str) -> Stack:
@@ -213,7 +220,8 @@ def test_labelers_keep_ranking_while_redis_is_down_and_queued_work_goes_out_when
         tmp_path):
     import_more_prompts(project, 4)
     alice, bob = (labeler_token(make_user, project, name) for name in ("alice", "bob"))
-    stack = stack_for(CELERY_TICK_SECONDS="2")
+    # A tick every 2 s, and a broker that does not answer given up on after 2 s (default 5).
+    stack = stack_for(CELERY_TICK_SECONDS="2", CELERY_BROKER_SOCKET_TIMEOUT="2")
     stack.web()
     stack.worker("worker", concurrency=2, beat=True)
 

@@ -53,7 +53,7 @@ def load_policy(path: str):
         from peft import AutoPeftModelForCausalLM
 
         return AutoPeftModelForCausalLM.from_pretrained(path).merge_and_unload()
-    return AutoModelForCausalLM.from_pretrained(path)
+    return AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
 
 
 def generate_completions(config: GenerationConfig, reporter) -> dict:

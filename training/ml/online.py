@@ -93,7 +93,7 @@ def train_online(config: PolicyTrainingConfig, reporter: Reporter) -> dict:
             reporter.checkpoint(state.global_step, str(checkpoints))
 
     trainer = trainer_class(
-        model=AutoModelForCausalLM.from_pretrained(config.policy),
+        model=AutoModelForCausalLM.from_pretrained(config.policy, use_safetensors=True),
         reward_funcs=RewardModelFunction(config.reward_model),
         args=args, train_dataset=Dataset.from_dict({"prompt": prompts}),
         processing_class=tokenizer, peft_config=peft_config, callbacks=[ReportSteps()])

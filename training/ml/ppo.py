@@ -144,7 +144,7 @@ class Models:
             self.policy = AutoPeftModelForCausalLM.from_pretrained(config.policy,
                                                                    is_trainable=True)
         else:
-            self.policy = AutoModelForCausalLM.from_pretrained(config.policy)
+            self.policy = AutoModelForCausalLM.from_pretrained(config.policy, use_safetensors=True)
             if config.lora:
                 from peft import LoraConfig, TaskType, get_peft_model
 
@@ -152,7 +152,8 @@ class Models:
                     task_type=TaskType.CAUSAL_LM, r=config.lora_r, lora_alpha=config.lora_alpha,
                     lora_dropout=0.0, target_modules="all-linear"))
         if reference_path is not None:  # a fine-tuned policy judged against where it began
-            self.reference = AutoModelForCausalLM.from_pretrained(reference_path)
+            self.reference = AutoModelForCausalLM.from_pretrained(reference_path,
+                                                                  use_safetensors=True)
         elif hasattr(self.policy, "disable_adapter"):
             self.reference = None  # the base under the adapter
         else:

@@ -144,8 +144,22 @@ class Run:
 # --- the table ----------------------------------------------------------------------------------
 
 
+FEW = 30  # latencies from fewer requests than this: shown with their count, no ratio
+
+
 def fmt(values: list[float]) -> str:
     return " / ".join(f"{v:.0f}" if v >= 10 else f"{v:.1f}" for v in values)
+
+
+def latency_cell(result: dict, key: str) -> str:
+    count = result[f"{key}_n"]
+    return fmt(result[key]) + (f" (n={count})" if count < FEW else "")
+
+
+def p95_ratio(ours: dict, theirs: dict, key: str) -> float | None:
+    if min(ours[f"{key}_n"], theirs[f"{key}_n"]) < FEW:
+        return None
+    return theirs[key][1] / ours[key][1]
 
 
 def export_of(run: Run) -> dict:
@@ -180,10 +194,11 @@ def rows_of(runs: list[Run], args) -> list[tuple]:
         rows += [
             (f"{label}: rankings/s" + ("" if scenario == "closed" else " (of offered)"), rates,
              lambda o, t, i=i: o.loops[i][1]["rate"] / t.loops[i][1]["rate"]),
-            (f"{label}: next p50/p95/p99 ms", [fmt(r.loops[i][1]["next"]) for r in runs],
-             lambda o, t, i=i: t.loops[i][1]["next"][1] / o.loops[i][1]["next"][1]),
-            (f"{label}: submit p50/p95/p99 ms", [fmt(r.loops[i][1]["submit"]) for r in runs],
-             lambda o, t, i=i: t.loops[i][1]["submit"][1] / o.loops[i][1]["submit"][1]),
+            (f"{label}: next p50/p95/p99 ms", [latency_cell(r.loops[i][1], "next") for r in runs],
+             lambda o, t, i=i: p95_ratio(o.loops[i][1], t.loops[i][1], "next")),
+            (f"{label}: submit p50/p95/p99 ms",
+             [latency_cell(r.loops[i][1], "submit") for r in runs],
+             lambda o, t, i=i: p95_ratio(o.loops[i][1], t.loops[i][1], "submit")),
             (f"{label}: errors", [str(r.loops[i][1]["errors"]) for r in runs], None),
         ]
     rows += [
@@ -199,6 +214,18 @@ def rows_of(runs: list[Run], args) -> list[tuple]:
     return rows
 
 
+def ratio_cell(ratio, ours: Run, theirs: Run) -> str:
+    if ratio is None:
+        return ""
+    try:
+        value = ratio(ours, theirs)
+    except ZeroDivisionError:  # theirs did none of it
+        return ">100x"
+    if value is None:
+        return "n/a"
+    return ">100x" if value > 100 else f"{value:.1f}x"
+
+
 def print_table(runs: list[Run], args) -> None:
     theirs = next((r for r in runs if isinstance(r.system, labelstudio.LabelStudio)), None)
     ours = [r for r in runs if r is not theirs] if theirs is not None else []
@@ -206,12 +233,7 @@ def print_table(runs: list[Run], args) -> None:
               *[f"{r.system.name.split(', ')[1]} vs Label Studio" for r in ours]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, cells, ratio in rows_of(runs, args):
-        extra = []
-        for run in ours:
-            try:
-                extra.append(f"{ratio(run, theirs):.1f}x" if ratio else "")
-            except ZeroDivisionError:
-                extra.append("n/a")
+        extra = [ratio_cell(ratio, run, theirs) for run in ours]
         lines.append("| " + " | ".join([label, *cells, *extra]) + " |")
     print("\n".join(lines))
 
@@ -238,8 +260,12 @@ def print_notes(runs: list[Run], args, load: tuple) -> None:
             if result["done_labelers"]:
                 print(f"  {scenario} {result['concurrency']}: {result['done_labelers']} "
                       "labelers found nothing left")
+            if result["errors"]:
+                kinds = ", ".join(f"{kind} x{count}" for kind, count
+                                  in sorted(result["error_kinds"].items(), key=lambda kv: -kv[1]))
+                print(f"  errors ({scenario} {result['concurrency']}): {kinds}")
             for sample in result["error_samples"]:
-                print(f"  error ({scenario} {result['concurrency']}): {sample}")
+                print(f"    e.g. {sample}")
         if "snapshot" in run.export:
             print("  export: snapshot API (POST exports/ + download) / one-request GET export; "
                   f"{run.export['snapshot']['tasks']:,} tasks, "

@@ -17,6 +17,7 @@ import socket
 import statistics
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -215,13 +216,17 @@ class Stats:
         self.rankings = 0
         self.done_labelers = 0
         self.errors = 0
+        self.error_kinds: Counter[str] = Counter()
         self.error_samples: list[str] = []
 
-    def error(self, what: str) -> None:
+    def error(self, kind: str, detail: str) -> None:
+        """Count one failed request by `kind` ("next TimeoutError", "submit 500"); keep the
+        first few in full."""
         with self.lock:
             self.errors += 1
-            if len(self.error_samples) < 5:
-                self.error_samples.append(what)
+            self.error_kinds[kind] += 1
+            if len(self.error_samples) < 3:
+                self.error_samples.append(f"{kind}: {detail}"[:300])
 
 
 class Labeler:
@@ -263,8 +268,11 @@ class Labeler:
         try:
             status, data, next_ms = self._request("GET", protocol.next_path(), None)
             item = protocol.read_next(status, data)
-        except (OSError, ProtocolError, ValueError) as exc:
-            stats.error(f"next: {exc!r}"[:300])
+        except ProtocolError as exc:
+            stats.error(f"next {str(exc).split(':')[0]}", str(exc))
+            return True
+        except (OSError, ValueError) as exc:
+            stats.error(f"next {type(exc).__name__}", repr(exc))
             return True
         if item is None:
             with stats.lock:
@@ -275,7 +283,7 @@ class Labeler:
         try:
             status, data, submit_ms = self._request("POST", path, body)
         except OSError as exc:
-            stats.error(f"submit: {exc!r}")
+            stats.error(f"submit {type(exc).__name__}", repr(exc))
             return True
         with stats.lock:
             stats.next_ms.append(next_ms)
@@ -283,7 +291,7 @@ class Labeler:
                 stats.submit_ms.append(submit_ms)
                 stats.rankings += 1
         if status != protocol.submit_status:
-            stats.error(f"submit {status}: {data[:200]!r}")
+            stats.error(f"submit {status}", repr(data[:200]))
         return True
 
     def close(self) -> None:
@@ -375,7 +383,9 @@ def summarize(stats: Stats, wall: float, cpu: dict, concurrency: str) -> dict:
         "concurrency": concurrency, "rate": stats.rankings / wall, "rankings": stats.rankings,
         "next": [percentile(stats.next_ms, p) for p in (50, 95, 99)],
         "submit": [percentile(stats.submit_ms, p) for p in (50, 95, 99)],
-        "errors": stats.errors, "error_samples": stats.error_samples,
+        "next_n": len(stats.next_ms), "submit_n": len(stats.submit_ms),
+        "errors": stats.errors, "error_kinds": dict(stats.error_kinds),
+        "error_samples": stats.error_samples,
         "done_labelers": stats.done_labelers, "cpu": cpu, "wall": wall,
     }
 

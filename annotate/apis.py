@@ -5,7 +5,7 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
@@ -56,7 +56,33 @@ class ProjectCreateInput(serializers.Serializer):
 
 
 class ProjectPagination(LimitOffsetPagination):
+    """`limit` and `offset` as the schema documents them: anything but one whole number at
+    least the minimum answers 400 naming the parameter (DRF's own falls back to the defaults
+    silently)."""
+
     max_limit = 1000  # a larger ?limit= is this; an unbounded one overflowed the SQL LIMIT
+
+    def get_limit(self, request) -> int:
+        limit = self._whole_number(request, self.limit_query_param, 1, self.default_limit)
+        return min(limit, self.max_limit)
+
+    def get_offset(self, request) -> int:
+        return self._whole_number(request, self.offset_query_param, 0, 0)
+
+    def _whole_number(self, request, name: str, minimum: int, default: int) -> int:
+        values = request.query_params.getlist(name)
+        if not values:
+            return default
+        text = values[0]
+        if len(values) > 1 or not (text.isascii() and text.isdigit()) or int(text) < minimum:
+            raise ValidationError({name: f"must be one whole number, at least {minimum}."})
+        return int(text)
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1 if parameter["name"] == self.limit_query_param else 0
+        return parameters
 
 
 class ProjectListCreateApi(APIView):

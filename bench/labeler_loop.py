@@ -96,6 +96,7 @@ class Run:
         if self._tries(configs):
             self._choose_server(configs)
         self._closed(WARMUP, 1.5)
+        self._after("warm-up")
         for level in self.levels:
             self.loops.append(("closed", self._closed(level, args.duration)))
             self._after(f"closed {level}")

@@ -141,3 +141,24 @@ def test_one_request_sent_many_times_at_once_stores_one_ranking(make_user):
     assert Ranking.objects.count() == 1 and not RankingRevision.objects.exists()
     assert sorted(created for _, created in results) == [False] * 7 + [True]
     assert Prompt.objects.get().ranking_count == 1
+
+
+def test_two_different_submissions_at_once_store_one_ranking_and_one_revision(make_user):
+    """A double click with two keys (or two tabs): the first is the ranking, the second
+    revises it; never two rankings of one prompt by one labeler."""
+    project = make_project(prompts=1, k=4, n=3)
+    alice = make_user("alice")
+    services.membership_set(project=project, user=alice, role="labeler")
+    lease = services.assignment_next(project=project, labeler=alice)
+    ids = list(Prompt.objects.get().completions.values_list("id", flat=True))
+
+    def submit(index: int):
+        order = ids if index == 0 else ids[::-1]
+        services.ranking_submit(project=project, labeler=alice, prompt_id=lease.prompt_id,
+                                tiers=[[i] for i in order], idempotency_key=f"tab-{index}")
+
+    assert run_threads(2, submit) == []
+    ranking = Ranking.objects.get()
+    assert ranking.revision == 2 and RankingRevision.objects.filter(ranking=ranking).count() == 1
+    assert Prompt.objects.get().ranking_count == 1
+    assert Assignment.objects.get().status == "ranked"

@@ -4,6 +4,7 @@ a reward model disagrees with the labelers' consensus."""
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
@@ -134,9 +135,12 @@ _scorers_lock = threading.Lock()
 
 def _scorer_for(artifact: ModelArtifact):
     """A loaded scorer, kept for the next request (the last SCORERS_KEPT models)."""
+    path = str(var_absolute(artifact.merged_path or artifact.path))
+    if not Path(path).exists():  # deleted or moved: loading it would be a 500
+        raise JobRefused(f"Model {artifact.id}'s files are missing "
+                         f"({artifact.merged_path or artifact.path}).", 409)
     from ..ml.scoring import RewardScorer
 
-    path = str(var_absolute(artifact.merged_path or artifact.path))
     with _scorers_lock:
         if path in _scorers:
             _scorers.move_to_end(path)

@@ -15,7 +15,7 @@ import time
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -244,30 +244,50 @@ def ranking_submit(
     now = now or timezone.now()
     if time_spent_ms is not None and not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
         raise LabelingError("time_spent_ms must be between 0 and 86,400,000.")
-    with transaction.atomic():
-        prompt = _locked_prompt(project, prompt_id)
-        # Checked under the prompt's lock, so two copies of one request cannot both pass.
+    answer = {"tiers": tiers, "flags": flags, "displayed_order": displayed_order,
+              "comment": comment, "time_spent_ms": time_spent_ms}
+    try:
+        with transaction.atomic():
+            return _submit_locked(project, labeler, prompt_id, idempotency_key, answer, now)
+    except IntegrityError:
+        # The key is checked under the prompt's lock, so one key sent for two prompts at
+        # once passes twice and the database refuses the second write: answer the version
+        # the first stored, as a retry of it gets.
         earlier = _version_with_key(labeler, idempotency_key)
-        if earlier is not None:
-            return earlier, False
-        if prompt.project.is_frozen:
-            raise LabelingError("This project is frozen: it takes no more rankings.", 409)
-        existing = Ranking.objects.filter(prompt=prompt, labeler=labeler).first()
-        assignment = None if existing else _open_assignment(prompt, labeler)
-        completion_ids = list(prompt.completions.values_list("id", flat=True))
-        try:
-            fields = {
-                "tiers": validate_tiers(tiers, set(completion_ids), allow_ties=project.allow_ties),
-                "flags": validate_flags(flags, completion_ids),
-                "displayed_order": validate_displayed_order(displayed_order, completion_ids),
-            }
-        except InvalidRanking as exc:
-            raise LabelingError(str(exc)) from None
-        fields |= {"comment": comment or "", "time_spent_ms": time_spent_ms,
-                   "idempotency_key": idempotency_key}
-        if existing is not None:
-            return _revise(existing, fields), True
-        return _first_ranking(prompt, project, labeler, assignment, fields, now), True
+        if earlier is None:
+            raise
+        return earlier, False
+
+
+def _submit_locked(
+    project: Project, labeler: AbstractUser, prompt_id: int, idempotency_key: str,
+    answer: dict, now: datetime,
+) -> tuple[Ranking | RankingRevision, bool]:
+    prompt = _locked_prompt(project, prompt_id)
+    # Checked under the prompt's lock, so two copies of one request cannot both pass.
+    earlier = _version_with_key(labeler, idempotency_key)
+    if earlier is not None:
+        return earlier, False
+    if prompt.project.is_frozen:
+        raise LabelingError("This project is frozen: it takes no more rankings.", 409)
+    existing = Ranking.objects.filter(prompt=prompt, labeler=labeler).first()
+    assignment = None if existing else _open_assignment(prompt, labeler)
+    completion_ids = list(prompt.completions.values_list("id", flat=True))
+    try:
+        fields = {
+            "tiers": validate_tiers(answer["tiers"], set(completion_ids),
+                                    allow_ties=project.allow_ties),
+            "flags": validate_flags(answer["flags"], completion_ids),
+            "displayed_order": validate_displayed_order(answer["displayed_order"],
+                                                        completion_ids),
+        }
+    except InvalidRanking as exc:
+        raise LabelingError(str(exc)) from None
+    fields |= {"comment": answer["comment"] or "", "time_spent_ms": answer["time_spent_ms"],
+               "idempotency_key": idempotency_key}
+    if existing is not None:
+        return _revise(existing, fields), True
+    return _first_ranking(prompt, project, labeler, assignment, fields, now), True
 
 
 def _version_with_key(labeler: AbstractUser, key: str) -> Ranking | RankingRevision | None:

@@ -162,3 +162,32 @@ def test_two_different_submissions_at_once_store_one_ranking_and_one_revision(ma
     assert ranking.revision == 2 and RankingRevision.objects.filter(ranking=ranking).count() == 1
     assert Prompt.objects.get().ranking_count == 1
     assert Assignment.objects.get().status == "ranked"
+
+
+def test_one_key_sent_for_two_prompts_at_once_stores_one_of_them(make_user):
+    """A client that reuses a key: the first request stores its ranking, the other gets
+    that version back (as a retry would), and nothing fails."""
+    project = make_project(prompts=2, k=2, n=3)
+    alice = make_user("alice")
+    services.membership_set(project=project, user=alice, role="labeler")
+    first = services.assignment_next(project=project, labeler=alice)
+    services.ranking_submit(project=project, labeler=alice, prompt_id=first.prompt_id,
+                            tiers=ranked_tiers(first.prompt_id), idempotency_key="k0")
+    second = services.assignment_next(project=project, labeler=alice)
+    results = []
+
+    def submit(index: int):
+        prompt_id = (first, second)[index].prompt_id  # a revision, and a first ranking
+        version, created = services.ranking_submit(
+            project=project, labeler=alice, prompt_id=prompt_id,
+            tiers=ranked_tiers(prompt_id)[::-1], idempotency_key="reused")
+        results.append(created)
+
+    assert run_threads(2, submit) == []
+    assert sorted(results) == [False, True]
+    assert Ranking.objects.filter(idempotency_key="reused").count() == 1
+
+
+def ranked_tiers(prompt_id: int) -> list[list[int]]:
+    return [[i] for i in Prompt.objects.get(id=prompt_id).completions.values_list("id",
+                                                                                  flat=True)]

@@ -74,6 +74,13 @@ class JobCreateInput(serializers.Serializer):
 class ProjectFilter(serializers.Serializer):
     project = serializers.IntegerField(required=False, help_text="Only this project's")
 
+    def validate(self, attrs: dict) -> dict:
+        # A query string's blank value counts as no value in DRF: `?project=` listed every
+        # project's rows instead of saying that it names none.
+        if "project" in self.initial_data and "project" not in attrs:
+            raise serializers.ValidationError({"project": ["A valid integer is required."]})
+        return attrs
+
 
 def _filtered_project(request):
     """The ?project= of a list request, checked like any admin access; None for all."""

@@ -74,7 +74,9 @@ class ProjectPagination(LimitOffsetPagination):
         if not values:
             return default
         text = values[0]
-        if len(values) > 1 or not (text.isascii() and text.isdigit()) or int(text) < minimum:
+        # 18 digits: past that, int() refuses long strings and SQL's bigint overflows.
+        if (len(values) > 1 or not (text.isascii() and text.isdigit()) or len(text) > 18
+                or int(text) < minimum):
             raise ValidationError({name: f"must be one whole number, at least {minimum}."})
         return int(text)
 

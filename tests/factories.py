@@ -31,3 +31,24 @@ def hh_record(question: str, chosen: str, rejected: str, history: tuple[str, ...
         "chosen": hh_transcript(*history, question, chosen),
         "rejected": hh_transcript(*history, question, rejected),
     }
+
+
+def rank_at_random(project, labelers, *, seed: int | None = 0) -> None:
+    """Each labeler joins `project` and ranks every prompt leased to them, in a random order
+    (seed None: the completions' own order)."""
+    import random
+
+    from annotate import services
+    from annotate.models import Prompt
+
+    rng = random.Random(seed)
+    for labeler in labelers:
+        services.membership_set(project=project, user=labeler, role="labeler")
+        while lease := services.assignment_next(project=project, labeler=labeler):
+            ids = list(Prompt.objects.get(id=lease.prompt_id)
+                       .completions.values_list("id", flat=True))
+            if seed is not None:
+                rng.shuffle(ids)
+            services.ranking_submit(project=project, labeler=labeler, prompt_id=lease.prompt_id,
+                                    tiers=[[i] for i in ids],
+                                    idempotency_key=f"{labeler.username}-{ids}")

@@ -119,14 +119,18 @@ SHOWN = {
 ESCAPED = "&lt;script&gt;window.__xss=1&lt;/script&gt;"
 
 
-def test_every_page_shows_hostile_text_escaped_and_never_as_markup(client, hostile_world):
-    client.force_login(hostile_world["admin"])
-    services.membership_set(project=hostile_world["project"], user=hostile_world["admin"],
+def page_responses(client, world):
+    """Each page as the admin (the labeler's own pages as the labeler): (name, response)."""
+    services.membership_set(project=world["project"], user=world["admin"],
                             role=Membership.Role.ADMIN)
-    for name, path in pages_of(hostile_world).items():
-        if name in ("my rankings", "rank"):
-            client.force_login(hostile_world["labeler"])
-        response = client.get(path)
+    for name, path in pages_of(world).items():
+        labeler_page = name in ("my rankings", "rank")
+        client.force_login(world["labeler"] if labeler_page else world["admin"])
+        yield name, client.get(path)
+
+
+def test_every_page_shows_hostile_text_escaped_and_never_as_markup(client, hostile_world):
+    for name, response in page_responses(client, hostile_world):
         assert response.status_code == 200, (name, response.status_code)
         html = response.content.decode()
         assert markup_problems(html) == [], name
@@ -146,13 +150,7 @@ def test_data_embedded_in_the_rank_page_cannot_close_its_script_tag(client, host
 
 
 def test_every_admin_page_carries_the_strict_headers(client, hostile_world):
-    client.force_login(hostile_world["admin"])
-    services.membership_set(project=hostile_world["project"], user=hostile_world["admin"],
-                            role=Membership.Role.ADMIN)
-    for name, path in pages_of(hostile_world).items():
-        if name in ("my rankings", "rank"):
-            client.force_login(hostile_world["labeler"])
-        response = client.get(path)
+    for name, response in page_responses(client, hostile_world):
         policy = response["Content-Security-Policy"]
         assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy, name
         assert "unsafe-inline" not in policy and "unsafe-eval" not in policy, name

@@ -7,7 +7,6 @@ of the export's own files by name; a path, however spelled, is a 404.
 """
 
 import io
-import random
 import re
 import zipfile
 
@@ -15,8 +14,8 @@ import pytest
 from django.test import Client
 
 from annotate import services
-from annotate.models import Export, Prompt
-from tests.factories import jsonl_bytes, prompt_record
+from annotate.models import Export
+from tests.factories import jsonl_bytes, prompt_record, rank_at_random
 
 pytestmark = pytest.mark.django_db
 
@@ -45,16 +44,7 @@ def exported(project, make_user, settings, tmp_path) -> Export:
                for i in range(6)]
     services.prompts_import(project=project, binary=io.BytesIO(jsonl_bytes(records)),
                             filename="p.jsonl")
-    rng = random.Random(1)
-    for name in ("ann", "ben", "cat"):
-        labeler = make_user(name)
-        services.membership_set(project=project, user=labeler, role="labeler")
-        while lease := services.assignment_next(project=project, labeler=labeler):
-            ids = list(Prompt.objects.get(id=lease.prompt_id).completions.values_list("id",
-                                                                                      flat=True))
-            rng.shuffle(ids)
-            services.ranking_submit(project=project, labeler=labeler, prompt_id=lease.prompt_id,
-                                    tiers=[[i] for i in ids], idempotency_key=f"{name}-{ids}")
+    rank_at_random(project, [make_user(name) for name in ("ann", "ben", "cat")], seed=1)
     params = services.ExportParams(min_votes=1, min_agreement=0.5, test_fraction=0.3,
                                    formats=("trl-jsonl", "parquet"))
     return services.export_create(project=project, params=params, created_by=None,

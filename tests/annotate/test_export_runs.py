@@ -14,10 +14,10 @@ from django.utils import timezone
 
 from annotate import services
 from annotate import tasks as annotate_tasks
-from annotate.models import Export, Prompt
+from annotate.models import Export
 from annotate.services import export_runs
 from annotate.services import exports as export_services
-from tests.factories import jsonl_bytes, prompt_record
+from tests.factories import jsonl_bytes, prompt_record, rank_at_random
 
 pytestmark = pytest.mark.django_db
 
@@ -33,14 +33,7 @@ def ranked_project(project, make_user):
     """Four prompts, each ranked by ann and ben."""
     services.prompts_import(project=project, filename="p.jsonl",
                             binary=io.BytesIO(jsonl_bytes([prompt_record(i) for i in range(4)])))
-    for name in ("ann", "ben"):
-        labeler = make_user(name)
-        services.membership_set(project=project, user=labeler, role="labeler")
-        while lease := services.assignment_next(project=project, labeler=labeler):
-            ids = list(Prompt.objects.get(id=lease.prompt_id).completions.values_list("id",
-                                                                                      flat=True))
-            services.ranking_submit(project=project, labeler=labeler, prompt_id=lease.prompt_id,
-                                    tiers=[[i] for i in ids], idempotency_key=f"{name}-{ids}")
+    rank_at_random(project, [make_user(name) for name in ("ann", "ben")], seed=None)
     return project
 
 

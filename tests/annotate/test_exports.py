@@ -3,7 +3,6 @@
 import hashlib
 import io
 import json
-import random
 import zipfile
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from annotate import services
 from annotate.consensus import LabeledRanking, merge_votes
 from annotate.exporters import is_test_prompt
 from annotate.models import Export, Prompt, Ranking
-from tests.factories import hh_record, jsonl_bytes, prompt_record
+from tests.factories import hh_record, jsonl_bytes, prompt_record, rank_at_random
 
 pytestmark = pytest.mark.django_db
 
@@ -30,16 +29,7 @@ def ranked_project(project, make_user):
     """12 prompts of 4 completions, each ranked by the same 3 labelers at random."""
     services.prompts_import(project=project, filename="p.jsonl",
                             binary=io.BytesIO(jsonl_bytes([prompt_record(i) for i in range(12)])))
-    rng = random.Random(3)
-    for name in ("ann", "ben", "cat"):
-        labeler = make_user(name)
-        services.membership_set(project=project, user=labeler, role="labeler")
-        while lease := services.assignment_next(project=project, labeler=labeler):
-            ids = list(Prompt.objects.get(id=lease.prompt_id).completions.values_list("id",
-                                                                                      flat=True))
-            rng.shuffle(ids)
-            services.ranking_submit(project=project, labeler=labeler, prompt_id=lease.prompt_id,
-                                    tiers=[[i] for i in ids], idempotency_key=f"{name}-{ids}")
+    rank_at_random(project, [make_user(name) for name in ("ann", "ben", "cat")], seed=3)
     return project
 
 

@@ -1,27 +1,14 @@
 """An export trains a reward model with TRL unchanged: the data contract, end to end."""
 
 import io
-import random
 
 import pytest
 
 from annotate import services
-from annotate.models import Prompt
-from tests.factories import hh_record, jsonl_bytes, prompt_record
+from tests.factories import hh_record, jsonl_bytes, prompt_record, rank_at_random
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
-
-def rank_everything(project, labelers, seed=0):
-    rng = random.Random(seed)
-    for labeler in labelers:
-        services.membership_set(project=project, user=labeler, role="labeler")
-        while lease := services.assignment_next(project=project, labeler=labeler):
-            ids = list(Prompt.objects.get(id=lease.prompt_id).completions.values_list("id",
-                                                                                      flat=True))
-            rng.shuffle(ids)
-            services.ranking_submit(project=project, labeler=labeler, prompt_id=lease.prompt_id,
-                                    tiers=[[i] for i in ids], idempotency_key=f"{labeler}{ids}")
 
 
 def one_reward_training_step(train_file, model_dir, output_dir) -> float:
@@ -52,7 +39,7 @@ def test_one_trl_reward_step_on_an_exported_file(kind, project, other_project, m
         rows = [prompt_record(i) for i in range(6)]
         services.prompts_import(project=target, binary=io.BytesIO(jsonl_bytes(rows)),
                                 filename="p.jsonl")
-        rank_everything(target, [make_user(n) for n in ("ann", "ben", "cat")])
+        rank_at_random(target, [make_user(n) for n in ("ann", "ben", "cat")])
         params = services.ExportParams(min_votes=2, min_agreement=0.5, test_fraction=0.0,
                                        formats=("trl-jsonl",))
     else:

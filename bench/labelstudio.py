@@ -310,12 +310,7 @@ class LabelStudio:
             return conn.execute(sql).fetchall()
 
     def check(self) -> list[str]:
-        violations = []
-        for name, sql in CHECKS.items():
-            rows = self._query(sql)
-            if rows:
-                violations.append(f"{name}: {len(rows)} rows, e.g. {rows[:3]}")
-        return violations
+        return loadgen.violations(CHECKS, self._query)
 
     def progress(self) -> tuple[int, int]:
         return self._query("SELECT (SELECT count(*) FROM task), (SELECT count(*) FROM "

@@ -395,3 +395,13 @@ def jsonl_records(path: Path):
     with path.open() as lines:
         for line in lines:
             yield json.loads(line)
+
+
+def violations(checks: dict[str, str], query: Callable[[str], list[tuple]]) -> list[str]:
+    """Run each named SQL check with `query`; describe those that returned rows."""
+    found = []
+    for name, sql in checks.items():
+        rows = query(sql)
+        if rows:
+            found.append(f"{name}: {len(rows)} rows, e.g. {rows[:3]}")
+    return found

@@ -241,12 +241,7 @@ class RlhfStudio:
             return conn.execute(sql.replace("now()", now)).fetchall()
 
     def check(self) -> list[str]:
-        violations = []
-        for name, sql in CHECKS.items():
-            rows = self._query(sql)
-            if rows:
-                violations.append(f"{name}: {len(rows)} rows, e.g. {rows[:3]}")
-        return violations
+        return loadgen.violations(CHECKS, self._query)
 
     def progress(self) -> tuple[int, int]:
         """Prompts, and labeler rankings stored."""

@@ -172,13 +172,8 @@ def rss_mb(pids: list[int]) -> float:
 def check_invariants(url: str) -> list[str]:
     import psycopg
 
-    violations = []
     with psycopg.connect(url) as conn:
-        for name, sql in CHECKS.items():
-            rows = conn.execute(sql).fetchall()
-            if rows:
-                violations.append(f"{name}: {len(rows)} rows, e.g. {rows[:3]}")
-    return violations
+        return loadgen.violations(CHECKS, lambda sql: conn.execute(sql).fetchall())
 
 
 # --- the admin: exports and training jobs, one after another ----------------------------------

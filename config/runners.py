@@ -6,9 +6,12 @@ runs) may take the job over only when that runner is gone: on this host its proc
 dead; elsewhere its heartbeat is older than the stale limit.
 """
 
+import logging
 import os
 import socket
 from datetime import datetime, timedelta
+
+logger = logging.getLogger(__name__)
 
 
 def runner_id() -> str:
@@ -37,3 +40,61 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# --- rows run by one runner at a time (TrainingJob, Export) ----------------------------------
+# Both models have status (queued/running/failed), worker, heartbeat_at, attempts,
+# dispatched_at, created_at, started_at, finished_at and error; these rules are theirs.
+
+MAX_ATTEMPTS = 3  # a row whose runner died this often fails instead of starting again
+UNDELIVERED_AFTER_S = 5  # younger queued rows may still be on their way to the broker
+# A request waits at most this for a broker that is down before the row stays queued.
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
+
+
+def row_claim(model, row_id: int, *, now: datetime, stale_seconds: float,
+              **queued_filter) -> str | None:
+    """Claim a queued row for this process, or take over a running one whose runner is gone.
+
+    Return the runner it was taken from ("" when it was queued), or None when the row is not
+    ours. The takeover is conditional on the row not having changed since we looked, so of
+    two takers one wins.
+    """
+    from django.db.models import F
+
+    me = runner_id()
+    if model.objects.filter(id=row_id, status="queued", **queued_filter).update(
+            status="running", attempts=F("attempts") + 1, worker=me, heartbeat_at=now,
+            started_at=now, error=""):
+        return ""
+    held = model.objects.filter(id=row_id).first()
+    if held is None or held.status != "running" or not runner_gone(
+            held.worker, held.heartbeat_at, now=now, stale_seconds=stale_seconds):
+        return None
+    taken = model.objects.filter(
+        id=row_id, status="running", worker=held.worker, heartbeat_at=held.heartbeat_at,
+    ).update(attempts=F("attempts") + 1, worker=me, heartbeat_at=now)
+    return held.worker if taken else None
+
+
+def rows_reap(model, *, now: datetime, stale_seconds: float, dispatch, lost_error) -> dict:
+    """Requeue (or, after MAX_ATTEMPTS, fail with `lost_error(row)`) running rows whose
+    heartbeat stopped; `dispatch(id)` the queued ones that never reached the broker."""
+    stale = now - timedelta(seconds=stale_seconds)
+    counts = {"requeued": 0, "failed": 0, "dispatched": 0}
+    for row in model.objects.filter(status="running", heartbeat_at__lt=stale):
+        same_row = model.objects.filter(id=row.id, status="running", worker=row.worker,
+                                        heartbeat_at=row.heartbeat_at)
+        if row.attempts >= MAX_ATTEMPTS:
+            counts["failed"] += same_row.update(status="failed", finished_at=now,
+                                                error=lost_error(row))
+        elif same_row.update(status="queued", worker="", dispatched_at=None):
+            counts["requeued"] += 1
+            logger.warning("%s %s: no heartbeat from %s; requeued",
+                           model._meta.verbose_name, row.id, row.worker)
+    undelivered = model.objects.filter(
+        status="queued", dispatched_at__isnull=True,
+        created_at__lt=now - timedelta(seconds=UNDELIVERED_AFTER_S))
+    for row_id in undelivered.values_list("id", flat=True):
+        counts["dispatched"] += dispatch(row_id)
+    return counts

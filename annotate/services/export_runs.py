@@ -9,23 +9,16 @@ export was still building) builds it again only if the builder that held it is g
 
 import logging
 import threading
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F
 from django.utils import timezone
 
-from config.runners import runner_gone, runner_id
+from config.runners import MAX_ATTEMPTS, PUBLISH_RETRY, row_claim, rows_reap
 
 from ..models import Export
 
 logger = logging.getLogger(__name__)
-
-MAX_ATTEMPTS = 3  # an export whose builder died this often (say, out of memory) fails
-UNDELIVERED_AFTER_S = 5  # younger queued exports may still be on their way to the broker
-# A request waits at most this for a broker that is down before the export stays queued.
-PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
 
 
 def export_dispatch(export_id: int) -> bool:
@@ -43,26 +36,16 @@ def export_dispatch(export_id: int) -> bool:
 
 def export_claim(export_id: int) -> Export | None:
     """Take the export for this process, or return None when it is not ours to build."""
-    now, me = timezone.now(), runner_id()
-    claimed = Export.objects.filter(id=export_id, status=Export.Status.QUEUED).update(
-        status=Export.Status.RUNNING, started_at=now, worker=me, heartbeat_at=now,
-        attempts=F("attempts") + 1, error="")
-    if not claimed:
-        held = Export.objects.filter(id=export_id).first()
-        if held is None or held.status != Export.Status.RUNNING or not runner_gone(
-                held.worker, held.heartbeat_at, now=now,
-                stale_seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS):
-            return None
-        claimed = Export.objects.filter(
-            id=export_id, status=Export.Status.RUNNING, worker=held.worker,
-            heartbeat_at=held.heartbeat_at,
-        ).update(worker=me, heartbeat_at=now, attempts=F("attempts") + 1)
-        if not claimed:
-            return None  # another taker was first
-        logger.warning("export %s: took over from %s, which is gone", export_id, held.worker)
+    now = timezone.now()
+    taken_from = row_claim(Export, export_id, now=now,
+                           stale_seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS)
+    if taken_from is None:
+        return None
+    if taken_from:
+        logger.warning("export %s: took over from %s, which is gone", export_id, taken_from)
     export = Export.objects.select_related("project").get(id=export_id)
     if export.attempts > MAX_ATTEMPTS:
-        Export.objects.filter(id=export_id, worker=me).update(
+        Export.objects.filter(id=export_id, worker=export.worker).update(
             status=Export.Status.FAILED, finished_at=now,
             error=f"The export's worker was lost {export.attempts - 1} times; not again.")
         return None
@@ -101,23 +84,8 @@ def exports_reap(now=None) -> dict[str, int]:
 
     Runs every minute on the worker (Celery beat) and at worker start.
     """
-    now = now or timezone.now()
-    stale = now - timedelta(seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS)
-    counts = {"requeued": 0, "failed": 0, "dispatched": 0}
-    for export in Export.objects.filter(status=Export.Status.RUNNING, heartbeat_at__lt=stale):
-        same_row = Export.objects.filter(id=export.id, status=Export.Status.RUNNING,
-                                         worker=export.worker, heartbeat_at=export.heartbeat_at)
-        if export.attempts >= MAX_ATTEMPTS:
-            counts["failed"] += same_row.update(
-                status=Export.Status.FAILED, finished_at=now,
-                error=f"No heartbeat from worker {export.worker} after {export.attempts} "
-                      "attempts.")
-        elif same_row.update(status=Export.Status.QUEUED, worker="", dispatched_at=None):
-            counts["requeued"] += 1
-            logger.warning("export %s: no heartbeat from %s; requeued", export.id, export.worker)
-    undelivered = Export.objects.filter(
-        status=Export.Status.QUEUED, dispatched_at__isnull=True,
-        created_at__lt=now - timedelta(seconds=UNDELIVERED_AFTER_S))
-    for export_id in undelivered.values_list("id", flat=True):
-        counts["dispatched"] += export_dispatch(export_id)
-    return counts
+    return rows_reap(
+        Export, now=now or timezone.now(),
+        stale_seconds=settings.EXPORT_HEARTBEAT_STALE_SECONDS, dispatch=export_dispatch,
+        lost_error=lambda export: (f"No heartbeat from worker {export.worker} after "
+                                   f"{export.attempts} attempts."))

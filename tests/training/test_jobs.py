@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 
 from annotate.models import Completion, Prompt
+from config.runners import runner_id
 from training import services
 from training.models import CompletionScore, ModelArtifact, TrainingJob
 from training.services import jobs as job_services
@@ -163,7 +164,7 @@ def queued(project, learnable_export, tiny_reward):
 
 
 def test_a_redelivered_job_stays_with_a_live_runner(queued):
-    assert services.job_claim(queued.id).worker == job_services.runner_id()
+    assert services.job_claim(queued.id).worker == runner_id()
     assert services.job_claim(queued.id) is None  # this process still runs it
 
 

@@ -19,17 +19,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from annotate.models import Export, Project
-from config.runners import runner_gone, runner_id
+from config.runners import MAX_ATTEMPTS, PUBLISH_RETRY, row_claim, rows_reap
 
 from ..ml.run import EXIT_CANCELLED
 from ..models import TrainingJob
@@ -38,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCELERATE_CONFIG = ROOT / "config" / "accelerate" / "multi_gpu.yaml"
-MAX_ATTEMPTS = 3  # a job whose runner died this often fails instead of starting again
 FLUSH_EVERY_S = 1.0  # progress and metrics reach the row at most this often
 CANCEL_POLL_S = 0.5
 LOG_TAIL_CHARS = 20_000
@@ -112,10 +109,7 @@ def job_dispatch(job_id: int) -> bool:
     from ..tasks import job_run_task
 
     try:
-        sent = job_run_task.apply_async(
-            (job_id,), retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
-        )
+        sent = job_run_task.apply_async((job_id,), retry=True, retry_policy=PUBLISH_RETRY)
     except Exception as exc:  # the broker is unreachable: not the request's failure
         logger.warning("training job %s stays queued: the broker did not take it (%s)",
                        job_id, exc)
@@ -136,22 +130,13 @@ def job_claim(job_id: int, *, now=None) -> TrainingJob | None:
     changed since we looked, so of two takers one wins.
     """
     now = now or timezone.now()
-    me = runner_id()
-    claimed = TrainingJob.objects.filter(
-        id=job_id, status=TrainingJob.Status.QUEUED, cancel_requested=False,
-    ).update(status=TrainingJob.Status.RUNNING, attempts=F("attempts") + 1, worker=me,
-             heartbeat_at=now, started_at=now, error="")
-    if not claimed:
-        job = TrainingJob.objects.filter(id=job_id).first()
-        if job is None or job.status != TrainingJob.Status.RUNNING or not _runner_gone(job, now):
-            return None
-        claimed = TrainingJob.objects.filter(
-            id=job_id, status=TrainingJob.Status.RUNNING, worker=job.worker,
-            heartbeat_at=job.heartbeat_at,
-        ).update(attempts=F("attempts") + 1, worker=me, heartbeat_at=now)
-        if not claimed:
-            return None
-        logger.warning("training job %s: took over from %s, which is gone", job_id, job.worker)
+    taken_from = row_claim(TrainingJob, job_id, now=now,
+                           stale_seconds=settings.TRAINING_HEARTBEAT_STALE_SECONDS,
+                           cancel_requested=False)
+    if taken_from is None:
+        return None
+    if taken_from:
+        logger.warning("training job %s: took over from %s, which is gone", job_id, taken_from)
     job = TrainingJob.objects.select_related("project", "export", "base_artifact",
                                              "reward_artifact").get(id=job_id)
     if job.attempts > MAX_ATTEMPTS:
@@ -159,11 +144,6 @@ def job_claim(job_id: int, *, now=None) -> TrainingJob | None:
                 error=f"The job's worker was lost {job.attempts - 1} times; not starting again.")
         return None
     return job
-
-
-def _runner_gone(job: TrainingJob, now) -> bool:
-    return runner_gone(job.worker, job.heartbeat_at, now=now,
-                       stale_seconds=settings.TRAINING_HEARTBEAT_STALE_SECONDS)
 
 
 def job_run(job_id: int) -> None:
@@ -378,25 +358,9 @@ def jobs_reap(now=None) -> dict[str, int]:
 
     Runs every minute on the worker (Celery beat) and at worker start.
     """
-    now = now or timezone.now()
-    stale = now - timedelta(seconds=settings.TRAINING_HEARTBEAT_STALE_SECONDS)
-    counts = {"requeued": 0, "failed": 0, "dispatched": 0}
-    for job in TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING,
-                                          heartbeat_at__lt=stale):
-        same_row = TrainingJob.objects.filter(id=job.id, status=TrainingJob.Status.RUNNING,
-                                              worker=job.worker, heartbeat_at=job.heartbeat_at)
-        if job.attempts >= MAX_ATTEMPTS:
-            counts["failed"] += same_row.update(
-                status=TrainingJob.Status.FAILED, finished_at=now,
-                error=f"No heartbeat from worker {job.worker} since "
-                      f"{job.heartbeat_at.isoformat(timespec='seconds')}, after {job.attempts} "
-                      "attempts.")
-        elif same_row.update(status=TrainingJob.Status.QUEUED, worker="", dispatched_at=None):
-            counts["requeued"] += 1
-            logger.warning("training job %s: no heartbeat from %s; requeued", job.id, job.worker)
-    undelivered = TrainingJob.objects.filter(status=TrainingJob.Status.QUEUED,
-                                             dispatched_at__isnull=True,
-                                             created_at__lt=now - timedelta(seconds=5))
-    for job_id in undelivered.values_list("id", flat=True):
-        counts["dispatched"] += job_dispatch(job_id)
-    return counts
+    return rows_reap(
+        TrainingJob, now=now or timezone.now(),
+        stale_seconds=settings.TRAINING_HEARTBEAT_STALE_SECONDS, dispatch=job_dispatch,
+        lost_error=lambda job: (f"No heartbeat from worker {job.worker} since "
+                                f"{job.heartbeat_at.isoformat(timespec='seconds')}, after "
+                                f"{job.attempts} attempts."))

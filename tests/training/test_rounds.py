@@ -113,7 +113,10 @@ def test_a_round_goes_from_snapshot_to_generated_prompts(project, learnable_expo
     assert first.reward_artifact.job == first.reward_job
     assert first.policy_artifact.job == first.policy_job
     assert first.policy_job.reward_artifact == first.reward_artifact
-    assert first.prompt_import.prompt_count == 32
+    # The tiny policy often ends a question with EOS at once: those prompts are skipped.
+    generated = first.generation_job.result
+    assert first.prompt_import.prompt_count == generated["written"] > 0
+    assert generated["written"] + generated["skipped"] == 32
     # The next round goes on from this round's models, with its plan.
     second = services.round_start(project=project, created_by=None)
     assert second.number == 2 and second.export.version == first.export.version + 1

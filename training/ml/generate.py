@@ -3,15 +3,27 @@
 generate_completions(config, reporter) writes the project's import format (one prompt per
 line, every completion with its model and sampling parameters), so the new round goes in
 through the same validated, all-or-nothing import as any file.
+
+What a model writes never fails the job: each completion is cleaned (clean_text), an empty
+one or a repeat of another completion of the same prompt is sampled again, up to
+`max_resamples` times, and a prompt still short of K distinct completions is left out of the
+file and recorded, with its reason, in `<output stem>.skipped.jsonl` and the job's result.
 """
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ConfigError, JsonConfig
 from .loading import load_tokenizer
 from .ppo import encode_prompt, left_pad, read_prompts
+from .text import clean_text, is_blank
+
+MAX_REPORTED_SKIPS = 20  # skipped prompts listed in the result; all of them are in the file
+MAX_MODEL_NAME = 200  # the import refuses longer model names
+MAX_LINE_BYTES = 8 * 1024 * 1024  # the import's default line limit (IMPORT_MAX_LINE_BYTES)
+PREVIEW_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -28,13 +40,16 @@ class GenerationConfig(JsonConfig):
     max_prompt_length: int = 1024
     model_name: str = ""  # stored on every completion (default: the policy's path)
     threads: int | None = None
+    max_resamples: int = 3  # extra draws for a prompt's empty or repeated completions
 
     def __post_init__(self):
         checks = [(2 <= self.k <= 9, "k: must be between 2 and 9"),
                   (1 <= self.max_new_tokens <= 8192, "max_new_tokens: must be 1 to 8192"),
                   (0 < self.temperature <= 10, "temperature: must be above 0"),
                   (0 < self.top_p <= 1, "top_p: must be above 0 and at most 1"),
-                  (1 <= self.batch_size <= 1024, "batch_size: must be 1 to 1024")]
+                  (1 <= self.batch_size <= 1024, "batch_size: must be 1 to 1024"),
+                  (type(self.max_resamples) is int and 0 <= self.max_resamples <= 20,
+                   "max_resamples: must be a whole number from 0 to 20")]
         problems = [message for ok, message in checks if not ok]
         if problems:
             raise ConfigError("; ".join(problems))
@@ -42,6 +57,82 @@ class GenerationConfig(JsonConfig):
     def sampling(self) -> dict:
         return {"temperature": self.temperature, "top_p": self.top_p,
                 "max_new_tokens": self.max_new_tokens, "seed": self.seed}
+
+
+# --- choosing completions (pure: the sampler is passed in) ------------------------------
+
+Sampler = Callable[[list, int], list[list[str]]]  # (prompts, n) -> n decoded texts per prompt
+
+
+@dataclass
+class Drawn:
+    """One prompt's distinct, cleaned completions so far, and what was turned away."""
+
+    texts: list[str] = field(default_factory=list)
+    empty: int = 0
+    duplicates: int = 0
+    cleaned: int = 0  # kept texts that clean_text changed
+
+    def take(self, samples: list[str], k: int) -> None:
+        for raw in samples:
+            if len(self.texts) == k:
+                return
+            text = clean_text(raw)
+            if is_blank(text):
+                self.empty += 1
+            elif text in self.texts:
+                self.duplicates += 1
+            else:
+                self.texts.append(text)
+                self.cleaned += text != raw
+
+    def shortfall_reason(self, k: int, max_resamples: int) -> str:
+        return (f"{len(self.texts)} of {k} distinct non-empty completions after "
+                f"{max_resamples} re-samples ({self.empty} empty, {self.duplicates} duplicates)")
+
+
+def draw_completions(prompts: list, sample: Sampler, k: int,
+                     max_resamples: int) -> tuple[list[Drawn], int]:
+    """Sample K completions per prompt, then sample again for the empty and repeated ones,
+    at most `max_resamples` more times; return each prompt's Drawn and how many samples were
+    drawn again. A prompt whose Drawn has fewer than K texts is to be skipped.
+
+    >>> answers = iter([[["a", ""], ["b", "x"]], [["a"]]])  # then p's "a" again: a repeat
+    >>> drawn, again = draw_completions(["p", "q"], lambda ps, n: next(answers), 2, 1)
+    >>> [d.texts for d in drawn], again
+    ([['a'], ['b', 'x']], 1)
+    """
+    drawn = [Drawn() for _ in prompts]
+    resampled = 0
+    for attempt in range(max_resamples + 1):
+        short = [i for i, d in enumerate(drawn) if len(d.texts) < k]
+        if not short:
+            break
+        missing = [k - len(drawn[i].texts) for i in short]
+        if attempt:
+            resampled += sum(missing)
+        for i, samples in zip(short, sample([prompts[i] for i in short], max(missing)),
+                              strict=True):
+            drawn[i].take(samples, k)
+    return drawn, resampled
+
+
+def prompt_preview(prompt) -> str:
+    """The prompt's text (a chat's last message), cut to PREVIEW_CHARS, for a report.
+
+    >>> prompt_preview([{"role": "user", "content": "Hi\\x00"}])
+    'Hi'
+    """
+    text = prompt[-1]["content"] if isinstance(prompt, list) else prompt
+    text = clean_text(text)
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS - 3] + "..."
+
+
+def _model_label(name: str) -> str:
+    return name if len(name) <= MAX_MODEL_NAME else "..." + name[-(MAX_MODEL_NAME - 3):]
+
+
+# --- the job ----------------------------------------------------------------------------
 
 
 def load_policy(path: str):
@@ -56,11 +147,9 @@ def load_policy(path: str):
     return AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
 
 
-def generate_completions(config: GenerationConfig, reporter) -> dict:
-    """Sample K completions per prompt in batches; write them as import lines."""
+def policy_sampler(config: GenerationConfig) -> Sampler:
+    """Load the policy and return a function that samples n decoded texts per prompt."""
     import torch
-
-    from .progress import Cancelled
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -69,33 +158,81 @@ def generate_completions(config: GenerationConfig, reporter) -> dict:
     tokenizer = load_tokenizer(config.policy)
     tokenizer.padding_side = "left"
     model = load_policy(config.policy).to(device).eval()
+
+    def sample(prompts: list, n: int) -> list[list[str]]:
+        ids, mask = left_pad([encode_prompt(tokenizer, p, config.max_prompt_length)
+                              for p in prompts], tokenizer.pad_token_id)
+        with torch.no_grad():
+            output = model.generate(
+                input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=True,
+                temperature=config.temperature, top_p=config.top_p, top_k=0,
+                max_new_tokens=config.max_new_tokens, num_return_sequences=n,
+                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        texts = tokenizer.batch_decode(output[:, ids.shape[1]:], skip_special_tokens=True)
+        return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+    return sample
+
+
+def generate_completions(config: GenerationConfig, reporter, sample: Sampler | None = None,
+                         ) -> dict:
+    """Sample K completions per prompt in batches; write them as import lines.
+
+    Return counts: `written` (= `prompts`) prompts with `completions` completions,
+    `resampled` samples drawn again, `cleaned` completions whose text was cleaned, and
+    `skipped` prompts, the first MAX_REPORTED_SKIPS of them in `skipped_prompts` and all in
+    `skipped_file` (JSONL: {number, reason, prompt}, `number` counting prompts from 1).
+    `sample` replaces the policy (a seam for tests).
+    """
+    from .progress import Cancelled
+
+    sample = sample or policy_sampler(config)
     prompts = read_prompts(config.prompts_file)
-    model_name = config.model_name or config.policy
+    model_name = _model_label(config.model_name or config.policy)
+    output = Path(config.output_file)
+    skipped_path = output.with_name(f"{output.stem}.skipped.jsonl")
     total = -(-len(prompts) // config.batch_size)
-    written = empty = 0
-    with Path(config.output_file).open("w", encoding="utf-8") as out:
+    counts = {"written": 0, "resampled": 0, "cleaned": 0, "skipped": 0}
+    reported: list[dict] = []
+    with output.open("w", encoding="utf-8") as out, \
+            skipped_path.open("w", encoding="utf-8") as skipped_out:
         for step, first in enumerate(range(0, len(prompts), config.batch_size), 1):
             batch = prompts[first:first + config.batch_size]
-            ids, mask = left_pad([encode_prompt(tokenizer, p, config.max_prompt_length)
-                                  for p in batch], tokenizer.pad_token_id)
-            with torch.no_grad():
-                output = model.generate(
-                    input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=True,
-                    temperature=config.temperature, top_p=config.top_p, top_k=0,
-                    max_new_tokens=config.max_new_tokens, num_return_sequences=config.k,
-                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            texts = tokenizer.batch_decode(output[:, ids.shape[1]:], skip_special_tokens=True)
-            for index, prompt in enumerate(batch):
-                completions = []
-                for text in texts[index * config.k:(index + 1) * config.k]:
-                    if not text.strip():  # the import refuses empty text: say so, keep it
-                        text, empty = "(empty response)", empty + 1
-                    completions.append({"text": text, "model": model_name,
-                                        "params": config.sampling()})
-                key = "messages" if isinstance(prompt, list) else "prompt"
-                out.write(json.dumps({key: prompt, "completions": completions}) + "\n")
-                written += 1
-            if not reporter.step(step, total, {"prompts": written}):
-                raise Cancelled(f"stopped after {written} of {len(prompts)} prompts")
-    return {"prompts": written, "completions": written * config.k, "empty_responses": empty,
+            drawn, resampled = draw_completions(batch, sample, config.k, config.max_resamples)
+            counts["resampled"] += resampled
+            for number, prompt, chosen in zip(range(first + 1, first + len(batch) + 1), batch,
+                                              drawn, strict=True):
+                line, reason = _import_line(prompt, chosen, config, model_name)
+                if reason:
+                    counts["skipped"] += 1
+                    skip = {"number": number, "reason": reason}
+                    skipped_out.write(json.dumps({**skip, "prompt": prompt}) + "\n")
+                    if len(reported) < MAX_REPORTED_SKIPS:
+                        reported.append({**skip, "prompt": prompt_preview(prompt)})
+                else:
+                    out.write(line)
+                    counts["written"] += 1
+                    counts["cleaned"] += chosen.cleaned
+            if not reporter.step(step, total, {"prompts": counts["written"],
+                                               "skipped": counts["skipped"]}):
+                raise Cancelled(f"stopped after {first + len(batch)} of {len(prompts)} prompts")
+    if not counts["skipped"]:
+        skipped_path.unlink()
+    return {"prompts": counts["written"], "completions": counts["written"] * config.k,
+            **counts, "skipped_prompts": reported,
+            "skipped_file": str(skipped_path) if counts["skipped"] else "",
             "output_file": config.output_file}
+
+
+def _import_line(prompt, chosen: Drawn, config: GenerationConfig,
+                 model_name: str) -> tuple[str, str]:
+    """The prompt's import line, or "" and why it cannot be written."""
+    if len(chosen.texts) < config.k:
+        return "", chosen.shortfall_reason(config.k, config.max_resamples)
+    key = "messages" if isinstance(prompt, list) else "prompt"
+    completions = [{"text": text, "model": model_name, "params": config.sampling()}
+                   for text in chosen.texts]
+    line = json.dumps({key: prompt, "completions": completions}) + "\n"
+    if len(line.encode("utf-8")) > MAX_LINE_BYTES:
+        return "", f"its line is over the import's limit of {MAX_LINE_BYTES:,} bytes"
+    return line, ""

@@ -177,35 +177,20 @@ class PromptImportApi(APIView):
             serializer = PromptImportInput(data=request.data)
         except UploadTooLarge as exc:  # refused before the body was read (annotate.uploads)
             error = RowError(0, "file", exc.reason, fatal=True)
-            return import_rejected(services.ImportRejected(exc.filename or "upload", [error]))
+            raise services.ImportRejected(exc.filename or "upload", [error]) from None
         serializer.is_valid(raise_exception=True)
         upload = serializer.validated_data["file"]
-        try:
-            record = services.prompts_import_upload(
-                project=project,
-                upload=upload,
-                file_format=serializer.validated_data["format"],
-                skip_invalid=serializer.validated_data["skip_invalid"],
-                imported_by=request.user,
-            )
-        except services.ImportRejected as exc:
-            return import_rejected(exc)
+        record = services.prompts_import_upload(
+            project=project,
+            upload=upload,
+            file_format=serializer.validated_data["format"],
+            skip_invalid=serializer.validated_data["skip_invalid"],
+            imported_by=request.user,
+        )
         return Response(ImportOutput(record).data, status=status.HTTP_201_CREATED)
 
 
-def import_rejected(exc: services.ImportRejected) -> Response:
-    body = {
-        "detail": f"{exc.filename}: nothing imported.",
-        "errors": [error.as_dict() for error in exc.errors],
-    }
-    return Response(body, status=status.HTTP_400_BAD_REQUEST)
-
-
 # --- labeling -----------------------------------------------------------------------------
-
-
-def labeling_error_response(exc: services.LabelingError) -> Response:
-    return Response({"detail": exc.message}, status=exc.status)
 
 
 class CompletionOutput(serializers.Serializer):
@@ -274,15 +259,12 @@ class RankingCreateApi(APIView):
         serializer = RankingInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        try:
-            version, _ = services.ranking_submit(
-                project=project, labeler=request.user, prompt_id=data["prompt"],
-                tiers=data["tiers"], idempotency_key=data["idempotency_key"],
-                flags=data["flags"], comment=data["comment"],
-                time_spent_ms=data["time_spent_ms"], displayed_order=data["displayed_order"],
-            )
-        except services.LabelingError as exc:
-            return labeling_error_response(exc)
+        version, _ = services.ranking_submit(
+            project=project, labeler=request.user, prompt_id=data["prompt"],
+            tiers=data["tiers"], idempotency_key=data["idempotency_key"],
+            flags=data["flags"], comment=data["comment"],
+            time_spent_ms=data["time_spent_ms"], displayed_order=data["displayed_order"],
+        )
         # A first ranking answers 201, a revision 200; a retried key answers as it did first.
         code = status.HTTP_201_CREATED if version.revision == 1 else status.HTTP_200_OK
         body = RankingOutput(version).data
@@ -304,12 +286,9 @@ class SkipCreateApi(APIView):
         project = selectors.project_get_visible(request.user, id=project_id)
         serializer = SkipInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            services.prompt_skip(project=project, labeler=request.user,
-                                 prompt_id=serializer.validated_data["prompt"],
-                                 reason=serializer.validated_data["reason"])
-        except services.LabelingError as exc:
-            return labeling_error_response(exc)
+        services.prompt_skip(project=project, labeler=request.user,
+                             prompt_id=serializer.validated_data["prompt"],
+                             reason=serializer.validated_data["reason"])
         return Response(status=status.HTTP_201_CREATED)
 
 
@@ -321,11 +300,8 @@ class LeaseRenewApi(APIView):
     @extend_schema(request=None, responses={200: LeaseOutput})
     def post(self, request, project_id: int, prompt_id: int):
         project = selectors.project_get_visible(request.user, id=project_id)
-        try:
-            assignment = services.lease_renew(project=project, labeler=request.user,
-                                              prompt_id=prompt_id)
-        except services.LabelingError as exc:
-            return labeling_error_response(exc)
+        assignment = services.lease_renew(project=project, labeler=request.user,
+                                          prompt_id=prompt_id)
         return Response(LeaseOutput(assignment).data)
 
 
@@ -340,20 +316,14 @@ class PromptGoldApi(APIView):
         project = project_for_admin(request, project_id)
         serializer = GoldInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            prompt = services.prompt_gold_set(project=project, prompt_id=prompt_id,
-                                              **serializer.validated_data)
-        except services.LabelingError as exc:
-            return labeling_error_response(exc)
+        prompt = services.prompt_gold_set(project=project, prompt_id=prompt_id,
+                                          **serializer.validated_data)
         return Response(PromptOutput(prompt).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request, project_id: int, prompt_id: int):
         project = project_for_admin(request, project_id)
-        try:
-            services.prompt_gold_clear(project=project, prompt_id=prompt_id)
-        except services.LabelingError as exc:
-            return labeling_error_response(exc)
+        services.prompt_gold_clear(project=project, prompt_id=prompt_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -421,12 +391,9 @@ class ProjectExportsApi(APIView):
         serializer = ExportInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = {**serializer.validated_data, "formats": tuple(serializer.validated_data["formats"])}
-        try:
-            export = services.export_create(
-                project=project, params=services.ExportParams(**data), created_by=request.user
-            )
-        except services.ExportRefused as refused:
-            return Response({"detail": str(refused)}, status=refused.status)
+        export = services.export_create(
+            project=project, params=services.ExportParams(**data), created_by=request.user
+        )
         # The same parameters as an export still queued or building answer that export.
         return Response(ExportOutput(export).data, status=status.HTTP_202_ACCEPTED)
 
@@ -451,10 +418,7 @@ class ExportDownloadApi(APIView):
     )
     def get(self, request, export_id: int):
         export = export_for_admin(request, export_id)
-        try:
-            path = services.export_file_path(export, request.query_params.get("file"))
-        except ValueError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+        path = services.export_file_path(export, request.query_params.get("file"))
         filename = f"{export.project.slug}-v{export.version}-{path.name}"
         # Always a download, never a page of the app's origin, whatever a file holds.
         content_type = DOWNLOAD_TYPES.get(path.suffix, "application/octet-stream")

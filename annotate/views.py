@@ -10,6 +10,8 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from config.errors import ApplicationError
+
 from . import selectors, services
 from .charts import bar_chart
 from .forms import ExportForm, ImportForm, MemberForm, ProjectForm
@@ -197,7 +199,7 @@ def project_export_create(request, slug: str):
                                       "formats": tuple(form.cleaned_data["formats"])})
     try:
         export = services.export_create(project=project, params=params, created_by=request.user)
-    except services.ExportRefused as refused:
+    except ApplicationError as refused:
         messages.error(request, str(refused))
         return redirect("project_detail", slug=project.slug)
     messages.success(request, f"Export v{export.version} is queued; this page updates itself.")

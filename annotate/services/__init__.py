@@ -7,7 +7,6 @@ them by subject.
 from .export_runs import export_dispatch, exports_reap
 from .exports import (
     ExportParams,
-    ExportRefused,
     export_create,
     export_file_path,
     export_run,
@@ -15,20 +14,19 @@ from .exports import (
 )
 from .imports import ImportRejected, prompts_import, prompts_import_upload
 from .labeling import (
-    LabelingError,
     assignment_next,
     gold_done_count,
     lease_renew,
     prompt_gold_clear,
     prompt_gold_set,
     prompt_skip,
+    prompts_request_more_rankings,
     ranking_submit,
 )
 from .projects import labeler_add, membership_set, project_create
 
 __all__ = [
     "ExportParams",
-    "ExportRefused",
     "export_create",
     "export_dispatch",
     "exports_reap",
@@ -36,7 +34,6 @@ __all__ = [
     "export_run",
     "labeler_pseudonym",
     "ImportRejected",
-    "LabelingError",
     "assignment_next",
     "labeler_add",
     "lease_renew",
@@ -48,5 +45,6 @@ __all__ = [
     "prompt_skip",
     "prompts_import",
     "prompts_import_upload",
+    "prompts_request_more_rankings",
     "ranking_submit",
 ]

@@ -14,6 +14,8 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from config.errors import NotFound, QuotaExceeded
+
 from .. import exporters
 from ..agreement import leave_one_out_agreement
 from ..consensus import TIE_POLICIES, LabeledRanking, consensus_rankings, merge_votes
@@ -60,20 +62,12 @@ class ExportParams:
         return {**self.__dict__, "formats": list(self.formats)}
 
 
-class ExportRefused(Exception):
-    """Too many exports of the project are queued or building; `status` is the answer."""
-
-    def __init__(self, message: str, status: int = 429):
-        super().__init__(message)
-        self.status = status
-
-
 def export_create(*, project: Project, params: ExportParams,
                   created_by: AbstractUser | None, run_now: bool = False) -> Export:
     """Create the next version of the project's export; build it now or on a worker.
 
     On a worker, a request with the same parameters as an export still queued or building
-    gets that export; past EXPORT_MAX_ACTIVE different ones, ExportRefused (429).
+    gets that export; past EXPORT_MAX_ACTIVE different ones, QuotaExceeded.
     """
     if params.exclude_flagged is None:  # frozen into the export's params, so rebuilds agree
         params = replace(params, exclude_flagged=project.gold_exclude_flagged)
@@ -85,7 +79,7 @@ def export_create(*, project: Project, params: ExportParams,
             if same is not None:
                 return same
             if len(active) >= settings.EXPORT_MAX_ACTIVE:
-                raise ExportRefused(
+                raise QuotaExceeded(
                     f"This project already has {settings.EXPORT_MAX_ACTIVE} exports queued or "
                     "building; wait for one to finish.")
         latest = project.exports.aggregate(latest=Max("version"))["latest"] or 0
@@ -260,14 +254,14 @@ def _zip(directory: Path) -> Path:
 
 
 def export_file_path(export: Export, name: str | None) -> Path:
-    """The zip of a finished export, or one file of it by name; ValueError if none."""
+    """The zip of a finished export, or one file of it by name; NotFound if none."""
     if export.status != Export.Status.SUCCEEDED:
-        raise ValueError(f"export v{export.version} is {export.status}, not ready")
+        raise NotFound(f"export v{export.version} is {export.status}, not ready")
     folder = settings.VAR_DIR / export.directory
     if name is None:
         return folder.with_suffix(".zip")
     allowed = {*exporters.DATA_FILES, "README.md", exporters.MANIFEST, "train.parquet",
                "test.parquet"}
     if name not in allowed or not (folder / name).is_file():
-        raise ValueError(f"no file {name!r} in this export; files: {', '.join(sorted(allowed))}")
+        raise NotFound(f"no file {name!r} in this export; files: {', '.join(sorted(allowed))}")
     return folder / name

@@ -9,6 +9,8 @@ from django.contrib.auth.models import AbstractUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, connection, transaction
 
+from config.errors import Invalid
+
 from .. import importers
 from ..importers import PromptRow, RowError
 from ..models import Completion, Project, Prompt, PromptImport, Ranking
@@ -18,7 +20,7 @@ IMPORT_BATCH_SIZE = 2000
 MAX_REPORTED_ERRORS = 1000
 
 
-class ImportRejected(Exception):
+class ImportRejected(Invalid):
     """The file was not imported; nothing was written. `errors` say where and why."""
 
     def __init__(self, filename: str, errors: list[RowError], truncated: bool = False):
@@ -29,7 +31,9 @@ class ImportRejected(Exception):
         more = len(errors) - len(lines)
         if more > 0 or truncated:
             lines.append(f"... and {'more than ' if truncated else ''}{more} more errors")
-        super().__init__(f"{filename}: nothing imported.\n" + "\n".join(lines))
+        super().__init__(f"{filename}: nothing imported.\n" + "\n".join(lines),
+                         extra={"errors": [error.as_dict() for error in errors]})
+        self.message = f"{filename}: nothing imported."  # the answer's detail; rows in extra
 
 
 def prompts_import(

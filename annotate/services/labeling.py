@@ -20,6 +20,8 @@ from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subq
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from config.errors import Conflict, Invalid, NotFound
+
 from ..agreement import mean_pairwise_agreement
 from ..models import Assignment, Project, Prompt, Ranking, RankingRevision
 from ..ranking import InvalidRanking, validate_displayed_order, validate_flags, validate_tiers
@@ -29,15 +31,6 @@ CANDIDATES_PER_CALL = 20
 # Tries when every open prompt was locked by other labelers' transactions at that moment.
 LOCKED_RETRIES = 3
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
-
-
-class LabelingError(Exception):
-    """A request the labeling rules refuse; `status` is the HTTP status an endpoint answers."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 def assignment_next(
@@ -197,7 +190,7 @@ def lease_renew(
         prompt = _locked_prompt(project, prompt_id)
         assignment = _open_assignment(prompt, labeler)
         if assignment.expires_at <= now and _open_slots(prompt, project, now, labeler) <= 0:
-            raise LabelingError("Your lease expired and others took this prompt's slots.", 409)
+            raise Conflict("Your lease expired and others took this prompt's slots.")
         assignment.leased_at = now
         assignment.expires_at = now + timedelta(minutes=project.lease_minutes)
         assignment.save(update_fields=["leased_at", "expires_at"])
@@ -212,7 +205,7 @@ def prompt_skip(
     now = now or timezone.now()
     reason = (reason or "").strip()
     if not reason:
-        raise LabelingError("Say why you skip this prompt.")
+        raise Invalid("Say why you skip this prompt.")
     with transaction.atomic():
         prompt = _locked_prompt(project, prompt_id)
         assignment = _open_assignment(prompt, labeler)
@@ -239,11 +232,11 @@ def ranking_submit(
     """Record a ranking, or a revision of the labeler's earlier one.
 
     Return the version stored and whether it is new; a key seen before returns the version
-    it stored then, and nothing is written. Raise LabelingError when the rules refuse.
+    it stored then, and nothing is written. Raise an ApplicationError when the rules refuse.
     """
     now = now or timezone.now()
     if time_spent_ms is not None and not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
-        raise LabelingError("time_spent_ms must be between 0 and 86,400,000.")
+        raise Invalid("time_spent_ms must be between 0 and 86,400,000.")
     answer = {"tiers": tiers, "flags": flags, "displayed_order": displayed_order,
               "comment": comment, "time_spent_ms": time_spent_ms}
     try:
@@ -269,7 +262,7 @@ def _submit_locked(
     if earlier is not None:
         return earlier, False
     if prompt.project.is_frozen:
-        raise LabelingError("This project is frozen: it takes no more rankings.", 409)
+        raise Conflict("This project is frozen: it takes no more rankings.")
     existing = Ranking.objects.filter(prompt=prompt, labeler=labeler).first()
     assignment = None if existing else _open_assignment(prompt, labeler)
     completion_ids = list(prompt.completions.values_list("id", flat=True))
@@ -282,7 +275,7 @@ def _submit_locked(
                                                         completion_ids),
         }
     except InvalidRanking as exc:
-        raise LabelingError(str(exc)) from None
+        raise Invalid(str(exc)) from None
     fields |= {"comment": answer["comment"] or "", "time_spent_ms": answer["time_spent_ms"],
                "idempotency_key": idempotency_key}
     if existing is not None:
@@ -312,9 +305,9 @@ def _first_ranking(
         assignment.expires_at <= now and _open_slots(prompt, project, now, labeler) <= 0
     )
     if slot_lost and not prompt.is_gold:  # gold prompts have no slots: everyone ranks them
-        raise LabelingError(
+        raise Conflict(
             "Your lease on this prompt expired and others took its slots; it needs no more "
-            "rankings.", 409,
+            "rankings.",
         )
     ranking = Ranking.objects.create(prompt=prompt, labeler=labeler, **fields)
     assignment.status = Assignment.Status.RANKED
@@ -362,7 +355,7 @@ def _locked_prompt(project: Project, prompt_id: int) -> Prompt:
         return (Prompt.objects.select_related("project").select_for_update(of=("self",))
                 .get(id=prompt_id, project=project))
     except (Prompt.DoesNotExist, ValueError, TypeError):
-        raise LabelingError("No such prompt in this project.", 404) from None
+        raise NotFound("No such prompt in this project.") from None
 
 
 def _open_assignment(prompt: Prompt, labeler: AbstractUser) -> Assignment:
@@ -370,21 +363,21 @@ def _open_assignment(prompt: Prompt, labeler: AbstractUser) -> Assignment:
         prompt=prompt, labeler=labeler, status=Assignment.Status.LEASED
     ).first()
     if assignment is None:
-        raise LabelingError("This prompt is not leased to you.", 404)
+        raise NotFound("This prompt is not leased to you.")
     return assignment
 
 
 def prompt_gold_set(*, project: Project, prompt_id: int, tiers: object, mode: str) -> Prompt:
     """Mark a prompt as gold with its reference ranking ("ranking") or best tier ("best")."""
     if mode not in ("ranking", "best"):
-        raise LabelingError("mode must be 'ranking' or 'best'.")
+        raise Invalid("mode must be 'ranking' or 'best'.")
     with transaction.atomic():
         prompt = _locked_prompt(project, prompt_id)
         completion_ids = set(prompt.completions.values_list("id", flat=True))
         try:
             clean = validate_tiers(tiers, completion_ids, allow_ties=True)
         except InvalidRanking as exc:
-            raise LabelingError(str(exc)) from None
+            raise Invalid(str(exc)) from None
         prompt.gold_tiers, prompt.gold_mode = clean, mode
         prompt.save(update_fields=["gold_tiers", "gold_mode"])
     return prompt
@@ -396,3 +389,13 @@ def prompt_gold_clear(*, project: Project, prompt_id: int) -> Prompt:
         prompt.gold_tiers, prompt.gold_mode = None, ""
         prompt.save(update_fields=["gold_tiers", "gold_mode"])
     return prompt
+
+
+def prompts_request_more_rankings(*, project: Project, prompt_ids: list[int],
+                                  extra: int = 1) -> int:
+    """Send prompts back to the labelers: each asks for `extra` more rankings (gold prompts
+    have no slots, so they are left alone). Return how many prompts were sent back."""
+    with transaction.atomic():
+        return Prompt.objects.filter(project=project, id__in=prompt_ids,
+                                     gold_tiers__isnull=True).update(
+            extra_rankings=F("extra_rankings") + extra)

@@ -17,6 +17,7 @@ from annotate import tasks as annotate_tasks
 from annotate.models import Export
 from annotate.services import export_runs
 from annotate.services import exports as export_services
+from config.errors import QuotaExceeded, status_of
 from tests.factories import jsonl_bytes, prompt_record, rank_at_random
 
 pytestmark = pytest.mark.django_db
@@ -57,9 +58,9 @@ def test_the_same_parameters_while_one_is_queued_get_that_export_and_a_quota_cap
     assert [queue_export(ranked_project, seed=1).id for _ in range(5)] == [first.id] * 5
     second = queue_export(ranked_project, seed=2)
     assert second.version == 2
-    with pytest.raises(services.ExportRefused, match="already has 2 exports") as refused:
+    with pytest.raises(QuotaExceeded, match="already has 2 exports") as refused:
         queue_export(ranked_project, seed=3)
-    assert refused.value.status == 429
+    assert status_of(refused.value) == 429
     assert Export.objects.count() == 2
     Export.objects.filter(id=first.id).update(status="succeeded")  # a finished one frees both
     third = queue_export(ranked_project, seed=1)

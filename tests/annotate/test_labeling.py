@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from annotate import services
 from annotate.models import Assignment, Prompt, Ranking, RankingRevision
-from annotate.services import LabelingError
+from config.errors import ApplicationError, status_of
 
 pytestmark = pytest.mark.django_db
 
@@ -132,10 +132,10 @@ def test_a_ranking_closes_the_lease_and_counts_on_the_prompt(small_project, labe
 def test_bad_tiers_are_refused_with_a_clear_message(small_project, labelers, make_tiers, message):
     alice = labelers["alice"]
     prompt_id = next_prompt_id(small_project, alice)
-    with pytest.raises(LabelingError, match=message) as caught:
+    with pytest.raises(ApplicationError, match=message) as caught:
         services.ranking_submit(project=small_project, labeler=alice, prompt_id=prompt_id,
                                 tiers=make_tiers(ids_of(prompt_id)), idempotency_key="k")
-    assert caught.value.status == 400
+    assert status_of(caught.value) == 400
     assert not Ranking.objects.exists()
 
 
@@ -145,7 +145,7 @@ def test_ties_are_refused_where_the_project_forbids_them(small_project, labelers
     alice = labelers["alice"]
     prompt_id = next_prompt_id(small_project, alice)
     ids = ids_of(prompt_id)
-    with pytest.raises(LabelingError, match="forbids ties"):
+    with pytest.raises(ApplicationError, match="forbids ties"):
         services.ranking_submit(project=small_project, labeler=alice, prompt_id=prompt_id,
                                 tiers=[[ids[0], ids[1]], [ids[2]]], idempotency_key="k")
 
@@ -153,13 +153,13 @@ def test_ties_are_refused_where_the_project_forbids_them(small_project, labelers
 def test_a_prompt_not_leased_to_the_labeler_is_404(small_project, labelers, other_project):
     alice = labelers["alice"]
     prompt = Prompt.objects.first()
-    with pytest.raises(LabelingError) as caught:
+    with pytest.raises(ApplicationError) as caught:
         rank(small_project, alice, prompt.id)
-    assert caught.value.status == 404
+    assert status_of(caught.value) == 404
     foreign = Prompt.objects.create(project=other_project, text="elsewhere")
-    with pytest.raises(LabelingError) as caught:
+    with pytest.raises(ApplicationError) as caught:
         rank(small_project, alice, foreign.id, order=[1, 2, 3])
-    assert caught.value.status == 404
+    assert status_of(caught.value) == 404
 
 
 def test_a_retried_submission_stores_nothing_new_and_returns_the_same_version(
@@ -199,9 +199,9 @@ def test_a_frozen_project_takes_no_rankings_or_revisions(small_project, labelers
     rank(small_project, alice, prompt_id, key="v1")
     small_project.is_frozen = True
     small_project.save()
-    with pytest.raises(LabelingError, match="frozen") as caught:
+    with pytest.raises(ApplicationError, match="frozen") as caught:
         rank(small_project, alice, prompt_id, key="v2", order=ids_of(prompt_id)[::-1])
-    assert caught.value.status == 409
+    assert status_of(caught.value) == 409
     assert Ranking.objects.get().revision == 1
 
 
@@ -222,9 +222,9 @@ def test_an_expired_lease_whose_slot_was_taken_is_refused(small_project, labeler
     assert next_prompt_id(small_project, carol, now=later) == prompt_id  # Alice's slot, retaken
     rank(small_project, bob, prompt_id, now=later)
     rank(small_project, carol, prompt_id, now=later)
-    with pytest.raises(LabelingError, match="expired") as caught:
+    with pytest.raises(ApplicationError, match="expired") as caught:
         rank(small_project, alice, prompt_id, now=later)
-    assert caught.value.status == 409
+    assert status_of(caught.value) == 409
     assert Prompt.objects.get(id=prompt_id).ranking_count == 2
 
 
@@ -242,7 +242,7 @@ def test_a_renewed_lease_keeps_the_slot(small_project, labelers):
 def test_a_skip_needs_a_reason_and_frees_the_slot(small_project, labelers):
     alice, bob, carol = labelers["alice"], labelers["bob"], labelers["carol"]
     prompt_id = next_prompt_id(small_project, alice)
-    with pytest.raises(LabelingError, match="why"):
+    with pytest.raises(ApplicationError, match="why"):
         services.prompt_skip(project=small_project, labeler=alice, prompt_id=prompt_id, reason=" ")
     next_prompt_id(small_project, bob)  # second slot of the same prompt
     services.prompt_skip(project=small_project, labeler=alice, prompt_id=prompt_id,
@@ -256,9 +256,9 @@ def test_a_ranked_prompt_cannot_be_skipped(small_project, labelers):
     alice = labelers["alice"]
     prompt_id = next_prompt_id(small_project, alice)
     rank(small_project, alice, prompt_id)
-    with pytest.raises(LabelingError) as caught:
+    with pytest.raises(ApplicationError) as caught:
         services.prompt_skip(project=small_project, labeler=alice, prompt_id=prompt_id, reason="x")
-    assert caught.value.status == 404
+    assert status_of(caught.value) == 404
 
 
 # --- adaptive overlap ---------------------------------------------------------------------

@@ -41,7 +41,7 @@ from hypothesis.stateful import (
 
 from annotate import services
 from annotate.models import Assignment, Prompt, Ranking, RankingRevision
-from annotate.services import LabelingError
+from config.errors import ApplicationError, status_of
 
 pytestmark = pytest.mark.django_db
 
@@ -179,8 +179,9 @@ class LabelingMachine(RuleBasedStateMachine):
             version, created = services.ranking_submit(
                 project=self.project, labeler=self.labelers[name], prompt_id=prompt_id,
                 tiers=tiers, idempotency_key=key, now=self.now)
-        except LabelingError as refused:
-            assert refused.status == expected, f"refused {refused.status}, expected {expected}"
+        except ApplicationError as refused:
+            got = status_of(refused)
+            assert got == expected, f"refused {got}, expected {expected}"
             return
         assert expected in ("create", "revise"), f"accepted, but expected {expected}"
         revision = self.ranked.get((prompt_id, name), 0) + 1
@@ -215,8 +216,8 @@ class LabelingMachine(RuleBasedStateMachine):
         try:
             services.prompt_skip(project=self.project, labeler=self.labelers[name],
                                  prompt_id=prompt_id, reason="unsure", now=self.now)
-        except LabelingError as refused:
-            assert not may_skip and refused.status == 404
+        except ApplicationError as refused:
+            assert not may_skip and status_of(refused) == 404
             return
         assert may_skip, "skipped a prompt not leased to them"
         assert self.assignment(name, prompt_id).status == Assignment.Status.SKIPPED
@@ -237,8 +238,9 @@ class LabelingMachine(RuleBasedStateMachine):
         try:
             renewed = services.lease_renew(project=self.project, labeler=self.labelers[name],
                                            prompt_id=prompt_id, now=self.now)
-        except LabelingError as refused:
-            assert refused.status == expected, f"refused {refused.status}, expected {expected}"
+        except ApplicationError as refused:
+            got = status_of(refused)
+            assert got == expected, f"refused {got}, expected {expected}"
             return
         assert expected == "renewed" and renewed.expires_at == self.now + LEASE
 

@@ -180,6 +180,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    # Application errors raised by services become answers here, one status per type.
+    "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "rlhf-studio API",
@@ -191,7 +193,6 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ExportStatusEnum": "annotate.models.Export.Status",
         "TrainingJobStatusEnum": "training.models.TrainingJob.Status",
-        "TrainingJobKindEnum": "training.models.TrainingJob.Kind",
         "ModelArtifactKindEnum": "training.models.ModelArtifact.Kind",
     },
 }
@@ -241,6 +242,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Training jobs: a running job without a heartbeat for this long has lost its worker.
 TRAINING_HEARTBEAT_STALE_SECONDS = int(os.environ.get("TRAINING_HEARTBEAT_STALE_SECONDS", 120))
 TRAINING_MAX_ACTIVE_JOBS = int(os.environ.get("TRAINING_MAX_ACTIVE_JOBS", 4))
+# The base-model catalog (training.catalog): folders that hold models, and the hub names a
+# job may name. Requests never name a path; MODEL_HUB_ANY lets any hub name through.
+MODEL_ROOTS = [Path(p) for p in os.environ.get("MODEL_ROOTS", str(VAR_DIR / "models")).split(
+    os.pathsep) if p]
+MODEL_HUB_NAMES = [n.strip() for n in os.environ.get("MODEL_HUB_NAMES", "").split(",")
+                   if n.strip()]
+MODEL_HUB_ANY = os.environ.get("MODEL_HUB_ANY", "false").lower() in ("1", "true", "yes")
 # Exports: the same for an export's builder; at most this many queued or building per project.
 EXPORT_HEARTBEAT_STALE_SECONDS = int(os.environ.get("EXPORT_HEARTBEAT_STALE_SECONDS", 120))
 EXPORT_MAX_ACTIVE = int(os.environ.get("EXPORT_MAX_ACTIVE", 4))

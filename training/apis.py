@@ -1,49 +1,80 @@
 """REST endpoints for training jobs and the model registry. Project admins only."""
 
-from django.shortcuts import get_object_or_404
+from django.http import FileResponse
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotate import selectors as annotate_selectors
+from annotate import services as annotate_services
 from annotate.apis import project_for_admin
-from annotate.models import Export
+from config.errors import Invalid, NotFound
 
 from . import selectors, services
+from .catalog import catalog_models
+from .kinds import KINDS, JobRequest
+from .kinds.base import var_absolute
 from .models import ModelArtifact, TrainingJob
+from .services.requests import ARTIFACT_PREFIX
 
-JOB_KINDS = TrainingJob.Kind.choices
+# Keys of a job's result that hold server paths: never sent; the model's files are links.
+PATH_KEYS = ("model_dir", "merged_dir", "policy_dir", "output_file", "out_file")
+
+
+def model_files(artifact: ModelArtifact) -> list[dict]:
+    """The model folder's files, each with its size and a download link."""
+    folder = var_absolute(artifact.path)
+    if not folder.is_dir():
+        return []
+    url = reverse("api_model_download", args=[artifact.id])
+    return [{"name": p.name, "bytes": p.stat().st_size, "url": f"{url}?file={p.name}"}
+            for p in sorted(folder.iterdir()) if p.is_file()]
 
 
 class ArtifactOutput(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
+    files = serializers.SerializerMethodField()
 
     class Meta:
         model = ModelArtifact
-        fields = ["id", "project", "name", "version", "kind", "base_model", "path",
-                  "merged_path", "is_adapter", "metrics", "job", "export", "created_at", "url"]
+        fields = ["id", "project", "name", "version", "kind", "base_model", "is_adapter",
+                  "metrics", "job", "export", "created_at", "url", "files"]
 
     def get_url(self, artifact: ModelArtifact) -> str:
         return reverse("api_model", args=[artifact.id])
+
+    def get_files(self, artifact: ModelArtifact) -> list[dict]:
+        return model_files(artifact)
 
 
 class JobOutput(serializers.ModelSerializer):
     eta_seconds = serializers.FloatField(read_only=True, allow_null=True)
     output_model = serializers.SerializerMethodField()
+    result = serializers.SerializerMethodField()
+    log_tail = serializers.SerializerMethodField(
+        help_text="The training process's log: superusers only (it holds server paths)")
 
     class Meta:
         model = TrainingJob
-        fields = ["id", "project", "kind", "status", "params", "export", "dataset_path",
-                  "base_model", "base_artifact", "reward_artifact", "step", "total_steps",
-                  "eta_seconds",
+        fields = ["id", "project", "kind", "status", "params", "export", "base_model",
+                  "base_artifact", "reward_artifact", "step", "total_steps", "eta_seconds",
                   "metrics", "log_tail", "result", "error", "cancel_requested", "attempts",
-                  "celery_task_id", "worker", "created_at", "dispatched_at", "started_at",
-                  "heartbeat_at", "finished_at", "output_model"]
+                  "created_at", "dispatched_at", "started_at", "heartbeat_at", "finished_at",
+                  "output_model"]
 
     def get_output_model(self, job: TrainingJob) -> dict | None:
         artifact = selectors.job_output_artifact(job)
         return ArtifactOutput(artifact).data if artifact else None
+
+    def get_result(self, job: TrainingJob) -> dict:
+        return {k: v for k, v in job.result.items() if k not in PATH_KEYS}
+
+    def get_log_tail(self, job: TrainingJob) -> str | None:
+        request = self.context.get("request")
+        return job.log_tail if request is not None and request.user.is_superuser else None
 
 
 class JobListOutput(serializers.ModelSerializer):
@@ -53,22 +84,45 @@ class JobListOutput(serializers.ModelSerializer):
                   "total_steps", "created_at", "finished_at"]
 
 
+def _params_help() -> str:
+    return "The kind's settings. " + "; ".join(
+        f"{kind.name}: {', '.join(p.name for p in kind.params)}"
+        + (", model_name" if kind.registers else "") for kind in KINDS.values())
+
+
 class JobCreateInput(serializers.Serializer):
     project = serializers.IntegerField()
-    kind = serializers.ChoiceField(choices=JOB_KINDS, default="reward")
-    export = serializers.IntegerField(required=False, help_text="Reward: the dataset snapshot")
-    base_model = serializers.CharField(required=False, allow_blank=True, default="",
-                                       max_length=500, help_text="A Hugging Face name or path")
+    kind = serializers.ChoiceField(choices=list(KINDS), default="reward",
+                                   help_text="; ".join(f"{k.name}: {k.help}"
+                                                       for k in KINDS.values()))
+    export = serializers.IntegerField(required=False, help_text="reward: the dataset snapshot")
+    base_model = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=500,
+        help_text="A base model of the deployment's catalog, by name (GET /api/models/catalog/)")
     base_artifact = serializers.IntegerField(required=False, help_text=(
-        "Reward / ppo: start from this registered model; score: the reward model to use"))
-    reward_artifact = serializers.IntegerField(required=False,
-                                               help_text="ppo: the reward model to optimise")
-    params = serializers.DictField(required=False, default=dict, help_text=(
-        "Reward: RewardTrainingConfig fields (method, lora, lora_r, lora_alpha, epochs, "
-        "batch_size, learning_rate, max_length, ...) and model_name; ppo: "
-        "PolicyTrainingConfig fields (algorithm ppo|rloo|grpo, total_episodes, batch_size, "
-        "mini_batch_size, ppo_epochs, kl_coef, clip_range, ...) and model_name; generate: "
-        "max_new_tokens, temperature, top_p, seed, batch_size; score: alpha"))
+        "Instead of base_model, a registered model of the project: reward: a reward model to "
+        "continue; policy, generate: a policy"))
+    reward_artifact = serializers.IntegerField(
+        required=False, help_text="policy, score: a registered reward model of the project")
+    params = serializers.DictField(required=False, default=dict, help_text=_params_help())
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs.get("base_model") and attrs.get("base_artifact") is not None:
+            raise serializers.ValidationError(
+                {"base_artifact": ["Give base_model or base_artifact, not both."]})
+        return attrs
+
+    def to_request(self) -> JobRequest:
+        data = self.validated_data
+        models = {}
+        if data.get("base_artifact") is not None:
+            models["base"] = f"{ARTIFACT_PREFIX}{data['base_artifact']}"
+        elif data.get("base_model"):
+            models["base"] = data["base_model"]
+        if data.get("reward_artifact") is not None:
+            models["reward"] = f"{ARTIFACT_PREFIX}{data['reward_artifact']}"
+        return JobRequest(kind=data["kind"], params=data["params"], models=models,
+                          export_id=data.get("export"))
 
 
 class ProjectFilter(serializers.Serializer):
@@ -96,55 +150,27 @@ class TrainingJobsApi(APIView):
 
     @extend_schema(request=JobCreateInput, responses={201: JobOutput, 200: JobOutput})
     def post(self, request):
-        data = _valid(JobCreateInput, request.data)
-        project = project_for_admin(request, data["project"])
-        artifact = None
-        if data.get("base_artifact") is not None:
-            artifact = get_object_or_404(ModelArtifact, id=data["base_artifact"], project=project)
-        try:
-            if data["kind"] == TrainingJob.Kind.PPO:
-                if data.get("reward_artifact") is None:
-                    return _refused("reward_artifact: a ppo job needs the reward model")
-                reward = get_object_or_404(ModelArtifact, id=data["reward_artifact"],
-                                           project=project)
-                job, created = services.policy_job_create(
-                    project=project, params=data["params"], reward_artifact=reward,
-                    base_model=data["base_model"], base_artifact=artifact,
-                    created_by=request.user)
-            elif data["kind"] == TrainingJob.Kind.GENERATE:
-                job, created = services.generate_job_create(
-                    project=project, params=data["params"], base_model=data["base_model"],
-                    base_artifact=artifact, created_by=request.user)
-            elif data["kind"] == TrainingJob.Kind.SCORE:
-                if artifact is None:
-                    return _refused("base_artifact: a score job needs the reward model to use")
-                job, created = services.score_job_create(
-                    artifact=artifact, created_by=request.user,
-                    alpha=float(data["params"].get("alpha", 1.0)))
-            else:
-                export = None
-                if data.get("export") is not None:
-                    export = get_object_or_404(Export, id=data["export"], project=project)
-                job, created = services.reward_job_create(
-                    project=project, params=data["params"], base_model=data["base_model"],
-                    created_by=request.user, export=export, base_artifact=artifact)
-        except services.JobRefused as refused:
-            return _refused(str(refused), refused.status)
-        return Response(JobOutput(job).data,
+        serializer = _validator(JobCreateInput, request.data)
+        project = project_for_admin(request, serializer.validated_data["project"])
+        job, created = services.job_request(project=project, request=serializer.to_request(),
+                                            created_by=request.user)
+        return Response(JobOutput(job, context={"request": request}).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class TrainingJobDetailApi(APIView):
     @extend_schema(responses=JobOutput)
     def get(self, request, job_id: int):
-        return Response(JobOutput(selectors.job_get_for_admin(request.user, job_id)).data)
+        job = selectors.job_get_for_admin(request.user, job_id)
+        return Response(JobOutput(job, context={"request": request}).data)
 
 
 class TrainingJobCancelApi(APIView):
     @extend_schema(request=None, responses={202: JobOutput})
     def post(self, request, job_id: int):
         job = services.job_cancel(selectors.job_get_for_admin(request.user, job_id))
-        return Response(JobOutput(job).data, status=status.HTTP_202_ACCEPTED)
+        return Response(JobOutput(job, context={"request": request}).data,
+                        status=status.HTTP_202_ACCEPTED)
 
 
 class ModelsApi(APIView):
@@ -179,13 +205,9 @@ class ModelScoreApi(APIView):
         items = [(item["prompt"], item["response"]) for item in data["items"]]
         for index, (prompt, response) in enumerate(items):
             if not _is_text(prompt) or not _is_text(response):
-                return _refused(f"items[{index}]: prompt and response must be text or "
-                                "message lists [{role, content}]")
-        try:
-            rewards = services.model_score(artifact, items, alpha=data["alpha"])
-        except services.JobRefused as refused:
-            return _refused(str(refused), refused.status)
-        return Response({"rewards": rewards})
+                raise Invalid(f"items[{index}]: prompt and response must be text or "
+                              "message lists [{role, content}]")
+        return Response({"rewards": services.model_score(artifact, items, alpha=data["alpha"])})
 
 
 def _is_text(value) -> bool:
@@ -208,16 +230,48 @@ class RequestMoreRankingsApi(APIView):
     def post(self, request, project_id: int):
         project = project_for_admin(request, project_id)
         data = _valid(RequestMoreInput, request.data)
-        count = services.prompts_request_more_rankings(
+        count = annotate_services.prompts_request_more_rankings(
             project=project, prompt_ids=data["prompt_ids"], extra=data["extra"])
         return Response({"prompts": count})
 
 
-def _valid(serializer_class, data) -> dict:
+def _validator(serializer_class, data):
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    return serializer
 
 
-def _refused(message: str, code: int = 400) -> Response:
-    return Response({"detail": message}, status=code)
+def _valid(serializer_class, data) -> dict:
+    return _validator(serializer_class, data).validated_data
+
+
+class CatalogOutput(serializers.Serializer):
+    name = serializers.CharField(help_text="What base_model takes")
+    on_hub = serializers.BooleanField()
+    size_bytes = serializers.IntegerField(allow_null=True)
+    architectures = serializers.ListField(child=serializers.CharField())
+
+
+class ModelCatalogApi(APIView):
+    """The deployment's base models, for admins of any project."""
+
+    @extend_schema(responses=CatalogOutput(many=True))
+    def get(self, request):
+        if not annotate_selectors.projects_administered_by(request.user).exists():
+            raise PermissionDenied("Only project admins see the model catalog.")
+        return Response(CatalogOutput(catalog_models(), many=True).data)
+
+
+class ModelDownloadApi(APIView):
+    @extend_schema(parameters=[OpenApiParameter("file", str, required=True)],
+                   responses={(200, "application/octet-stream"): bytes})
+    def get(self, request, artifact_id: int):
+        artifact = selectors.artifact_get_for_admin(request.user, artifact_id)
+        name = request.query_params.get("file", "")
+        found = {f["name"] for f in model_files(artifact)}
+        if name not in found:
+            raise NotFound(f"no file {name[:100]!r} in this model; files: "
+                           f"{', '.join(sorted(found))}")
+        return FileResponse((var_absolute(artifact.path) / name).open("rb"), as_attachment=True,
+                            filename=f"{artifact.name}-v{artifact.version}-{name}",
+                            content_type="application/octet-stream")

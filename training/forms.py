@@ -1,157 +1,163 @@
-"""Forms for the training pages: they parse input and hand it to one service."""
+"""Forms for the training pages, derived from the job kinds' declarations.
+
+Every model is a picker (the project's registered models and the deployment's catalog,
+grouped, with size and lineage); nothing asks for a path. Defaults are preselected: the
+latest export, the latest reward model and policy, the settings the project used last.
+"""
 
 from django import forms
 
 from annotate.models import Export, Project
+from config.errors import ApplicationError
 
-from . import services
-from .ml.config import REWARD_METHODS
-from .ml.ppo import ALGORITHMS
+from . import selectors
+from .catalog import catalog_models
+from .kinds import KINDS, JobKind, JobRequest
+from .kinds.base import ModelSlot, var_absolute
+from .ml.inspect import GENERATING
 from .models import ModelArtifact
+from .services.requests import ARTIFACT_PREFIX
+
+# A refusal that names one of these goes beside that field.
+FIELD_OF_MESSAGE = {"base_model": "base", "base_artifact": "base", "reward_artifact": "reward",
+                    "export": "export", "model_name": "model_name"}
 
 
-class RewardJobForm(forms.Form):
-    export = forms.ModelChoiceField(queryset=Export.objects.none(), label="Dataset snapshot")
-    base_model = forms.CharField(
-        required=False, max_length=500, label="Base model",
-        help_text="A Hugging Face model name or a local path (e.g. /models/qwen2.5-0.5b)")
-    base_artifact = forms.ModelChoiceField(
-        queryset=ModelArtifact.objects.none(), required=False, label="Or continue from",
-        help_text="A reward model of this project (instead of a base model)")
-    model_name = forms.SlugField(required=False, max_length=100, label="Registry name",
-                                 help_text="Default: <project>-reward; each run is a new version")
-    method = forms.ChoiceField(
-        choices=[(m, m) for m in REWARD_METHODS], initial="kway",
-        help_text="kway: each completion forwarded once per prompt; trl: TRL's RewardTrainer")
-    epochs = forms.FloatField(min_value=0.01, max_value=100, initial=1)
-    batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=8,
-                                    help_text="Pairs per optimiser step")
-    learning_rate = forms.FloatField(min_value=1e-8, max_value=0.5, initial=1e-4)
-    max_length = forms.IntegerField(min_value=8, max_value=131072, initial=1024,
-                                    help_text="Longer pairs are dropped")
-    lora = forms.BooleanField(required=False, label="LoRA adapter")
-    lora_r = forms.IntegerField(min_value=1, max_value=1024, initial=16, label="LoRA rank")
-    lora_alpha = forms.IntegerField(min_value=1, max_value=4096, initial=32, label="LoRA alpha")
-    merge_adapter = forms.BooleanField(required=False, label="Also save the merged model")
-    load_in_4bit = forms.BooleanField(required=False, label="Load in 4 bits (CUDA, with LoRA)")
-    num_gpus = forms.IntegerField(min_value=1, max_value=64, initial=1, label="GPUs")
+class JobForm(forms.Form):
+    """The form of one job kind, for one project."""
 
-    CONFIG_FIELDS = ("method", "epochs", "batch_size", "learning_rate", "max_length", "lora",
-                     "lora_r", "lora_alpha", "merge_adapter", "load_in_4bit", "num_gpus")
-
-    def __init__(self, *args, project: Project, **kwargs):
+    def __init__(self, *args, kind: JobKind, project: Project, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["export"].queryset = project.exports.filter(status=Export.Status.SUCCEEDED)
-        self.fields["export"].label_from_instance = (
-            lambda e: f"v{e.version}: {e.counts.get('pairs', {}).get('train', 0)} train pairs")
-        self.fields["base_artifact"].queryset = project.models.filter(
-            kind=ModelArtifact.Kind.REWARD)
+        self.kind, self.project = kind, project
+        self.unavailable = ""  # one line saying why this kind cannot start yet
+        for slot in kind.models:
+            self.fields[slot.slot] = self._model_field(slot)
+        if kind.takes_export:
+            self.fields["export"] = self._export_field()
+        if kind.registers:
+            self.fields["model_name"] = forms.SlugField(
+                required=False, max_length=100, label="Registry name",
+                help_text=f"Default: {project.slug}-{kind.registers}; each run is a new version")
+        initial = selectors.kind_initial(project, kind)
+        for param, _, plain, optional in kind.param_fields():
+            self.fields[param.name] = _param_field(param, plain, optional, initial[param.name])
 
-    def clean(self):
-        data = super().clean()
-        if not data.get("base_model") and not data.get("base_artifact"):
-            self.add_error("base_model", "Give a base model, or a model to continue from.")
-        return data
+    # --- pickers --------------------------------------------------------------------------
 
-    def params(self) -> dict:
-        params = {name: self.cleaned_data[name] for name in self.CONFIG_FIELDS}
-        if self.cleaned_data.get("model_name"):
-            params["model_name"] = self.cleaned_data["model_name"]
-        return params
+    def _model_field(self, slot: ModelSlot) -> forms.ChoiceField:
+        registered = [(f"{ARTIFACT_PREFIX}{a.id}", artifact_label(a)) for a in
+                      self.project.models.filter(kind=slot.artifact_kind)
+                      .select_related("export", "job").order_by("-created_at")]
+        groups = []
+        if registered:
+            groups.append((f"This project's {slot.artifact_kind} models", registered))
+        if slot.catalog:
+            base = [(m.name, m.label) for m in catalog_models()
+                    if slot.role != "policy" or m.on_hub
+                    or any(a.endswith(GENERATING) for a in m.architectures)]
+            if base:
+                groups.append(("Base models of this deployment", base))
+        if not groups:
+            where = ("the deployment's catalog is empty (MODEL_ROOTS)" if slot.catalog
+                     else f"this project has no {slot.artifact_kind} model yet")
+            self.unavailable = self.unavailable or f"{slot.label}: none to choose; {where}."
+        prefer_registered = slot.slot == "reward" or slot.role == "policy"
+        last = self._last_choice(slot)
+        values = [value for _, choices in groups for value, _ in choices]
+        initial = (last if last in values else
+                   registered[0][0] if registered and prefer_registered else
+                   (values[len(registered)] if len(values) > len(registered) else
+                    values[0] if values else None))
+        return forms.ChoiceField(choices=[("", "—")] + groups, label=slot.label,
+                                 help_text=slot.help, initial=initial)
 
-    def create_job(self, *, project: Project, created_by):
-        return services.reward_job_create(
-            project=project, params=self.params(), base_model=self.cleaned_data["base_model"],
-            created_by=created_by, export=self.cleaned_data["export"],
-            base_artifact=self.cleaned_data["base_artifact"])
+    def _last_choice(self, slot: ModelSlot) -> str | None:
+        last = self.project.training_jobs.filter(kind=self.kind.name).order_by(
+            "-created_at").first()
+        if last is None:
+            return None
+        artifact_id = last.base_artifact_id if slot.slot == "base" else last.reward_artifact_id
+        if artifact_id:
+            return f"{ARTIFACT_PREFIX}{artifact_id}"
+        return last.base_model if slot.slot == "base" else None
+
+    def _export_field(self) -> forms.ChoiceField:
+        exports = list(self.project.exports.filter(status=Export.Status.SUCCEEDED)
+                       .order_by("-version")[:50])
+        if not exports:
+            self.unavailable = self.unavailable or (
+                "Dataset: this project has no finished export yet; create one on the project "
+                "page.")
+        choices = [(str(e.id), f"v{e.version}: {e.counts.get('pairs', {}).get('train', 0)} "
+                    f"train pairs, {e.counts.get('pairs', {}).get('test', 0)} test")
+                   for e in exports]
+        return forms.ChoiceField(choices=choices, label="Dataset (export)",
+                                 initial=choices[0][0] if choices else None)
+
+    # --- to a request ---------------------------------------------------------------------
+
+    def to_request(self) -> JobRequest:
+        data = self.cleaned_data
+        params = {param.name: data[param.name] for param, _, _, optional in
+                  self.kind.param_fields() if not (optional and data[param.name] is None)}
+        if data.get("model_name"):
+            params["model_name"] = data["model_name"]
+        return JobRequest(kind=self.kind.name, params=params,
+                          models={slot.slot: data[slot.slot] for slot in self.kind.models},
+                          export_id=int(data["export"]) if data.get("export") else None)
+
+    def add_refusal(self, error: ApplicationError) -> None:
+        """Put a service's refusal beside the field it names, or above the form."""
+        name, _, rest = error.message.partition(": ")
+        field = FIELD_OF_MESSAGE.get(name, name)
+        self.add_error(field if rest and field in self.fields else None, error.message)
+
+    def advanced_fields(self):
+        return [self[p.name] for p in self.kind.params if p.advanced]
+
+    def main_fields(self):
+        advanced = {p.name for p in self.kind.params if p.advanced}
+        return [field for field in self if field.name not in advanced]
 
 
-class PolicyJobForm(forms.Form):
-    """PPO (ours), or TRL's RLOO / GRPO, against a registered reward model."""
+def _param_field(param, plain: type, optional: bool, initial) -> forms.Field:
+    options = {"label": param.label or param.name.replace("_", " ").capitalize(),
+               "help_text": param.help, "initial": initial, "required": not optional}
+    if plain is bool:
+        return forms.BooleanField(**options | {"required": False})
+    if param.choices:
+        return forms.ChoiceField(choices=[(c, c) for c in param.choices], **options)
+    if plain is int:
+        return forms.IntegerField(**options)
+    if plain is float:
+        return forms.FloatField(**options)
+    return forms.CharField(max_length=500, **options)
 
-    reward_artifact = forms.ModelChoiceField(queryset=ModelArtifact.objects.none(),
-                                             label="Reward model")
-    base_model = forms.CharField(required=False, max_length=500, label="Policy",
-                                 help_text="A Hugging Face causal LM name or a local path")
-    base_artifact = forms.ModelChoiceField(queryset=ModelArtifact.objects.none(),
-                                           required=False, label="Or continue from")
-    model_name = forms.SlugField(required=False, max_length=100, label="Registry name",
-                                 help_text="Default: <project>-policy")
-    algorithm = forms.ChoiceField(choices=[(a, a) for a in ALGORITHMS], initial="ppo")
-    total_episodes = forms.IntegerField(min_value=1, max_value=10_000_000, initial=256)
-    batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=16,
-                                    help_text="Responses per step")
-    mini_batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=8)
-    ppo_epochs = forms.IntegerField(min_value=1, max_value=32, initial=2)
-    learning_rate = forms.FloatField(min_value=1e-9, max_value=0.5, initial=1e-5)
-    kl_coef = forms.FloatField(min_value=0, max_value=10, initial=0.05, label="KL coefficient")
-    clip_range = forms.FloatField(min_value=0.001, max_value=0.999, initial=0.2)
-    clip_range_value = forms.FloatField(min_value=0.001, max_value=100, initial=0.2)
-    response_length = forms.IntegerField(min_value=1, max_value=8192, initial=32)
-    temperature = forms.FloatField(min_value=0.01, max_value=10, initial=0.7)
-    missing_eos_penalty = forms.FloatField(min_value=0, max_value=100, initial=1.0)
-    num_generations = forms.IntegerField(min_value=2, max_value=64, initial=4,
-                                         help_text="RLOO / GRPO: responses per prompt")
-    seed = forms.IntegerField(initial=0)
-    lora = forms.BooleanField(required=False, initial=True, label="LoRA adapter")
 
-    CONFIG_FIELDS = ("algorithm", "total_episodes", "batch_size", "mini_batch_size",
-                     "ppo_epochs", "learning_rate", "kl_coef", "clip_range", "clip_range_value",
-                     "response_length", "temperature", "missing_eos_penalty", "num_generations",
-                     "seed", "lora")
+def artifact_label(artifact: ModelArtifact) -> str:
+    """"name v3 · 1.2 MB · from tiny/reward, export v2": what a picker shows of a model."""
+    folder = var_absolute(artifact.path)
+    size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() \
+        else 0
+    made = f"from {artifact.base_model}" + (f", export v{artifact.export.version}"
+                                             if artifact.export else "")
+    adapter = " · LoRA" if artifact.is_adapter else ""
+    return f"{artifact.name} v{artifact.version}{adapter} · {size / 1e6:.1f} MB · {made}"
 
-    def __init__(self, *args, project: Project, **kwargs):
+
+class RoundForm(forms.Form):
+    """The first round needs a reward base and a policy; later ones go on from the last."""
+
+    reward_model = forms.ChoiceField(required=False, label="Reward model to start from")
+    policy_model = forms.ChoiceField(required=False, label="Policy to start from")
+
+    def __init__(self, *args, project: Project, has_rounds: bool, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["reward_artifact"].queryset = project.models.filter(
-            kind=ModelArtifact.Kind.REWARD)
-        self.fields["base_artifact"].queryset = project.models.filter(
-            kind=ModelArtifact.Kind.POLICY)
-
-    def clean(self):
-        data = super().clean()
-        if not data.get("base_model") and not data.get("base_artifact"):
-            self.add_error("base_model", "Give a policy, or a policy to continue from.")
-        return data
-
-    def create_job(self, *, project: Project, created_by):
-        params = {name: self.cleaned_data[name] for name in self.CONFIG_FIELDS}
-        if self.cleaned_data.get("model_name"):
-            params["model_name"] = self.cleaned_data["model_name"]
-        return services.policy_job_create(
-            project=project, params=params, reward_artifact=self.cleaned_data["reward_artifact"],
-            base_model=self.cleaned_data["base_model"],
-            base_artifact=self.cleaned_data["base_artifact"], created_by=created_by)
-
-
-class GenerateJobForm(forms.Form):
-    """A policy writes the project's K completions per prompt: a new round to rank."""
-
-    base_artifact = forms.ModelChoiceField(queryset=ModelArtifact.objects.none(),
-                                           required=False, label="Policy of this project")
-    base_model = forms.CharField(required=False, max_length=500, label="Or a policy by name",
-                                 help_text="A Hugging Face causal LM name or a local path")
-    temperature = forms.FloatField(min_value=0.01, max_value=10, initial=0.8)
-    top_p = forms.FloatField(min_value=0.01, max_value=1, initial=0.95)
-    max_new_tokens = forms.IntegerField(min_value=1, max_value=8192, initial=128)
-    seed = forms.IntegerField(initial=0)
-
-    def __init__(self, *args, project: Project, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["base_artifact"].queryset = project.models.filter(
-            kind=ModelArtifact.Kind.POLICY)
-
-    def clean(self):
-        data = super().clean()
-        if not data.get("base_model") and not data.get("base_artifact"):
-            self.add_error("base_model", "Choose a policy, or give one by name or path.")
-        return data
-
-    def create_job(self, *, project: Project, created_by):
-        params = {name: self.cleaned_data[name]
-                  for name in ("temperature", "top_p", "max_new_tokens", "seed")}
-        return services.generate_job_create(
-            project=project, params=params, base_model=self.cleaned_data["base_model"],
-            base_artifact=self.cleaned_data["base_artifact"], created_by=created_by)
+        for name, kind in (("reward_model", KINDS["reward"]), ("policy_model", KINDS["policy"])):
+            picker = JobForm(kind=kind, project=project).fields["base"]
+            keep_going = [("", "go on from the last round's")] if has_rounds else []
+            self.fields[name].choices = keep_going + list(picker.choices)[1:]
+            self.fields[name].initial = "" if has_rounds else picker.initial
 
 
 class ScoreForm(forms.Form):

@@ -12,12 +12,6 @@ from annotate.models import Completion, Export, Project
 
 
 class TrainingJob(models.Model):
-    class Kind(models.TextChoices):
-        REWARD = "reward", "Reward model"
-        SCORE = "score", "Score completions"
-        PPO = "ppo", "PPO"
-        GENERATE = "generate", "Generation"
-
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
@@ -28,15 +22,23 @@ class TrainingJob(models.Model):
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_jobs")
-    kind = models.CharField(max_length=10, choices=Kind.choices)
+    # One of training.kinds.KINDS: declared there, so a new kind needs no migration.
+    kind = models.CharField(max_length=20)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED,
                               db_index=True)
     params = models.JSONField(help_text="The validated config, without paths.")
     export = models.ForeignKey(Export, null=True, blank=True, on_delete=models.PROTECT,
                                related_name="training_jobs", help_text="The dataset snapshot.")
-    dataset_path = models.CharField(max_length=1000, blank=True,
-                                    help_text="A JSONL file, when not trained from an export.")
-    base_model = models.CharField(max_length=500, help_text="A Hugging Face name or a path.")
+    dataset_path = models.CharField(
+        max_length=1000, blank=True,
+        help_text="A JSONL file given by an operator's command, when not an export.")
+    eval_file = models.CharField(max_length=1000, blank=True,
+                                 help_text="Held-out data given by an operator's command.")
+    base_model = models.CharField(
+        max_length=500, help_text="What the request chose: a catalog name or a registered model.")
+    base_location = models.CharField(
+        max_length=1000, blank=True,
+        help_text="Where the worker loads a catalog model: a folder or hub:<name>. Internal.")
     base_artifact = models.ForeignKey(
         "ModelArtifact", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         help_text="The registered model it starts from (reward, policy), or scores with.")
@@ -76,7 +78,14 @@ class TrainingJob(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} job {self.id} ({self.status})"
+        return f"{self.kind_label} job {self.id} ({self.status})"
+
+    @property
+    def kind_label(self) -> str:
+        from .kinds import KINDS  # the declarations import this module, not the reverse
+
+        kind = KINDS.get(self.kind)
+        return kind.label if kind else self.kind
 
     @property
     def is_active(self) -> bool:

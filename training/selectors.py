@@ -3,13 +3,18 @@
 A job or model of a project the user cannot see is a 404; of a project they only label, 403.
 """
 
+from dataclasses import dataclass, replace
+
 from django.db.models import Count, QuerySet, Sum
 from django.http import Http404
 
 from annotate import selectors as annotate_selectors
-from annotate.models import Project
+from annotate.agreement import pairwise_agreement
+from annotate.consensus import LabeledRanking, consensus_rankings
+from annotate.models import Completion, Project, Prompt, Ranking
 
-from .models import ModelArtifact, Round, TrainingJob
+from .kinds import JobKind
+from .models import CompletionScore, ModelArtifact, Round, TrainingJob
 
 
 def _visible(queryset: QuerySet, user, object_id: int):
@@ -91,3 +96,74 @@ def rounds_with_progress(project: Project) -> list[tuple[Round, dict]]:
                         "needed": totals["prompts"] * project.labelers_per_prompt}
         found.append((round_, progress))
     return found
+
+
+def kind_initial(project: Project, kind: JobKind) -> dict:
+    """What a new request of this kind starts from: the settings the project used last."""
+    defaults = kind.defaults()
+    last = (TrainingJob.objects.filter(project=project, kind=kind.name)
+            .order_by("-created_at").values_list("params", flat=True).first()) or {}
+    return defaults | {k: v for k, v in last.items() if k in defaults}
+
+
+# --- where a reward model disagrees with the labelers ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    prompt_id: int
+    agreement: float  # pairwise agreement of the reward order with the labelers' consensus
+    consensus: list[list[int]]
+    rewards: dict[int, float]
+    rankings: int
+    prompt_snippet: str = ""
+    consensus_order: str = ""  # "A > C = B > D": completions by their letter as imported
+    reward_order: str = ""  # "C 1.23, A 0.80, ..."
+
+
+def disagreements(artifact: ModelArtifact, limit: int = 50) -> list[Disagreement]:
+    """Prompts where the reward model orders completions least like the labelers' consensus."""
+    rewards: dict[int, dict[int, float]] = {}
+    for prompt_id, completion_id, reward in CompletionScore.objects.filter(
+            artifact=artifact).values_list("completion__prompt_id", "completion_id", "reward"):
+        rewards.setdefault(prompt_id, {})[completion_id] = reward
+    rankings = (Ranking.objects.filter(prompt__project=artifact.project,
+                                       source=Ranking.Source.LABELER)
+                .order_by("prompt_id").values_list("prompt_id", "labeler_id", "tiers"))
+    labeled = [LabeledRanking(p, str(labeler), tiers) for p, labeler, tiers in rankings]
+    found = []
+    for consensus in consensus_rankings(labeled):
+        scored = rewards.get(consensus.prompt_id)
+        if not scored or len(scored) < 2:
+            continue
+        by_reward = [[c] for c in sorted(scored, key=scored.__getitem__, reverse=True)
+                     if any(c in tier for tier in consensus.tiers)]
+        found.append(Disagreement(consensus.prompt_id,
+                                  pairwise_agreement(by_reward, consensus.tiers),
+                                  consensus.tiers, scored, consensus.rankings))
+    found.sort(key=lambda d: (d.agreement, d.prompt_id))
+    return _described(found[:limit])
+
+
+SNIPPET = 90
+
+
+def _described(found: list[Disagreement]) -> list[Disagreement]:
+    """Add what a person reads: the prompt's start, completions by letter A, B, C ..."""
+    ids = [d.prompt_id for d in found]
+    prompts = {pid: (text, messages) for pid, text, messages in
+               Prompt.objects.filter(id__in=ids).values_list("id", "text", "messages")}
+    letters = {cid: "ABCDEFGHI"[position] for cid, position in
+               Completion.objects.filter(prompt_id__in=ids).values_list("id", "position")}
+    described = []
+    for d in found:
+        text, messages = prompts[d.prompt_id]
+        if messages:
+            text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        snippet = text if len(text) <= SNIPPET else text[:SNIPPET].rstrip() + "…"
+        consensus = " > ".join(" = ".join(letters[c] for c in tier) for tier in d.consensus)
+        by_reward = sorted(d.rewards.items(), key=lambda item: -item[1])
+        rewards = ", ".join(f"{letters[c]} {value:.2f}" for c, value in by_reward)
+        described.append(replace(d, prompt_snippet=snippet, consensus_order=consensus,
+                                 reward_order=rewards))
+    return described

@@ -13,7 +13,7 @@ from . import services
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, name="training.job_run")
 def job_run_task(job_id: int) -> None:
-    services.job_run(job_id)
+    services.job_run_and_rounds_advance(job_id)
 
 
 @shared_task(name="training.jobs_reap")

@@ -7,21 +7,16 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotate import selectors as annotate_selectors
+from annotate import services as annotate_services
 from annotate.charts import line_chart
+from config.errors import ApplicationError
 
 from . import selectors, services
-from .forms import GenerateJobForm, PolicyJobForm, RewardJobForm, ScoreForm
+from .apis import model_files
+from .forms import JobForm, RoundForm, ScoreForm
+from .kinds import KINDS, JobRequest
 from .models import Round
-
-CURVES = (("Loss", ("loss",)), ("Pair accuracy in the batch", ("accuracy",)),
-          ("Reward margin (chosen - rejected)", ("margin",)))
-SCORE_CURVES = (("Completions scored", ("scored",)),)
-POLICY_CURVES = (("Mean reward", ("reward", "rlhf_reward")), ("KL to the reference", ("kl",)),
-                 ("Entropy", ("entropy",)), ("Policy and value loss",
-                                             ("policy_loss", "value_loss")),
-                 ("Clip fraction", ("clip_fraction",)), ("Response length", ("response_length",)))
-CURVES_BY_KIND = {"reward": CURVES, "score": SCORE_CURVES, "ppo": POLICY_CURVES,
-                  "generate": (("Prompts written", ("prompts",)),)}
+from .services.requests import ARTIFACT_PREFIX
 
 
 @login_required
@@ -29,23 +24,21 @@ CURVES_BY_KIND = {"reward": CURVES, "score": SCORE_CURVES, "ppo": POLICY_CURVES,
 def project_training(request, slug: str):
     project = annotate_selectors.project_get_administered(request.user, slug=slug)
     which = request.POST.get("form") if request.method == "POST" else None
-    reward_form = RewardJobForm(request.POST if which == "reward" else None, project=project)
-    policy_form = PolicyJobForm(request.POST if which == "policy" else None, project=project)
-    generate_form = GenerateJobForm(request.POST if which == "generate" else None,
-                                    project=project)
-    form = {"reward": reward_form, "policy": policy_form, "generate": generate_form}.get(which)
+    forms = [JobForm(request.POST if which == kind.name else None, kind=kind, project=project)
+             for kind in KINDS.values()]
+    form = next((f for f in forms if f.kind.name == which), None)
     if form is not None and form.is_valid():
         try:
-            job, created = form.create_job(project=project, created_by=request.user)
-        except services.JobRefused as refused:
-            form.add_error(None, str(refused))
+            job, created = services.job_request(project=project, request=form.to_request(),
+                                                created_by=request.user)
+        except ApplicationError as refused:
+            form.add_refusal(refused)
         else:
             if not created:
                 messages.info(request, "The same job is already queued or running: here it is.")
             return redirect("training_job", job_id=job.id)
     return render(request, "training/project_training.html", {
-        "project": project, "form": reward_form, "policy_form": policy_form,
-        "generate_form": generate_form,
+        "project": project, "forms": forms,
         "jobs": selectors.jobs_for_admin(request.user, project)[:50],
         "models": selectors.artifacts_for_admin(request.user, project)[:50],
     })
@@ -55,19 +48,21 @@ def project_training(request, slug: str):
 @require_http_methods(["GET", "POST"])
 def project_rounds(request, slug: str):
     project = annotate_selectors.project_get_administered(request.user, slug=slug)
-    if request.method == "POST":
+    has_rounds = project.rounds.exists()
+    form = RoundForm(request.POST or None, project=project, has_rounds=has_rounds)
+    if request.method == "POST" and form.is_valid():
         try:
             round_ = services.round_start(
                 project=project, created_by=request.user,
-                reward_base=request.POST.get("reward_base", "").strip(),
-                policy_base=request.POST.get("policy_base", "").strip())
-        except services.JobRefused as refused:
+                reward_model=form.cleaned_data["reward_model"],
+                policy_model=form.cleaned_data["policy_model"])
+        except ApplicationError as refused:
             messages.error(request, str(refused))
         else:
             messages.success(request, f"Round {round_.number} started: exporting the dataset.")
         return redirect("project_rounds", slug=project.slug)
     return render(request, "training/rounds.html", {
-        "project": project, "rounds": selectors.rounds_with_progress(project),
+        "project": project, "rounds": selectors.rounds_with_progress(project), "form": form,
         "active": project.rounds.filter(status__in=Round.ACTIVE).exists()})
 
 
@@ -83,9 +78,10 @@ def job_detail(request, job_id: int):
 
 
 def _charts(job) -> list:
-    curves = CURVES_BY_KIND.get(job.kind, CURVES)
-    return [mark_safe(line_chart(selectors.job_metric_series(job, names), title=title))  # noqa: S308 - escaped
-            for title, names in curves]
+    kind = KINDS.get(job.kind)
+    curves = kind.curves if kind else ()
+    return [mark_safe(line_chart(selectors.job_metric_series(job, curve.metrics),  # noqa: S308 - escaped
+                                 title=curve.title)) for curve in curves]
 
 
 @login_required
@@ -110,13 +106,13 @@ def model_detail(request, artifact_id: int):
             (reward,) = services.model_score(
                 artifact, [(form.cleaned_data["prompt"], form.cleaned_data["response"])],
                 alpha=form.cleaned_data["alpha"])
-        except services.JobRefused as refused:
+        except ApplicationError as refused:
             form.add_error(None, str(refused))
     return render(request, "training/model_detail.html", {
         "artifact": artifact, "project": artifact.project, "form": form, "reward": reward,
         "lineage": selectors.lineage(artifact),
-        "disagreements": services.disagreements(artifact, limit=30),
-        "scored": artifact.scores.exists(),
+        "disagreements": selectors.disagreements(artifact, limit=30),
+        "scored": artifact.scores.exists(), "files": model_files(artifact),
     })
 
 
@@ -125,8 +121,10 @@ def model_detail(request, artifact_id: int):
 def model_score_project(request, artifact_id: int):
     artifact = selectors.artifact_get_for_admin(request.user, artifact_id)
     try:
-        job, _ = services.score_job_create(artifact=artifact, created_by=request.user)
-    except services.JobRefused as refused:
+        job, _ = services.job_request(
+            project=artifact.project, created_by=request.user,
+            request=JobRequest("score", {}, {"reward": f"{ARTIFACT_PREFIX}{artifact.id}"}))
+    except ApplicationError as refused:
         messages.error(request, str(refused))
         return redirect("training_model", artifact_id=artifact.id)
     return redirect("training_job", job_id=job.id)
@@ -139,7 +137,7 @@ def model_request_more(request, artifact_id: int):
     # isdigit() alone passes "²", which int() refuses; 18 digits fit a bigint.
     prompt_ids = [int(value) for value in request.POST.getlist("prompt")
                   if value.isascii() and value.isdigit() and len(value) <= 18]
-    count = services.prompts_request_more_rankings(project=artifact.project,
-                                                   prompt_ids=prompt_ids)
+    count = annotate_services.prompts_request_more_rankings(project=artifact.project,
+                                                            prompt_ids=prompt_ids)
     messages.success(request, f"{count} prompts sent back for one more ranking each.")
     return redirect("training_model", artifact_id=artifact.id)

@@ -17,6 +17,34 @@ def tiny_models(tmp_path_factory):
     return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
 
 
+@pytest.fixture
+def catalog(settings, tiny_models):
+    """The tiny models as the deployment's base-model catalog, named "policy" and "reward"."""
+    settings.MODEL_ROOTS = [tiny_models["reward"].parent]
+    return {"policy": "policy", "reward": "reward"}
+
+
+def request_job(project, kind: str, *, params: dict | None = None, base=None, reward=None,
+                export=None, dataset_path: str = "", eval_file: str = "",
+                dispatch: bool = True, created_by=None, allow_paths: bool = False):
+    """Ask for a job as every interface does (training.services.job_request).
+
+    `base` is a catalog name or a ModelArtifact; `reward` a ModelArtifact."""
+    from training import services
+    from training.kinds import JobRequest
+
+    models = {}
+    if base is not None:
+        models["base"] = base if isinstance(base, str) else f"model:{base.id}"
+    if reward is not None:
+        models["reward"] = reward if isinstance(reward, str) else f"model:{reward.id}"
+    request = JobRequest(kind, dict(params or {}), models,
+                         export_id=export.id if export is not None else None,
+                         dataset_path=dataset_path, eval_file=eval_file)
+    return services.job_request(project=project, request=request, created_by=created_by,
+                                dispatch=dispatch, allow_paths=allow_paths)
+
+
 @pytest.fixture(scope="session")
 def ppo_setup(tmp_path_factory):
     """A policy that writes word-like text, and a reward model that likes "helpful"."""

@@ -97,3 +97,7 @@ class JsonLinesReporter:
 
     def result(self, result: dict[str, Any]) -> None:
         self._emit("result", result=result)
+
+    def error(self, message: str) -> None:
+        """The run failed: one line for the job's reason (the traceback goes to stderr)."""
+        self._emit("error", message=message)

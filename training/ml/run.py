@@ -1,11 +1,19 @@
 """The training process: `python -m training.ml.run SPEC.json` (or under `accelerate launch`).
 
 A worker starts one of these per job, so CUDA never lives in the worker itself and a
-finished job gives all its memory back. SPEC.json holds {"kind": ..., ...}; reports go to
-stdout as JSON lines (progress.JsonLinesReporter), the last one {"event": "result"}.
-Exit codes: 0 done, 3 cancelled (SIGTERM), anything else failed (traceback on stderr).
+finished job gives all its memory back. SPEC.json says what to run, as the job kind's
+declaration (training.kinds) wrote it:
+
+    {"kind": "reward", "entry": "training.ml.reward:train_reward_model",
+     "config_class": "training.ml.config:RewardTrainingConfig", "config": {...}}
+
+`entry(config_class.from_dict(config), reporter)` runs; reports go to stdout as JSON lines
+(progress.JsonLinesReporter), the last one {"event": "result"}. Exit codes: 0 done,
+3 cancelled (SIGTERM), anything else failed (traceback on stderr, and one line
+{"event": "error", "message": ...} that the job shows).
 """
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -13,61 +21,35 @@ from pathlib import Path
 from .progress import Cancelled, JsonLinesReporter
 
 EXIT_CANCELLED = 3
-SCORE_CHUNK = 256
+EXIT_FAILED = 1
+ENTRY_PACKAGE = "training.ml."  # a spec may only name code of the training package
 
 
-def run_reward(spec: dict, reporter) -> dict:
-    from .config import RewardTrainingConfig
-    from .reward import train_reward_model
-
-    return train_reward_model(RewardTrainingConfig.from_dict(spec["config"]), reporter)
-
-
-def run_policy(spec: dict, reporter) -> dict:
-    from .ppo import PolicyTrainingConfig, train_policy
-
-    return train_policy(PolicyTrainingConfig.from_dict(spec["config"]), reporter)
+def load(reference: str):
+    """The object a "module:name" reference names, inside training.ml only."""
+    module, _, name = reference.partition(":")
+    if not module.startswith(ENTRY_PACKAGE) or not name:
+        raise ValueError(f"{reference!r} is not a training.ml reference")
+    return getattr(importlib.import_module(module), name)
 
 
-def run_generate(spec: dict, reporter) -> dict:
-    from .generate import GenerationConfig, generate_completions
-
-    return generate_completions(GenerationConfig.from_dict(spec["config"]), reporter)
-
-
-def run_score(spec: dict, reporter) -> dict:
-    """Score every line {"id", "prompt", "response"} of items_file into out_file."""
-    from .scoring import RewardScorer
-
-    scorer = RewardScorer.load(spec["model"], batch_size=spec.get("batch_size", 32))
-    items = [json.loads(line) for line in Path(spec["items_file"]).read_text().splitlines()
-             if line.strip()]
-    alpha = spec.get("alpha", 1.0)
-    total = max(1, -(-len(items) // SCORE_CHUNK))
-    out_path = Path(spec["out_file"])
-    with out_path.open("w", encoding="utf-8") as out:
-        for step, start in enumerate(range(0, len(items), SCORE_CHUNK), 1):
-            chunk = items[start:start + SCORE_CHUNK]
-            rewards = scorer.score([(i["prompt"], i["response"]) for i in chunk], alpha=alpha)
-            for item, reward in zip(chunk, rewards, strict=True):
-                out.write(json.dumps({"id": item["id"], "reward": reward}) + "\n")
-            if not reporter.step(step, total, {"scored": start + len(chunk)}):
-                raise Cancelled(f"stopped after {start + len(chunk)} of {len(items)}")
-    return {"scored": len(items), "out_file": str(out_path)}
-
-
-RUNNERS = {"reward": run_reward, "ppo": run_policy, "generate": run_generate,
-           "score": run_score}
+def run_spec(spec: dict, reporter) -> dict:
+    config = load(spec["config_class"]).from_dict(spec["config"])
+    return load(spec["entry"])(config, reporter)
 
 
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     reporter = _reporter()
     try:
-        result = RUNNERS[spec["kind"]](spec, reporter)
+        result = run_spec(spec, reporter)
     except Cancelled as stop:
         reporter.log(f"cancelled: {stop}")
         return EXIT_CANCELLED
+    except Exception as exc:
+        if hasattr(reporter, "error"):
+            reporter.error(f"{type(exc).__name__}: {exc}")
+        raise  # the traceback goes to stderr: the worker's log, for operators
     if hasattr(reporter, "result"):
         reporter.result(result)
     return 0

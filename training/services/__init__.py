@@ -1,10 +1,15 @@
-"""Writes for training: jobs and the model registry, named <entity>_<action>.
+"""Writes for training, by concern, named <entity>_<action>:
+
+- requests: job_request, the one way a job is asked for (API, pages, commands);
+- jobs: create, dispatch, claim, run, cancel, reap;
+- registry: artifact_register;
+- scoring: model_score on request;
+- rounds: round_start, rounds_advance, the minute tick.
 
 Views, API endpoints, commands and tasks call `services.<function>`.
 """
 
 from .jobs import (
-    JobRefused,
     job_cancel,
     job_claim,
     job_create,
@@ -13,38 +18,25 @@ from .jobs import (
     job_run,
     jobs_reap,
 )
-from .kinds import var_absolute
-from .registry import (
-    Disagreement,
-    disagreements,
-    generate_job_create,
-    model_score,
-    policy_job_create,
-    prompts_request_more_rankings,
-    reward_job_create,
-    score_job_create,
-)
-from .rounds import round_start, rounds_advance, training_tick
+from .registry import artifact_register
+from .requests import job_request, model_resolve
+from .rounds import job_run_and_rounds_advance, round_start, rounds_advance, training_tick
+from .scoring import model_score
 
 __all__ = [
-    "Disagreement",
-    "JobRefused",
-    "disagreements",
-    "generate_job_create",
+    "artifact_register",
     "job_cancel",
     "job_claim",
     "job_create",
     "job_directory",
     "job_dispatch",
+    "job_request",
     "job_run",
+    "job_run_and_rounds_advance",
     "jobs_reap",
+    "model_resolve",
     "model_score",
-    "policy_job_create",
-    "prompts_request_more_rankings",
-    "reward_job_create",
     "round_start",
     "rounds_advance",
     "training_tick",
-    "score_job_create",
-    "var_absolute",
 ]

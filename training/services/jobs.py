@@ -27,10 +27,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotate.models import Export, Project
+from config.errors import QuotaExceeded, reason_line
 from config.runners import MAX_ATTEMPTS, PUBLISH_RETRY, row_claim, rows_reap
 
+from ..kinds import KINDS
 from ..ml.run import EXIT_CANCELLED
 from ..models import TrainingJob
+from .registry import artifact_register
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +45,6 @@ LOG_TAIL_CHARS = 20_000
 STOP_GRACE_S = 120  # after SIGTERM, how long a step may take to finish before SIGKILL
 
 
-class JobRefused(Exception):
-    """A request the rules refuse; `status` is the HTTP answer (400, 404, 409, 429)."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-
 def job_directory(job: TrainingJob) -> Path:
     return settings.VAR_DIR / "jobs" / str(job.id)
 
@@ -59,15 +54,18 @@ def job_directory(job: TrainingJob) -> Path:
 
 def job_create(*, project: Project, kind: str, params: dict, base_model: str,
                created_by: AbstractUser | None, export: Export | None = None,
-               dataset_path: str = "", base_artifact=None, reward_artifact=None,
+               dataset_path: str = "", eval_file: str = "", base_location: str = "",
+               base_artifact=None, reward_artifact=None,
                dispatch: bool = True) -> tuple[TrainingJob, bool]:
     """Create a queued job and dispatch it after commit (unless the caller will run it in
-    the foreground); return (job, created).
+    the foreground); return (job, created). Validated requests come through
+    training.services.requests.job_request.
 
     An identical request (same kind, data and params) while one is active returns that job.
     """
     key = dedupe_key(kind=kind, export_id=export.id if export else None,
-                     dataset_path=dataset_path, base_model=base_model,
+                     dataset_path=dataset_path, eval_file=eval_file,
+                     base_location=base_location, base_model=base_model,
                      base_artifact_id=base_artifact.id if base_artifact else None,
                      reward_artifact_id=reward_artifact.id if reward_artifact else None,
                      params=params)
@@ -81,14 +79,15 @@ def job_create(*, project: Project, kind: str, params: dict, base_model: str,
             return existing, False
         active = TrainingJob.objects.filter(project=project, status__in=TrainingJob.ACTIVE)
         if active.count() >= settings.TRAINING_MAX_ACTIVE_JOBS:
-            raise JobRefused(
+            raise QuotaExceeded(
                 f"This project already has {settings.TRAINING_MAX_ACTIVE_JOBS} queued or running "
-                "jobs; wait for one to finish or cancel one.", 429)
+                "jobs; wait for one to finish or cancel one.")
         try:
             with transaction.atomic():
                 job = TrainingJob.objects.create(
                     project=project, kind=kind, params=params, base_model=base_model,
-                    export=export, dataset_path=dataset_path, base_artifact=base_artifact,
+                    export=export, dataset_path=dataset_path, eval_file=eval_file,
+                    base_location=base_location, base_artifact=base_artifact,
                     reward_artifact=reward_artifact, dedupe_key=key, created_by=created_by,
                 )
         except IntegrityError:  # the same request, committed a moment ago by another process
@@ -147,35 +146,27 @@ def job_claim(job_id: int, *, now=None) -> TrainingJob | None:
 
 
 def job_run(job_id: int) -> None:
-    """Claim the job and run it to its end: succeeded, failed or cancelled; then move on
-    any round that waited for it."""
+    """Claim the job and run it to its end: succeeded, failed or cancelled."""
     job = job_claim(job_id)
-    if job is None:
-        return
-    try:
+    if job is not None:
         _run(job)
-    finally:
-        from .rounds import rounds_advance
-
-        rounds_advance()
 
 
 def _run(job: TrainingJob) -> None:
     job_id = job.id
-    from .kinds import KINDS
-
     kind = KINDS[job.kind]
     directory = job_directory(job)
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / "log.txt"
     try:
-        spec = kind.prepare(job, directory)
+        spec = kind.spec(job, directory)
         (directory / "spec.json").write_text(json.dumps(spec, indent=2))
-        returncode, result = _Relay(job, log_path).run(_command(spec, directory))
+        relay = _Relay(job, log_path)
+        returncode, result = relay.run(_command(spec, directory))
     except Exception as exc:
-        logger.exception("training job %s failed before its process ended", job_id)
-        _finish(job, TrainingJob.Status.FAILED, error=f"{type(exc).__name__}: {exc}",
-                log_path=log_path)
+        logger.exception("%s job %s failed before its process ended", kind.label, job_id)
+        _finish(job, TrainingJob.Status.FAILED, log_path=log_path,
+                error=f"{kind.label} could not start: {reason_line(exc)}")
         return
     if TrainingJob.objects.filter(id=job.id, cancel_requested=True).exists() and (
             returncode != 0 or result is None):
@@ -183,13 +174,15 @@ def _run(job: TrainingJob) -> None:
     elif returncode == EXIT_CANCELLED:
         _finish(job, TrainingJob.Status.CANCELLED, log_path=log_path)
     elif returncode != 0 or result is None:
-        tail = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else ""
+        logger.error("%s job %s: the training process exited with code %s; its log is %s",
+                     kind.label, job_id, returncode, log_path)
+        reason = reason_line(relay.error) if relay.error else f"exit code {returncode}"
         _finish(job, TrainingJob.Status.FAILED, log_path=log_path,
-                error=f"The training process exited with code {returncode}.\n{tail}")
+                error=f"{kind.label} failed: {reason}")
     else:
         try:
             with transaction.atomic():
-                extra = kind.complete(job, directory, result) or {}
+                extra = _keep_output(job, kind, directory, result)
                 if not _finish(job, TrainingJob.Status.SUCCEEDED, result=result | extra,
                                log_path=log_path):
                     raise _TakenOver  # its output is the new runner's to register
@@ -197,9 +190,18 @@ def _run(job: TrainingJob) -> None:
             logger.warning("training job %s: taken over by another runner; this run's "
                            "output is not registered", job_id)
         except Exception as exc:
-            logger.exception("training job %s: registering its output failed", job_id)
+            logger.exception("training job %s: keeping its output failed", job_id)
             _finish(job, TrainingJob.Status.FAILED, log_path=log_path,
-                    error=f"Training finished, but registering its output failed: {exc}")
+                    error=f"{kind.label} finished, but keeping its output failed: "
+                          f"{reason_line(exc)}")
+
+
+def _keep_output(job: TrainingJob, kind, directory: Path, result: dict) -> dict:
+    extra = kind.complete(job, directory, result) or {}
+    if kind.registers:
+        artifact = artifact_register(job, kind.registers, **kind.artifact_fields(job, result))
+        extra["artifact_id"] = artifact.id
+    return extra
 
 
 class _TakenOver(Exception):
@@ -253,6 +255,7 @@ class _Relay:
         self.result = None
         self.last_flush = 0.0
         self.cancel_sent_at: float | None = None
+        self.error = ""  # the process's own one-line reason, if it failed
 
     def run(self, command: list[str]) -> tuple[int, dict | None]:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false",
@@ -301,6 +304,9 @@ class _Relay:
             self._log(f"checkpoint at step {event['step']}")
         elif kind == "result":
             self.result = event["result"]
+        elif kind == "error":
+            self.error = str(event.get("message", ""))
+            self._log(f"error: {self.error}")
 
     def _log(self, message: str) -> None:
         with self.log_path.open("a", encoding="utf-8") as log:

@@ -13,10 +13,12 @@ from django.db.models import Max
 
 from annotate import services as annotate_services
 from annotate.models import Export, Project
+from config.errors import Conflict, Invalid, reason_line
 
+from ..kinds import KINDS, JobRequest
 from ..models import ModelArtifact, Round, TrainingJob
-from .jobs import JobRefused
-from .registry import generate_job_create, policy_job_create, reward_job_create
+from .jobs import job_run
+from .requests import ARTIFACT_PREFIX, job_request, model_resolve
 
 logger = logging.getLogger(__name__)
 
@@ -28,32 +30,33 @@ DEFAULT_PLAN = {
 }
 
 
-def round_start(*, project: Project, created_by: AbstractUser | None, reward_base: str = "",
-                policy_base: str = "", plan: dict | None = None) -> Round:
-    """Start the next round. Without base models it goes on from the last round's reward
-    model and policy (and its plan); the first round needs both bases."""
+def round_start(*, project: Project, created_by: AbstractUser | None, reward_model: str = "",
+                policy_model: str = "", plan: dict | None = None) -> Round:
+    """Start the next round. Models are choices as a job request takes them (a catalog name
+    or "model:<id>"); without them it goes on from the last round's reward model and policy
+    (and its plan). The first round needs both."""
     with transaction.atomic():
         Project.objects.select_for_update().filter(id=project.id).first()
         if project.rounds.filter(status__in=Round.ACTIVE).exists():
-            raise JobRefused("A round of this project is still running; wait for it.", 409)
+            raise Conflict("A round of this project is still running; wait for it.")
         last = project.rounds.exclude(status=Round.Status.FAILED).order_by("-number").first()
         plan = _merged(last.plan if last else DEFAULT_PLAN, plan or {})
-        plan["reward"]["base_model"] = reward_base or plan["reward"].get("base_model", "")
-        plan["policy"]["base_model"] = policy_base or plan["policy"].get("base_model", "")
-        plan["reward"]["continue_from"] = (last.reward_artifact_id if last and not reward_base
-                                           else None)
-        plan["policy"]["continue_from"] = (last.policy_artifact_id if last and not policy_base
-                                           else None)
+        plan["reward"]["model"] = reward_model or (
+            f"{ARTIFACT_PREFIX}{last.reward_artifact_id}" if last and last.reward_artifact_id
+            else "")
+        plan["policy"]["model"] = policy_model or (
+            f"{ARTIFACT_PREFIX}{last.policy_artifact_id}" if last and last.policy_artifact_id
+            else "")
         for part in ("reward", "policy"):
-            if not plan[part]["base_model"] and not plan[part]["continue_from"]:
-                raise JobRefused(f"{part}: the first round needs a base model (a name or path)")
+            if not plan[part]["model"]:
+                raise Invalid(f"{part}_model: the first round needs a {part} model to start "
+                              "from")
+            slot = KINDS[part].models[0]  # both kinds declare their base model first
+            model_resolve(project, slot, plan[part]["model"])
         number = (project.rounds.aggregate(n=Max("number"))["n"] or 0) + 1
-        try:
-            export = annotate_services.export_create(
-                project=project, created_by=created_by,
-                params=annotate_services.ExportParams(**plan["export"], formats=("trl-jsonl",)))
-        except annotate_services.ExportRefused as refused:
-            raise JobRefused(str(refused), refused.status) from None
+        export = annotate_services.export_create(
+            project=project, created_by=created_by,
+            params=annotate_services.ExportParams(**plan["export"], formats=("trl-jsonl",)))
         return Round.objects.create(project=project, number=number, plan=plan, export=export,
                                     created_by=created_by)
 
@@ -67,6 +70,14 @@ def _merged(base: dict, changes: dict) -> dict:
     return merged
 
 
+def job_run_and_rounds_advance(job_id: int) -> None:
+    """Run the job to its end, then move on at once any round that waited for it."""
+    try:
+        job_run(job_id)
+    finally:
+        rounds_advance()
+
+
 def training_tick() -> dict[str, int]:
     """Every minute (beat) and at worker start: reap jobs whose worker died, send jobs the
     broker missed, and move rounds whose step has finished."""
@@ -78,41 +89,36 @@ def training_tick() -> dict[str, int]:
 
 
 def rounds_advance() -> int:
-    """Move each active round past the steps that have finished; return how many moved."""
+    """Move each active round past the steps that have finished, and give each generation
+    job asked for on its own a round; return how many rounds moved."""
     moved = 0
     for round_ in Round.objects.filter(status__in=Round.ACTIVE).select_related(
             "project", "export", "reward_job", "policy_job", "generation_job"):
         try:
             moved += _advance(round_)
-        except JobRefused as refused:
+        except Invalid as refused:
             _fail(round_, str(refused))
-    return moved
+    return moved + _rounds_for_lone_generations()
 
 
 def _advance(round_: Round) -> bool:
     step = {Round.Status.EXPORTING: _after_export,
             Round.Status.TRAINING_REWARD: _after_reward,
-            Round.Status.TRAINING_POLICY: _after_policy}.get(round_.status)
-    if step is None:  # generating: the generation job's completion marks the round ranking
-        job = round_.generation_job
-        if job is not None and job.status in (TrainingJob.Status.FAILED,
-                                              TrainingJob.Status.CANCELLED):
-            return _fail(round_, f"generation job {job.id} {job.status}")
-        return False
+            Round.Status.TRAINING_POLICY: _after_policy,
+            Round.Status.GENERATING: _after_generation}[round_.status]
     return step(round_)
 
 
 def _after_export(round_: Round) -> bool:
     export = round_.export
     if export.status == Export.Status.FAILED:
-        return _fail(round_, f"export v{export.version} failed")
+        return _fail(round_, f"export v{export.version} failed: {reason_line(export.error)}")
     if export.status != Export.Status.SUCCEEDED:
         return False
     plan = round_.plan["reward"]
-    job, _ = reward_job_create(
-        project=round_.project, params=plan["params"], base_model=plan["base_model"],
-        created_by=round_.created_by, export=export, base_artifact=_artifact(
-            plan.get("continue_from")))
+    job, _ = job_request(project=round_.project, created_by=round_.created_by,
+                         request=JobRequest("reward", plan["params"], {"base": plan["model"]},
+                                            export_id=export.id))
     return _moved(round_, Round.Status.TRAINING_REWARD, reward_job=job)
 
 
@@ -122,10 +128,10 @@ def _after_reward(round_: Round) -> bool:
         return False
     reward = ModelArtifact.objects.get(job=job)
     plan = round_.plan["policy"]
-    policy_job, _ = policy_job_create(
-        project=round_.project, params=plan["params"], reward_artifact=reward,
-        base_model=plan["base_model"], base_artifact=_artifact(plan.get("continue_from")),
-        created_by=round_.created_by)
+    policy_job, _ = job_request(
+        project=round_.project, created_by=round_.created_by,
+        request=JobRequest("policy", plan["params"], {
+            "base": plan["model"], "reward": f"{ARTIFACT_PREFIX}{reward.id}"}))
     return _moved(round_, Round.Status.TRAINING_POLICY, reward_artifact=reward,
                   policy_job=policy_job)
 
@@ -135,22 +141,50 @@ def _after_policy(round_: Round) -> bool:
     if not _finished(round_, job):
         return False
     policy = ModelArtifact.objects.get(job=job)
-    generation, _ = generate_job_create(
-        project=round_.project, params=round_.plan["generate"]["params"],
-        base_artifact=policy, created_by=round_.created_by)
+    generation, _ = job_request(
+        project=round_.project, created_by=round_.created_by,
+        request=JobRequest("generate", round_.plan["generate"]["params"],
+                           {"base": f"{ARTIFACT_PREFIX}{policy.id}"}))
     return _moved(round_, Round.Status.GENERATING, policy_artifact=policy,
                   generation_job=generation)
 
 
+def _after_generation(round_: Round) -> bool:
+    job = round_.generation_job
+    if job is None or not _finished(round_, job):
+        return False
+    return _moved(round_, Round.Status.RANKING,
+                  prompt_import_id=job.result.get("prompt_import_id"))
+
+
+def _rounds_for_lone_generations() -> int:
+    """A generation job asked for on its own: its prompts become a round of their own."""
+    created = 0
+    lone = (TrainingJob.objects.filter(kind="generate", status=TrainingJob.Status.SUCCEEDED)
+            .exclude(id__in=Round.objects.filter(generation_job__isnull=False)
+                     .values("generation_job_id"))
+            .select_related("project", "base_artifact").order_by("id"))
+    for job in lone:
+        with transaction.atomic():
+            Project.objects.select_for_update().filter(id=job.project_id).first()
+            if Round.objects.filter(generation_job=job).exists():
+                continue  # another advancer made it a moment ago
+            latest = job.project.rounds.aggregate(n=Max("number"))["n"] or 0
+            Round.objects.create(
+                project=job.project, number=latest + 1, generation_job=job,
+                policy_artifact=job.base_artifact, created_by=job.created_by,
+                plan={"generate": {"params": job.params}}, status=Round.Status.RANKING,
+                prompt_import_id=job.result.get("prompt_import_id"))
+            created += 1
+    return created
+
+
 def _finished(round_: Round, job: TrainingJob) -> bool:
     if job.status in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELLED):
-        _fail(round_, f"{job.get_kind_display()} job {job.id} {job.status}")
+        reason = f": {job.error}" if job.error else ""
+        _fail(round_, f"{job.kind_label} job {job.id} {job.status}{reason}"[:500])
         return False
     return job.status == TrainingJob.Status.SUCCEEDED
-
-
-def _artifact(artifact_id: int | None) -> ModelArtifact | None:
-    return ModelArtifact.objects.filter(id=artifact_id).first() if artifact_id else None
 
 
 def _moved(round_: Round, status: str, **fields) -> bool:

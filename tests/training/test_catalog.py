@@ -1,0 +1,146 @@
+"""Models come from the catalog or the project's registry, never from a free path.
+
+Carol administers "helpful" (project A). Dave's project "harmless" (B) has a trained model
+under VAR_DIR/jobs. Whatever Carol types to reach B's model, the server's files or a model
+outside the roots, she gets the same 400, and nothing is queued.
+"""
+
+import shutil
+
+import pytest
+
+from training.catalog import catalog_models
+from training.models import ModelArtifact, TrainingJob
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def deployment(settings, var_dir, tiny_models, other_project):
+    """VAR_DIR/models/tiny holds the tiny models; B's trained model lies in VAR_DIR/jobs."""
+    models = var_dir / "models"
+    shutil.copytree(tiny_models["reward"].parent, models / "tiny")
+    settings.MODEL_ROOTS = [models]
+    settings.MODEL_HUB_NAMES, settings.MODEL_HUB_ANY = [], False
+    b_model = var_dir / "jobs" / "7" / "output" / "model"
+    shutil.copytree(tiny_models["reward"], b_model)
+    b_artifact = ModelArtifact.objects.create(
+        project=other_project, name="b-rm", version=1, kind="reward", base_model="tiny/reward",
+        path="jobs/7/output/model")
+    (var_dir / "db.sqlite3").write_bytes(b"SQLite format 3\x00")
+    (models / "escape").symlink_to(tiny_models["reward"].parent)  # a root's link out
+    (models / "jobs-link").symlink_to(b_model)  # a link into another project's job
+    return {"var": var_dir, "b_model": b_model, "b_artifact": b_artifact}
+
+
+def ask(client, project, export, **fields):
+    body = {"project": project.id, "kind": "reward", "export": export.id,
+            "params": {"epochs": 1}} | fields
+    return client.post("/api/training-jobs/", body, format="json")
+
+
+def test_the_catalog_lists_the_models_under_the_roots_and_nothing_of_var(
+        settings, deployment):
+    names = [model.name for model in catalog_models()]
+    assert names == ["tiny/policy", "tiny/reward"]  # the links out and into jobs/ left out
+    settings.MODEL_ROOTS = [deployment["var"]]  # even a root at VAR_DIR shows only models/
+    assert [model.name for model in catalog_models()] == ["models/tiny/policy",
+                                                          "models/tiny/reward"]
+
+
+def test_a_catalog_model_is_accepted(api, carol, project, learnable_export, deployment):
+    created = ask(api(carol), project, learnable_export, base_model="tiny/reward")
+    assert created.status_code == 201, created.json()
+    job = TrainingJob.objects.get()
+    assert job.base_model == "tiny/reward" and job.base_location == "models/tiny/reward"
+
+
+OUT_OF_THE_CATALOG = [
+    "{b_model}",  # B's trained model, by the absolute path job results used to show
+    "../jobs/7/output/model",
+    "tiny/../../jobs/7/output/model",
+    "jobs-link",  # a symlink inside the root that lands in VAR_DIR/jobs
+    "escape/reward",  # a symlink out of the roots
+    "{var}/db.sqlite3",
+    "../db.sqlite3",
+    "/etc",
+    "~/model",
+    "tiny/missing",
+    "gpt2",  # a hub name, with no allow-list
+    "Qwen/Qwen2.5-0.5B",
+    "tiny\\reward",
+    ".hidden",
+]
+
+
+def test_paths_out_of_the_catalog_get_one_answer_and_queue_nothing(
+        api, carol, project, learnable_export, deployment, monkeypatch):
+    sent = []
+    monkeypatch.setattr("training.services.jobs.job_dispatch", sent.append)
+    for name in OUT_OF_THE_CATALOG:
+        name = name.format(b_model=deployment["b_model"], var=deployment["var"])
+        answer = ask(api(carol), project, learnable_export, base_model=name)
+        assert answer.status_code == 400, name
+        assert answer.json() == {"detail": (
+            f"base_model: no model named {name!r} in this deployment's catalog; choose one "
+            "from the catalog or a registered model of this project")}
+    assert not TrainingJob.objects.exists() and sent == []
+
+
+def test_another_projects_registered_model_is_not_found(api, carol, project, learnable_export,
+                                                        deployment):
+    b_id = deployment["b_artifact"].id
+    answer = ask(api(carol), project, learnable_export, base_artifact=b_id)
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == f"base_artifact: no reward model {b_id} in this project"
+    policy = api(carol).post("/api/training-jobs/", {
+        "project": project.id, "kind": "score", "reward_artifact": b_id}, format="json")
+    assert policy.status_code == 400 and "in this project" in policy.json()["detail"]
+    assert not TrainingJob.objects.exists()
+
+
+def test_a_labeler_may_not_ask(api, alice, project, learnable_export, deployment):
+    assert ask(api(alice), project, learnable_export,
+               base_model="tiny/reward").status_code == 403
+    assert api(alice).get("/api/models/catalog/").status_code == 403
+    assert not TrainingJob.objects.exists()
+
+
+def test_a_hub_name_passes_only_when_allowed_and_then_must_load(
+        api, carol, project, learnable_export, deployment, settings):
+    settings.MODEL_HUB_NAMES = ["org/allowed-model"]
+    answer = ask(api(carol), project, learnable_export, base_model="org/allowed-model")
+    # Allowed, but there is no hub here: it is checked before anything is queued.
+    assert answer.status_code == 400
+    assert answer.json()["detail"].startswith(
+        "base_model: org/allowed-model cannot be a reward model: its config or tokenizer "
+        "does not load")
+    assert ask(api(carol), project, learnable_export,
+               base_model="org/other").status_code == 400
+    settings.MODEL_HUB_ANY = True
+    assert "does not load" in ask(api(carol), project, learnable_export,
+                                  base_model="org/other").json()["detail"]
+    assert not TrainingJob.objects.exists()
+
+
+def test_a_model_that_does_not_fit_the_kind_is_refused_by_name(
+        api, carol, project, deployment, tiny_models):
+    import json
+
+    folder = deployment["var"] / "models" / "encoder"
+    shutil.copytree(tiny_models["reward"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"architectures": ["LlamaModel"]}))
+    for model, expected in (("tiny/reward", "it is not a causal language model "
+                                            "(LlamaForSequenceClassification)"),
+                            ("encoder", "it is not a causal language model (LlamaModel)")):
+        answer = api(carol).post("/api/training-jobs/", {
+            "project": project.id, "kind": "generate", "base_model": model}, format="json")
+        assert answer.status_code == 400
+        assert answer.json()["detail"] == f"base_model: {model} cannot be a policy model: " \
+                                          f"{expected}"
+    (folder / "config.json").write_text("{not json")
+    broken = api(carol).post("/api/training-jobs/", {
+        "project": project.id, "kind": "generate", "base_model": "encoder"}, format="json")
+    assert broken.status_code == 400 and "does not load" in broken.json()["detail"]
+    assert not TrainingJob.objects.exists()

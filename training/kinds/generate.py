@@ -1,0 +1,82 @@
+"""Generation: a policy writes the project's K completions for each prompt, imported as new
+prompts to rank (training.services.rounds makes them a round)."""
+
+import json
+from pathlib import Path
+
+from annotate.models import Prompt
+from annotate.services import prompts_import
+
+from ..ml.generate import GenerationConfig
+from ..models import Round
+from .base import Curve, JobKind, ModelSlot, Param, job_params, model_location, write_jsonl
+
+
+class GenerateKind(JobKind):
+    name = "generate"
+    label = "Generation"
+    help = ("A policy writes K completions (the project's K) for each of the project's own "
+            "prompts; they are imported as a new round to rank.")
+    config_class = GenerationConfig
+    entry = "training.ml.generate:generate_completions"
+    models = (ModelSlot("base", "policy", "Policy", artifact_kind="policy",
+                        help="A policy of this project, or a causal LM of the catalog"),)
+    takes_prompts_file = True
+    params = (
+        Param("temperature"),
+        Param("top_p", label="Top-p"),
+        Param("max_new_tokens", "Tokens per completion"),
+        Param("seed"),
+        Param("batch_size", "Prompts per generate() call", advanced=True),
+        Param("max_prompt_length", advanced=True),
+        Param("threads", "CPU threads (empty: all)", advanced=True),
+    )
+    curves = (Curve("Prompts written", ("prompts",)),)
+    set_by_job = {"policy": "-", "prompts_file": "-", "output_file": "-", "model_name": "",
+                  "k": 2}
+
+    def prepare(self, job, directory: Path) -> GenerationConfig:
+        if job.dataset_path:
+            prompts_file = Path(job.dataset_path)
+        else:
+            prompts_file = directory / "prompts.jsonl"
+            write_jsonl(prompts_file, ({"prompt": p} for p in source_prompts(job.project)))
+        return GenerationConfig(
+            policy=model_location(job, "base"), prompts_file=str(prompts_file),
+            output_file=str(directory / "generated.jsonl"),
+            k=job.project.completions_per_prompt, model_name=job.base_model,
+            **job_params(job))
+
+    def complete(self, job, directory: Path, result: dict) -> dict:
+        with Path(result["output_file"]).open("rb") as binary:
+            record = prompts_import(project=job.project, binary=binary,
+                                    filename=f"generated-by-job-{job.id}.jsonl",
+                                    file_format="jsonl")
+        return {"prompt_import_id": record.id}
+
+    def report_lines(self, job) -> list[str]:
+        round_ = Round.objects.filter(generation_job=job).first()
+        where = f"round {round_.number}" if round_ else "the project"
+        return [f"{job.result.get('prompts')} prompts with {job.result.get('completions')} "
+                f"completions imported into {job.project.slug} as {where}"]
+
+
+def source_prompts(project) -> list:
+    """The prompts a policy writes new completions for: each distinct prompt the project was
+    given by its own imports (not by an earlier round), gold ones left out."""
+    generated = Round.objects.filter(project=project, prompt_import__isnull=False).values(
+        "prompt_import_id")
+    rows = (Prompt.objects.filter(project=project, gold_tiers__isnull=True)
+            .exclude(source_import_id__in=generated).order_by("id")
+            .values_list("text", "messages"))
+    seen, prompts = set(), []
+    for text, messages in rows.iterator(2000):
+        prompt = messages or text
+        key = json.dumps(prompt, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            prompts.append(prompt)
+    return prompts
+
+
+KIND = GenerateKind()

@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 REWARD_METHODS = ("kway", "trl")
+# How a (prompt, response) becomes the model's input; see training.ml.data.choose_rendering.
+RENDERINGS = ("auto", "chat_template", "pair", "text")
+LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
 
 class ConfigError(ValueError):
@@ -41,6 +44,17 @@ class RewardTrainingConfig(JsonConfig):
     prompt's pairs into the loss; "trl" runs TRL's RewardTrainer on the same pairs. Both
     minimise -log sigmoid(r_chosen - r_rejected - margin), the margin taken from the file's
     `margin` column when `use_margin` is on.
+
+    `rendering` says how a (prompt, response) becomes tokens: "chat_template" (the tokenizer's
+    template for chats, TRL's prompt + response + EOS for plain text), "pair" (the pair
+    encoding `tokenizer(prompt_text, response)` of BERT-style reward models, with token type
+    ids), "text" (prompt text + response + EOS, chats as "User: ...\n\nAssistant: ..."), or
+    "auto" (the first of those that fits the tokenizer, see data.choose_rendering). The choice
+    made is saved next to the model, so scoring reads exactly what training read.
+    `max_length` is capped at the model's positions; longer pairs are truncated (the prompt
+    cut from the left), not dropped. Both methods optimise as transformers' Trainer does:
+    AdamW, gradients clipped at `max_grad_norm` (0: no clipping), `warmup_ratio` of the steps
+    warming up, then `lr_scheduler_type`.
     """
 
     base_model: str  # a Hugging Face name or a local folder
@@ -59,7 +73,11 @@ class RewardTrainingConfig(JsonConfig):
     learning_rate: float = 1e-4
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0
-    max_length: int = 1024  # pairs with a longer sequence are dropped, as TRL does
+    max_length: int = 1024  # capped at the model's positions; longer pairs are truncated
+    rendering: str = "auto"  # one of RENDERINGS
+    max_grad_norm: float = 1.0  # gradient clipping, as Trainer (0: none)
+    lr_scheduler_type: str = "linear"  # one of LR_SCHEDULERS, after warmup_ratio of the steps
+    keep_checkpoints: bool = False  # keep the run's checkpoints after it finishes
     use_margin: bool = True
     center_rewards_coefficient: float | None = None
     seed: int = 0
@@ -90,6 +108,12 @@ class RewardTrainingConfig(JsonConfig):
             problems.append("load_in_4bit: needs lora (4-bit weights cannot be trained directly)")
         if self.merge_adapter and not self.lora:
             problems.append("merge_adapter: needs lora")
+        if self.rendering not in RENDERINGS:
+            problems.append(f"rendering: must be one of {', '.join(RENDERINGS)}")
+        if self.lr_scheduler_type not in LR_SCHEDULERS:
+            problems.append(f"lr_scheduler_type: must be one of {', '.join(LR_SCHEDULERS)}")
+        if not 0 <= self.max_grad_norm <= 1e6:
+            problems.append("max_grad_norm: must be 0 (no clipping) or more")
         if not 0 <= self.warmup_ratio < 1:
             problems.append("warmup_ratio: must be at least 0 and below 1")
         if self.checkpoint_every < 0:

@@ -7,17 +7,36 @@ The data contract is TRL's preference format, as annotate.exporters writes it:
 
 `prompt`, `chosen` and `rejected` are strings, or message lists for chats (the prompt's turns,
 then one assistant message each). `margin`, the ids and `subset` (RewardBench's layout) are
-optional. Every (prompt, response) becomes one token sequence exactly as TRL's RewardTrainer
-builds it, so the K-way trainer, TRL's trainer and scoring all read the same tokens.
+optional. Every (prompt, response) becomes one token sequence by one rendering (below), chosen
+when the job is asked for and saved beside the model, so the K-way trainer, TRL's trainer,
+scoring and a `pipeline` all read the same tokens.
+
+Renderings (RewardTrainingConfig.rendering):
+
+- "chat_template": chats through the tokenizer's chat template (as TRL does); plain text as
+  TRL renders it, prompt + response + EOS with the tokenizer's special tokens.
+- "pair": the pair encoding of BERT-style reward models, `tokenizer(prompt_text, response)`
+  ([CLS] prompt [SEP] response [SEP], with token type ids); a chat's prompt turns become
+  `conversation_text` and its reply the second text.
+- "text": `conversation_text(prompt turns + reply)` or prompt + response, then EOS (SEP for
+  encoders), tokenized with the tokenizer's special tokens: for decoders with no template.
+- "auto": what `choose_rendering(tokenizer)` picks.
+
+A sequence over `max_length` is truncated, never dropped: the response is kept whole where it
+fits and the prompt (the conversation) is cut from the left; a response that alone is too long
+keeps its beginning (and, for chat_template and text, its last token, where a decoder reads
+the reward).
 """
 
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 Text = str | list[dict[str, Any]]
+RENDERING_FILE = "reward_input.json"  # beside a trained model: how its input was rendered
+ROLE_NAMES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
 
 class DataError(ValueError):
@@ -132,6 +151,113 @@ def group_by_prompt(rows: Sequence[PreferenceRow], use_margin: bool = True) -> l
     return list(groups.values())
 
 
+class Tokens(NamedTuple):
+    """One model input: token ids, token type ids (pair rendering only), and whether it was cut."""
+
+    ids: list[int]
+    type_ids: list[int] | None = None
+    truncated: bool = False
+
+
+def choose_rendering(tokenizer) -> str:
+    """Return the rendering "auto" means for this tokenizer: its chat template when it has one,
+    else the pair encoding for an encoder (a tokenizer with CLS and SEP tokens, as BERT), else
+    plain text.
+
+    >>> from types import SimpleNamespace as T
+    >>> choose_rendering(T(chat_template="{{ messages }}", cls_token=None, sep_token=None))
+    'chat_template'
+    >>> choose_rendering(T(chat_template=None, cls_token="[CLS]", sep_token="[SEP]"))
+    'pair'
+    >>> choose_rendering(T(chat_template=None, cls_token=None, sep_token=None))
+    'text'
+    """
+    if getattr(tokenizer, "chat_template", None):
+        return "chat_template"
+    if getattr(tokenizer, "cls_token", None) and getattr(tokenizer, "sep_token", None):
+        return "pair"
+    return "text"
+
+
+def resolve_rendering(rendering: str, tokenizer) -> str:
+    """Return the concrete rendering for a requested one; raise ValueError if it cannot work."""
+    if rendering == "auto":
+        return choose_rendering(tokenizer)
+    if rendering == "chat_template" and not getattr(tokenizer, "chat_template", None):
+        raise ValueError("rendering 'chat_template': this tokenizer has no chat template; use "
+                         "'pair' (encoders such as BERT) or 'text'")
+    if rendering not in ("chat_template", "pair", "text"):
+        raise ValueError(f"unknown rendering {rendering!r}")
+    return rendering
+
+
+def model_max_length(*sources) -> int | None:
+    """Return the longest input the model can read: the least of its config's positions
+    (`max_position_embeddings`, `n_positions`) and the tokenizer's `model_max_length`, for
+    any configs and tokenizers given; None if none of them says.
+
+    >>> from types import SimpleNamespace as S
+    >>> model_max_length(S(max_position_embeddings=512), S(model_max_length=int(1e30)))
+    512
+    """
+    limits = []
+    for source in sources:
+        for name in ("max_position_embeddings", "n_positions", "model_max_length"):
+            value = getattr(source, name, None)
+            if isinstance(value, int) and 0 < value < 10**8:
+                limits.append(value)
+    return min(limits) if limits else None
+
+
+def conversation_text(messages: list[dict[str, Any]]) -> str:
+    """Render chat turns as plain text, for tokenizers with no chat template.
+
+    >>> conversation_text([{"role": "user", "content": "Hi"},
+    ...                    {"role": "assistant", "content": "Yo"}])
+    'User: Hi\\n\\nAssistant: Yo'
+    """
+    return "\n\n".join(f"{ROLE_NAMES.get(m['role'], m['role'].capitalize())}: {m['content']}"
+                       for m in messages)
+
+
+def reward_input(tokenizer, prompt: Text, response: Text, rendering: str = "auto") -> dict:
+    """Return what the reward model reads for (prompt, response), as keyword arguments of
+    `tokenizer(**inputs)`; the same dict is a `pipeline("text-classification")` input.
+
+    >>> class Tok:
+    ...     chat_template, cls_token, sep_token, eos_token = None, "[CLS]", "[SEP]", None
+    >>> reward_input(Tok(), [{"role": "user", "content": "Hi"}],
+    ...              [{"role": "assistant", "content": "Hello"}])
+    {'text': 'User: Hi', 'text_pair': 'Hello'}
+    """
+    rendering = resolve_rendering(rendering, tokenizer)
+    chat = isinstance(prompt, list) or isinstance(response, list)
+    if rendering == "pair":
+        return {"text": _as_text(prompt), "text_pair": _reply_text(response)}
+    if rendering == "chat_template" and chat:
+        # The template writes its own special tokens: the tokenizer must add none.
+        return {"text": tokenizer.apply_chat_template(_messages(prompt, response), tokenize=False),
+                "add_special_tokens": False}
+    if chat:
+        text = conversation_text(_messages(prompt, response))
+    else:
+        text = prompt + response
+    eos = end_token(tokenizer)
+    return {"text": text if eos is None or text.endswith(eos) else text + eos}
+
+
+def _as_text(prompt: Text) -> str:
+    return conversation_text(prompt) if isinstance(prompt, list) else prompt
+
+
+def _reply_text(response: Text) -> str:
+    if isinstance(response, str):
+        return response
+    if len(response) == 1:
+        return response[0]["content"]
+    return conversation_text(response)
+
+
 def end_token(tokenizer) -> str | None:
     """The token TRL appends to plain-text sequences: EOS, else SEP (BERT-like models)."""
     return tokenizer.eos_token or getattr(tokenizer, "sep_token", None)
@@ -146,13 +272,107 @@ def reward_text(tokenizer, prompt: Text, response: Text) -> str:
     return text if eos is None or text.endswith(eos) else text + eos
 
 
-def encode(tokenizer, prompt: Text, response: Text) -> list[int]:
-    """Return the token ids of (prompt, response), exactly as TRL's RewardTrainer makes them."""
-    if isinstance(prompt, list) or isinstance(response, list):
-        encoded = tokenizer.apply_chat_template(_messages(prompt, response), tokenize=True,
-                                                return_dict=True)
-        return list(encoded["input_ids"])
-    return list(tokenizer(text=reward_text(tokenizer, prompt, response))["input_ids"])
+def encode(tokenizer, prompt: Text, response: Text, rendering: str = "auto",
+           max_length: int | None = None) -> Tokens:
+    """Return the tokens of (prompt, response) in `rendering`, truncated to `max_length`
+    (the prompt cut from the left, see the module docstring)."""
+    rendering = resolve_rendering(rendering, tokenizer)
+    inputs = reward_input(tokenizer, prompt, response, rendering)
+    tokens = _tokenize(tokenizer, inputs, rendering)
+    if max_length is None or len(tokens.ids) <= max_length:
+        return tokens
+    if rendering == "pair":
+        return _truncated_pair(tokenizer, inputs, max_length)
+    return Tokens(_cut_prompt(tokenizer, tokens.ids, _prompt_ids(tokenizer, prompt, rendering),
+                              max_length), None, True)
+
+
+def _tokenize(tokenizer, inputs: dict, rendering: str) -> Tokens:
+    encoded = tokenizer(**inputs)
+    types = encoded.get("token_type_ids") if rendering == "pair" else None
+    return Tokens(list(encoded["input_ids"]), list(types) if types is not None else None)
+
+
+def _prompt_ids(tokenizer, prompt: Text, rendering: str) -> list[int]:
+    """The tokens a rendering writes for the prompt alone (the start of every sequence)."""
+    if rendering == "chat_template" and isinstance(prompt, list):
+        if not prompt:
+            return []
+        text = tokenizer.apply_chat_template(prompt, tokenize=False)
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return list(tokenizer(_as_text(prompt))["input_ids"])
+
+
+def _cut_prompt(tokenizer, ids: list[int], prompt_ids: list[int], max_length: int) -> list[int]:
+    """Cut the prompt part of `ids` from the left, keeping leading special tokens (BOS)."""
+    split = 0
+    while split < min(len(ids), len(prompt_ids)) and ids[split] == prompt_ids[split]:
+        split += 1
+    specials = set(tokenizer.all_special_ids)
+    lead = 0
+    while lead < split and ids[lead] in specials:
+        lead += 1
+    reply = ids[split:]
+    room = max_length - lead - len(reply)
+    if room >= 0:
+        return ids[:lead] + ids[split - room:split] + reply if room else ids[:lead] + reply
+    keep = max_length - lead - 1  # a reply too long on its own: its start and its last token
+    return ids[:lead] + reply[:keep] + reply[-1:]
+
+
+def _truncated_pair(tokenizer, inputs: dict, max_length: int) -> Tokens:
+    """Cut a pair input to max_length as text, so the same text gives the same tokens anywhere:
+    the response keeps its start, the prompt its end."""
+    room = max_length - tokenizer.num_special_tokens_to_add(pair=True)
+    response = _text_head(tokenizer, inputs["text_pair"], room)
+    prompt_room = room - _count(tokenizer, response)
+    prompt = _text_tail(tokenizer, inputs["text"], prompt_room)
+    while True:  # re-tokenizing a cut text can, rarely, give one token more
+        tokens = _tokenize(tokenizer, {"text": prompt, "text_pair": response}, "pair")
+        if len(tokens.ids) <= max_length:
+            return tokens._replace(truncated=True)
+        prompt_room -= 1
+        if prompt_room < 0:
+            response = _text_head(tokenizer, response, _count(tokenizer, response) - 1)
+        prompt = _text_tail(tokenizer, prompt, max(prompt_room, 0))
+
+
+def _count(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _text_head(tokenizer, text: str, count: int) -> str:
+    """The start of `text` that holds its first `count` tokens."""
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)[
+        "offset_mapping"]
+    if len(offsets) <= count:
+        return text
+    return text[:offsets[count - 1][1]] if count > 0 else ""
+
+
+def _text_tail(tokenizer, text: str, count: int) -> str:
+    """The end of `text` that holds its last `count` tokens."""
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)[
+        "offset_mapping"]
+    if len(offsets) <= count:
+        return text
+    return text[offsets[len(offsets) - count][0]:] if count > 0 else ""
+
+
+def save_rendering(directory: Path, rendering: str, max_length: int) -> None:
+    """Record beside a model how its input is rendered, for scoring and pipelines."""
+    (Path(directory) / RENDERING_FILE).write_text(json.dumps(
+        {"rendering": rendering, "max_length": max_length}, indent=2) + "\n")
+
+
+def saved_rendering(directory: str | Path, tokenizer=None) -> dict:
+    """Return {"rendering", "max_length"} as a model was trained; a model saved before this
+    was recorded was trained on its chat template where it had one, else on TRL's text."""
+    path = Path(directory) / RENDERING_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    legacy = "chat_template" if getattr(tokenizer, "chat_template", None) else "text"
+    return {"rendering": legacy, "max_length": None}
 
 
 def _messages(prompt: Text, response: Text) -> list[dict]:

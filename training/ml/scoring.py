@@ -1,52 +1,66 @@
 """Score (prompt, response) pairs with a reward model, and evaluate it on held-out pairs.
 
-A saved reward model gives the same scores here as through
-`transformers.pipeline("text-classification", model=path, function_to_apply="none")` on
-`reward_text(tokenizer, prompt, response)`, times the scale `alpha` applied at inference.
+A saved reward model reads its input as it was trained (data.saved_rendering), so it gives
+the same scores here as through `transformers.pipeline("text-classification", model=path,
+function_to_apply="none")` on `reward_input(tokenizer, prompt, response, rendering)`, times
+the scale `alpha` applied at inference. Inputs over the model's max length are truncated as
+in training (see training.ml.data).
 """
 
 from collections import defaultdict
 from collections.abc import Sequence
 
-from .data import PreferenceRow, Text, encode
+from .data import PreferenceRow, Text, Tokens, encode, model_max_length, saved_rendering
 from .loading import load_reward_model, load_tokenizer
 
 
 class RewardScorer:
     """A reward model and its tokenizer, ready to score batches on one device."""
 
-    def __init__(self, model, tokenizer, device=None, batch_size: int = 32):
+    def __init__(self, model, tokenizer, device=None, batch_size: int = 32,
+                 rendering: str = "auto", max_length: int | None = None):
         import torch
 
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.rendering = rendering
+        limit = model_max_length(getattr(model, "config", None), tokenizer)
+        self.max_length = min(x for x in (max_length, limit) if x) if max_length or limit else None
 
     @classmethod
     def load(cls, path: str, batch_size: int = 32) -> "RewardScorer":
+        """Load a saved reward model with the rendering and max length it was trained with."""
         tokenizer = load_tokenizer(path)
-        return cls(load_reward_model(path, tokenizer=tokenizer), tokenizer, batch_size=batch_size)
+        saved = saved_rendering(path, tokenizer)
+        return cls(load_reward_model(path, tokenizer=tokenizer), tokenizer,
+                   batch_size=batch_size, rendering=saved["rendering"],
+                   max_length=saved.get("max_length"))
 
-    def score_ids(self, sequences: Sequence[list[int]]) -> list[float]:
+    def encode(self, prompt: Text, response: Text) -> Tokens:
+        return encode(self.tokenizer, prompt, response, self.rendering, self.max_length)
+
+    def score_ids(self, sequences: Sequence[Tokens | list[int]]) -> list[float]:
         """Return one reward per token sequence; batches are sorted by length to pad little."""
         import torch
 
-        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        sequences = [s if isinstance(s, Tokens) else Tokens(list(s)) for s in sequences]
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i].ids))
         rewards = [0.0] * len(sequences)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start:start + self.batch_size]
-                input_ids, attention = pad([sequences[i] for i in chunk],
-                                           self.tokenizer.pad_token_id, self.device)
-                logits = self.model(input_ids=input_ids, attention_mask=attention).logits
+                inputs = model_inputs([sequences[i] for i in chunk], self.tokenizer.pad_token_id,
+                                      self.device)
+                logits = self.model(**inputs).logits
                 for i, value in zip(chunk, logits[:, 0].float().tolist(), strict=True):
                     rewards[i] = value
         return rewards
 
     def score(self, items: Sequence[tuple[Text, Text]], alpha: float = 1.0) -> list[float]:
         """Return alpha * reward for each (prompt, response)."""
-        sequences = [encode(self.tokenizer, prompt, response) for prompt, response in items]
+        sequences = [self.encode(prompt, response) for prompt, response in items]
         return [alpha * reward for reward in self.score_ids(sequences)]
 
 
@@ -63,14 +77,27 @@ def pad(sequences: Sequence[list[int]], pad_id: int, device):
     return ids.to(device), mask.to(device)
 
 
+def model_inputs(sequences: Sequence[Tokens], pad_id: int, device) -> dict:
+    """Right-padded `input_ids`, `attention_mask` and, for pair inputs, `token_type_ids`."""
+    input_ids, attention = pad([s.ids for s in sequences], pad_id, device)
+    inputs = {"input_ids": input_ids, "attention_mask": attention}
+    if any(s.type_ids is not None for s in sequences):
+        types, _ = pad([s.type_ids or [0] * len(s.ids) for s in sequences], 0, device)
+        inputs["token_type_ids"] = types
+    return inputs
+
+
 def evaluate_pairs(scorer: RewardScorer, rows: Sequence[PreferenceRow],
                    max_length: int | None = None) -> dict:
     """Pair accuracy, mean reward margin, and accuracy per `subset` (RewardBench's layout).
 
-    Each distinct completion of a prompt is scored once. Pairs with a sequence longer than
-    `max_length` are left out and counted, as in training. Ties count as wrong.
+    Each distinct completion of a prompt is scored once. Sequences longer than `max_length`
+    (or the scorer's own limit) are truncated as in training, and the pairs so cut counted.
+    Ties count as wrong.
     """
-    sequences: list[list[int]] = []
+    limits = [x for x in (max_length, scorer.max_length) if x]
+    limit = min(limits) if limits else None
+    sequences: list[Tokens] = []
     index: dict[tuple[str, str], int] = {}
     pairs = []
     for row in rows:
@@ -78,27 +105,27 @@ def evaluate_pairs(scorer: RewardScorer, rows: Sequence[PreferenceRow],
         for key, text in ((row.chosen_key, row.chosen), (row.rejected_key, row.rejected)):
             at = index.setdefault((row.prompt_key, key), len(sequences))
             if at == len(sequences):
-                sequences.append(encode(scorer.tokenizer, row.prompt, text))
+                sequences.append(encode(scorer.tokenizer, row.prompt, text, scorer.rendering,
+                                        limit))
             ends.append(at)
         pairs.append((*ends, row.subset))
     rewards = scorer.score_ids(sequences)
-    kept = correct = skipped = 0
+    correct = truncated = 0
     margin_sum = 0.0
     by_subset: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for chosen, rejected, subset in pairs:
-        if max_length and max(len(sequences[chosen]), len(sequences[rejected])) > max_length:
-            skipped += 1
-            continue
         won = rewards[chosen] > rewards[rejected]
-        kept += 1
         correct += won
+        truncated += sequences[chosen].truncated or sequences[rejected].truncated
         margin_sum += rewards[chosen] - rewards[rejected]
         if subset is not None:
             by_subset[subset][0] += won
             by_subset[subset][1] += 1
+    kept = len(pairs)
     return {
         "pairs": kept,
-        "skipped_too_long": skipped,
+        "truncated": truncated,
+        "skipped_too_long": 0,
         "accuracy": correct / kept if kept else None,
         "mean_margin": margin_sum / kept if kept else None,
         "subsets": {name: {"pairs": n, "accuracy": won / n}

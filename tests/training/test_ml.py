@@ -86,9 +86,9 @@ def test_sequences_are_the_ones_trl_builds(tiny_models):
         trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_dict(columns),
                                 processing_class=tokenizer)
         row = trainer.train_dataset[0]
-        assert data.encode(tokenizer, columns["prompt"][0], columns["chosen"][0]) == (
+        assert data.encode(tokenizer, columns["prompt"][0], columns["chosen"][0]).ids == (
             row["chosen_ids"])
-        assert data.encode(tokenizer, columns["prompt"][0], columns["rejected"][0]) == (
+        assert data.encode(tokenizer, columns["prompt"][0], columns["rejected"][0]).ids == (
             row["rejected_ids"])
 
 
@@ -106,13 +106,13 @@ def test_the_kway_loss_is_the_pairwise_loss_with_fewer_forwards(tiny_models, syn
     rows = data.read_preferences(synthetic["train"])[:12]  # two prompts, 6 pairs each
     groups, dropped = encode_groups(data.group_by_prompt(rows), tokenizer, 1024)
     assert dropped == 0 and [len(g.sequences) for g in groups] == [4, 4]
-    sequences = [s for g in groups for s in g.sequences]
+    sequences = [s.ids for g in groups for s in g.sequences]
     pairs = [(c + 4 * n, r + 4 * n, m) for n, g in enumerate(groups) for c, r, m in g.pairs]
     with torch.no_grad():
         ids, mask = pad(sequences, tokenizer.pad_token_id, "cpu")
         kway, _, _ = kway_loss(model(input_ids=ids, attention_mask=mask).logits[:, 0], pairs)
-        chosen = [data.encode(tokenizer, r.prompt, r.chosen) for r in rows]
-        rejected = [data.encode(tokenizer, r.prompt, r.rejected) for r in rows]
+        chosen = [data.encode(tokenizer, r.prompt, r.chosen).ids for r in rows]
+        rejected = [data.encode(tokenizer, r.prompt, r.rejected).ids for r in rows]
         ids, mask = pad(chosen + rejected, tokenizer.pad_token_id, "cpu")
         rewards = model(input_ids=ids, attention_mask=mask).logits[:, 0]
         pairwise = -F.logsigmoid(rewards[:12] - rewards[12:]).mean()
@@ -214,7 +214,7 @@ def test_evaluation_reports_accuracy_per_subset(tiny_models, tmp_path):
     assert result["accuracy"] in (1 / 3, 2 / 3)
 
 
-def test_pairs_over_max_length_are_dropped_and_counted(tiny_models, synthetic, tmp_path):
+def test_pairs_over_max_length_are_truncated_kept_and_counted(tiny_models, synthetic, tmp_path):
     from training.ml.reward import train_reward_model
 
     long_rows = preference_rows(2, k=2, seed=3, length=200, first_id=500)
@@ -224,8 +224,9 @@ def test_pairs_over_max_length_are_dropped_and_counted(tiny_models, synthetic, t
     reporter = RecordingReporter()
     result = train_reward_model(config(tiny_models, synthetic, tmp_path, train_file=str(train),
                                        epochs=1, max_length=64, eval_file=None), reporter)
-    assert result["dropped_pairs"] == 2 and result["train_pairs"] == 48 * 6
-    assert any("dropped 2 pairs" in message for message in reporter.messages)
+    assert result["dropped_pairs"] == 0 and result["train_pairs"] == 48 * 6 + 2
+    assert result["truncated_pairs"] == 2
+    assert any("truncated 2 pairs" in message for message in reporter.messages)
 
 
 def test_4bit_loading_is_refused_without_cuda(tiny_models, synthetic, tmp_path):

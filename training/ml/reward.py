@@ -9,13 +9,23 @@ ranked completions and its C(K,2) pairs costs K(K-1) forwards. The K-way loop fo
 distinct completion of a prompt once per step and scores all of that prompt's pairs from
 those K rewards, as InstructGPT did: for K = 4, 4 forwards instead of 12.
 
-train_reward_model(config, reporter) -> result dict. The K-way loop checkpoints every
-`checkpoint_every` steps (trainable weights, optimiser, scheduler, step) and resumes from
-the last checkpoint in `output_dir` when started again; TRL's trainer resumes from its own.
+Both read the same tokens (data.encode: one rendering, pairs over max_length truncated, none
+dropped) and optimise as transformers' Trainer does (AdamW without decay on biases and norms,
+gradients clipped at max_grad_norm, warmup then the chosen schedule).
+
+train_reward_model(config, reporter) -> result dict; report_lines(result) says it in words.
+The K-way loop checkpoints every `checkpoint_every` steps (trainable weights, optimiser,
+scheduler, step, and the run's settings) and resumes from the last checkpoint in
+`output_dir` when started again with the same settings, refusing one of another run; TRL's
+trainer does the same with its own checkpoints. A finished run deletes its checkpoints
+unless `keep_checkpoints`.
 """
 
+import hashlib
+import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,41 +34,81 @@ from . import checkpoints
 from .config import RewardTrainingConfig
 from .data import (
     PromptGroup,
+    Tokens,
     batches_of_groups,
     encode,
     end_token,
     group_by_prompt,
+    model_max_length,
     read_preferences,
+    resolve_rendering,
+    save_rendering,
 )
 from .loading import add_lora, load_reward_model, load_tokenizer, save_model
 from .progress import Cancelled, Reporter
-from .scoring import RewardScorer, evaluate_pairs, pad
+from .scoring import RewardScorer, evaluate_pairs, model_inputs
 
 CHECKPOINT = "checkpoint"
+TRL_CHECKPOINTS = "trl-checkpoints"
 MODEL_DIR = "model"
+# Settings that do not change what a run computes: a resume may differ in these.
+NOT_OF_THE_RUN = ("output_dir", "eval_file", "eval_batch_size", "checkpoint_every", "threads",
+                  "keep_checkpoints", "merge_adapter", "max_length", "rendering", "train_file")
+RENDERING_WORDS = {"chat_template": "the tokenizer's chat template",
+                   "pair": "pair encoding tokenizer(prompt, response)",
+                   "text": "prompt text + response + end token"}
 
 
 @dataclass
 class EncodedGroup:
-    sequences: list[list[int]]
+    sequences: list[Tokens]
     pairs: list[tuple[int, int, float]]
 
 
-def encode_groups(groups: list[PromptGroup], tokenizer, max_length: int
-                  ) -> tuple[list[EncodedGroup], int]:
-    """Tokenize each completion once; drop pairs with a sequence over max_length (as TRL)."""
-    encoded, dropped = [], 0
+@dataclass(frozen=True)
+class Inputs:
+    """What training reads, settled before the first step: the rendering and max length
+    resolved for this model, and every prompt's sequences."""
+
+    rendering: str
+    max_length: int
+    model_limit: int | None
+    groups: list[EncodedGroup]
+    truncated_pairs: int
+
+
+def encode_groups(groups: list[PromptGroup], tokenizer, max_length: int,
+                  rendering: str = "auto") -> tuple[list[EncodedGroup], int]:
+    """Tokenize each completion once, truncated to max_length (the prompt cut from the left);
+    return the groups and how many pairs have a truncated sequence. No pair is dropped."""
+    encoded, truncated = [], 0
     for group in groups:
-        sequences = [encode(tokenizer, group.prompt, c) for c in group.completions]
-        pairs = [(c, r, m) for c, r, m in group.pairs
-                 if len(sequences[c]) <= max_length and len(sequences[r]) <= max_length]
-        dropped += len(group.pairs) - len(pairs)
-        if pairs:
-            used = sorted({i for c, r, _ in pairs for i in (c, r)})
-            renumber = {old: new for new, old in enumerate(used)}
-            encoded.append(EncodedGroup([sequences[i] for i in used],
-                                        [(renumber[c], renumber[r], m) for c, r, m in pairs]))
-    return encoded, dropped
+        sequences = [encode(tokenizer, group.prompt, c, rendering, max_length)
+                     for c in group.completions]
+        truncated += sum(sequences[c].truncated or sequences[r].truncated
+                         for c, r, _ in group.pairs)
+        encoded.append(EncodedGroup(sequences, list(group.pairs)))
+    return encoded, truncated
+
+
+def prepare_inputs(config: RewardTrainingConfig, tokenizer, model) -> Inputs:
+    """Resolve the rendering, cap max_length at the model's positions, encode the train file."""
+    rendering = resolve_rendering(config.rendering, tokenizer)
+    limit = model_max_length(model.config, tokenizer)
+    max_length = min(config.max_length, limit) if limit else config.max_length
+    groups, truncated = encode_groups(
+        group_by_prompt(read_preferences(config.train_file), config.use_margin), tokenizer,
+        max_length, rendering)
+    return Inputs(rendering, max_length, limit, groups, truncated)
+
+
+def run_settings(config: RewardTrainingConfig, inputs: Inputs) -> dict:
+    """The settings a checkpoint belongs to: the config less what does not change the run,
+    with the resolved rendering and max length and the train file's content hash."""
+    settings = {k: v for k, v in config.as_dict().items() if k not in NOT_OF_THE_RUN}
+    digest = hashlib.sha256(Path(config.train_file).read_bytes()).hexdigest()
+    return {**settings, "rendering": inputs.rendering, "max_length": inputs.max_length,
+            "train_file_sha256": digest}
 
 
 def step_schedule(groups: list[EncodedGroup], config: RewardTrainingConfig) -> list[list[int]]:
@@ -113,7 +163,12 @@ def train_reward_model(config: RewardTrainingConfig, reporter: Reporter) -> dict
     model, tokenizer, stats = train(config, reporter, output)
     train_seconds = time.perf_counter() - started
     saved = save_model(model, tokenizer, output / MODEL_DIR,
-                              merge_adapter=config.merge_adapter, extra=config.as_dict())
+                       merge_adapter=config.merge_adapter, extra=config.as_dict())
+    for folder in saved.values():
+        save_rendering(Path(folder), stats["rendering"], stats["max_length"])
+    if not config.keep_checkpoints:
+        for name in (CHECKPOINT, TRL_CHECKPOINTS):
+            shutil.rmtree(output / name, ignore_errors=True)
     loop = stats["loop_seconds"]
     result = {"model_dir": saved["model"], "merged_dir": saved.get("merged"), **stats,
               "train_seconds": round(train_seconds, 3),
@@ -122,8 +177,61 @@ def train_reward_model(config: RewardTrainingConfig, reporter: Reporter) -> dict
         reporter.log(f"evaluating on {config.eval_file}")
         scorer = RewardScorer.load(saved["model"], batch_size=config.eval_batch_size)
         result["eval"] = evaluate_pairs(scorer, read_preferences(config.eval_file),
-                                        max_length=config.max_length)
+                                        max_length=stats["max_length"])
     return result
+
+
+def report_lines(result: dict) -> list[str]:
+    """Return the lines a command prints for a training result: what was read, how, and how
+    well it did.
+
+    >>> print("\\n".join(report_lines({
+    ...     "rendering": "pair", "max_length": 256, "requested_max_length": 1024,
+    ...     "model_max_length": 512, "train_pairs": 1821, "truncated_pairs": 394,
+    ...     "dropped_pairs": 0, "steps": 228, "resumed_from_step": 0, "pairs_per_second": 12.5,
+    ...     "model_dir": "out/model", "eval": {"pairs": 460, "truncated": 83,
+    ...     "accuracy": 0.674, "mean_margin": 0.35}})))
+    Input: pair encoding tokenizer(prompt, response); max length 256 (asked 1024, model limit 512)
+    Trained on 1821 pairs: 394 truncated to 256 tokens, 0 dropped; 228 steps, 12.5 pairs/s
+    Held-out: 460 pairs, 83 truncated, 0 skipped; accuracy 0.674, mean margin 0.350
+    Model: out/model
+    """
+    length = f"max length {result['max_length']}"
+    asked, limit = result.get("requested_max_length"), result.get("model_max_length")
+    if asked and asked != result["max_length"]:
+        length += f" (asked {asked}, model limit {limit})"
+    rendering = RENDERING_WORDS.get(result["rendering"], result["rendering"])
+    lines = [f"Input: {rendering}; {length}",
+             f"Trained on {result['train_pairs']} pairs: {result['truncated_pairs']} truncated "
+             f"to {result['max_length']} tokens, {result.get('dropped_pairs', 0)} dropped; "
+             f"{result['steps']} steps, {result.get('pairs_per_second')} pairs/s"]
+    if result.get("resumed_from_step"):
+        lines.append(f"Resumed from the checkpoint at step {result['resumed_from_step']}")
+    held_out = result.get("eval")
+    if held_out:
+        accuracy = held_out["accuracy"]
+        score = (f"accuracy {accuracy:.3f}, mean margin {held_out['mean_margin']:.3f}"
+                 if accuracy is not None else "no pairs to score")
+        lines.append(f"Held-out: {held_out['pairs']} pairs, {held_out.get('truncated', 0)} "
+                     f"truncated, {held_out.get('skipped_too_long', 0)} skipped; {score}")
+    lines.append(f"Model: {result['model_dir']}")
+    return lines
+
+
+def _input_stats(config: RewardTrainingConfig, inputs: Inputs) -> dict:
+    return {"rendering": inputs.rendering, "max_length": inputs.max_length,
+            "requested_max_length": config.max_length, "model_max_length": inputs.model_limit,
+            "train_pairs": sum(len(g.pairs) for g in inputs.groups),
+            "truncated_pairs": inputs.truncated_pairs, "dropped_pairs": 0}
+
+
+def _log_inputs(reporter: Reporter, config: RewardTrainingConfig, inputs: Inputs) -> None:
+    if inputs.max_length < config.max_length:
+        reporter.log(f"max_length {config.max_length} is over the model's {inputs.model_limit} "
+                     f"positions: using {inputs.max_length}")
+    if inputs.truncated_pairs:
+        reporter.log(f"truncated {inputs.truncated_pairs} pairs longer than max_length "
+                     f"{inputs.max_length} (the prompt cut from the left)")
 
 
 def _prepare_model(config: RewardTrainingConfig, tokenizer):
@@ -149,30 +257,27 @@ def _disable_dropout(model) -> None:
 def _train_kway(config: RewardTrainingConfig, reporter: Reporter, output: Path):
     import torch
     from accelerate import Accelerator
-    from transformers import get_linear_schedule_with_warmup
+    from transformers import get_scheduler
 
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
     accelerator = Accelerator(cpu=not cuda, mixed_precision="bf16" if bf16 else "no")
     tokenizer = load_tokenizer(config.base_model)
-    groups, dropped = encode_groups(
-        group_by_prompt(read_preferences(config.train_file), config.use_margin), tokenizer,
-        config.max_length)
-    if not groups:
-        raise ValueError(f"no pairs left to train on: all {dropped} are over max_length "
-                         f"{config.max_length}")
-    if dropped:
-        reporter.log(f"dropped {dropped} pairs longer than max_length {config.max_length}")
+    model = _prepare_model(config, tokenizer)
+    inputs = prepare_inputs(config, tokenizer, model)
+    _log_inputs(reporter, config, inputs)
+    groups = inputs.groups
     schedule = step_schedule(groups, config)
     world, rank = accelerator.num_processes, accelerator.process_index
     total = len(schedule) // world or 1
-    model = _prepare_model(config, tokenizer)
     _disable_dropout(model)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _adamw(trainable, config)
-    scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total),
-                                                total)
-    state = checkpoints.load(output / CHECKPOINT, checkpoints.trainable_parameters({"": model}))
+    optimizer = _adamw(model, config)
+    scheduler = get_scheduler(config.lr_scheduler_type, optimizer,
+                              num_warmup_steps=math.ceil(config.warmup_ratio * total),
+                              num_training_steps=total)
+    run = run_settings(config, inputs)
+    state = checkpoints.load(output / CHECKPOINT,
+                             checkpoints.trainable_parameters({"": model}), run=run)
     start = 0
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -191,17 +296,20 @@ def _train_kway(config: RewardTrainingConfig, reporter: Reporter, output: Path):
             offset = len(sequences)
             sequences += group.sequences
             pairs += [(offset + c, offset + r, m) for c, r, m in group.pairs]
-        input_ids, attention = pad(sequences, tokenizer.pad_token_id, accelerator.device)
         with accelerator.autocast():
-            rewards = model(input_ids=input_ids, attention_mask=attention).logits[:, 0].float()
+            rewards = model(**model_inputs(sequences, tokenizer.pad_token_id,
+                                           accelerator.device)).logits[:, 0].float()
             loss, accuracy, margin = kway_loss(rewards, pairs, config.center_rewards_coefficient)
         accelerator.backward(loss)
+        if config.max_grad_norm:
+            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        learning_rate = scheduler.get_last_lr()[0]  # this step's, as Trainer logs it
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         pairs_seen += len(pairs) * world
         metrics = {"loss": loss.item(), "accuracy": accuracy, "margin": margin,
-                   "learning_rate": scheduler.get_last_lr()[0], "pairs": len(pairs),
+                   "learning_rate": learning_rate, "pairs": len(pairs),
                    "sequences": len(sequences)}
         keep_going = reporter.step(step, total, metrics) if accelerator.is_main_process else True
         if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
@@ -211,30 +319,36 @@ def _train_kway(config: RewardTrainingConfig, reporter: Reporter, output: Path):
                     output / CHECKPOINT,
                     checkpoints.trainable_parameters({"": accelerator.unwrap_model(model)}),
                     step=step, optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict())
+                    scheduler=scheduler.state_dict(), run=json.dumps(run, sort_keys=True))
                 reporter.checkpoint(step, str(path))
         if not _all_keep_going(accelerator, keep_going):
             raise Cancelled(f"stopped after step {step} of {total}")
     accelerator.wait_for_everyone()
-    stats = {"steps": total, "resumed_from_step": start, "pairs_seen": pairs_seen,
+    stats = {**_input_stats(config, inputs), "steps": total, "resumed_from_step": start,
+             "pairs_seen": pairs_seen,
              "loop_seconds": round(time.perf_counter() - loop_started, 3),
-             "train_pairs": sum(len(g.pairs) for g in groups), "dropped_pairs": dropped,
              "forwards_per_pair": round(sum(len(g.sequences) for g in groups)
                                         / sum(len(g.pairs) for g in groups), 4)}
     return accelerator.unwrap_model(model), tokenizer, stats
 
 
-def _adamw(params, config: RewardTrainingConfig):
-    """AdamW as TRL's trainer makes it (transformers' default on torch >= 2.8): the fused
-    kernel, which on CPU steps a 22M-parameter model in 14 ms instead of 82."""
+def _adamw(model, config: RewardTrainingConfig):
+    """AdamW as TRL's trainer makes it (transformers' default on torch >= 2.8): no weight decay
+    on biases and norms, and the fused kernel, which on CPU steps a 22M-parameter model in
+    14 ms instead of 82."""
     import torch
+    from transformers import Trainer
 
+    decay = set(Trainer.get_decay_parameter_names(None, model))
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in named if n in decay],
+               "weight_decay": config.weight_decay},
+              {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0}]
+    groups = [group for group in groups if group["params"]]
     try:
-        return torch.optim.AdamW(params, lr=config.learning_rate,
-                                 weight_decay=config.weight_decay, fused=True)
+        return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
     except (RuntimeError, TypeError):  # a device or dtype without the fused kernel
-        return torch.optim.AdamW(params, lr=config.learning_rate,
-                                 weight_decay=config.weight_decay)
+        return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
 def _all_keep_going(accelerator, keep_going: bool) -> bool:
@@ -251,32 +365,37 @@ def _all_keep_going(accelerator, keep_going: bool) -> bool:
 
 
 def _train_trl(config: RewardTrainingConfig, reporter: Reporter, output: Path):
+    """TRL's RewardTrainer on our tokens: pre-tokenized `chosen_ids`/`rejected_ids` (TRL's
+    processed-dataset contract), so it reads exactly what the K-way loop and scoring read."""
     import torch
-    from datasets import Dataset
     from transformers import TrainerCallback
     from trl import RewardConfig, RewardTrainer
 
     cuda = torch.cuda.is_available()
     tokenizer = load_tokenizer(config.base_model)
-    rows = read_preferences(config.train_file)
-    columns = {"prompt": [r.prompt for r in rows], "chosen": [r.chosen for r in rows],
-               "rejected": [r.rejected for r in rows]}
-    if config.use_margin:
-        columns["margin"] = [r.margin for r in rows]
-    dataset = Dataset.from_dict(columns)
     model = _prepare_model(config, tokenizer)
-    trl_checkpoints = output / "trl-checkpoints"
+    inputs = prepare_inputs(config, tokenizer, model)
+    _log_inputs(reporter, config, inputs)
+    dataset = _pair_dataset(inputs.groups)
+    trl_checkpoints = output / TRL_CHECKPOINTS
+    resume = checkpoints.last_trainer_checkpoint(trl_checkpoints)
+    run = run_settings(config, inputs)
+    if resume:
+        checkpoints.check_run(checkpoints.read_run(trl_checkpoints), run, trl_checkpoints)
+    checkpoints.write_run(trl_checkpoints, run)
     args = RewardConfig(
         output_dir=str(trl_checkpoints), num_train_epochs=config.epochs,
         per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
         weight_decay=config.weight_decay, warmup_steps=float(config.warmup_ratio),
-        lr_scheduler_type="linear", max_length=config.max_length, seed=config.seed,
+        lr_scheduler_type=config.lr_scheduler_type, max_grad_norm=config.max_grad_norm,
+        max_length=inputs.max_length, seed=config.seed,
         center_rewards_coefficient=config.center_rewards_coefficient,
         bf16=cuda and torch.cuda.is_bf16_supported(), use_cpu=not cuda, report_to=[],
         logging_steps=1, activation_checkpointing=False, disable_dropout=True,
         save_strategy="steps" if config.checkpoint_every else "no",
         save_steps=config.checkpoint_every or 500, save_total_limit=1,
         eos_token=end_token(tokenizer), dataloader_num_workers=0,
+        remove_unused_columns=False,
     )
 
     class ReportSteps(TrainerCallback):
@@ -293,22 +412,58 @@ def _train_trl(config: RewardTrainingConfig, reporter: Reporter, output: Path):
 
     callback = ReportSteps()
     trainer = RewardTrainer(model=model, args=args, train_dataset=dataset,
-                            processing_class=tokenizer, callbacks=[callback])
+                            processing_class=tokenizer, callbacks=[callback],
+                            data_collator=_collator(tokenizer.pad_token_id))
     quiet(trainer)
-    kept = len(trainer.train_dataset)
-    resume = checkpoints.last_trainer_checkpoint(trl_checkpoints)
     if resume:
         reporter.log(f"resuming from {resume}")
     state = trainer.train(resume_from_checkpoint=resume)
     if getattr(callback, "cancelled", False):
         raise Cancelled(f"stopped after step {trainer.state.global_step}")
-    steps = trainer.state.global_step
-    stats = {"steps": steps, "resumed_from_step": int(resume.rsplit("-", 1)[1]) if resume else 0,
-             "pairs_seen": round(kept * config.epochs), "train_pairs": kept,
-             "dropped_pairs": len(rows) - kept, "forwards_per_pair": 2.0,
-             "train_loss": state.training_loss,
+    kept = len(trainer.train_dataset)
+    stats = {**_input_stats(config, inputs), "steps": trainer.state.global_step,
+             "resumed_from_step": int(resume.rsplit("-", 1)[1]) if resume else 0,
+             "pairs_seen": round(kept * config.epochs), "forwards_per_pair": 2.0,
+             "dropped_pairs": len(dataset) - kept, "train_loss": state.training_loss,
              "loop_seconds": round(state.metrics.get("train_runtime", 0.0), 3)}
     return trainer.model, tokenizer, stats
+
+
+def _pair_dataset(groups: list[EncodedGroup]):
+    """One row per pair: chosen_ids, rejected_ids, margin (and type ids for pair inputs)."""
+    from datasets import Dataset
+
+    columns: dict[str, list] = {"chosen_ids": [], "rejected_ids": [], "margin": []}
+    typed = any(s.type_ids is not None for g in groups for s in g.sequences)
+    if typed:
+        columns |= {"chosen_type_ids": [], "rejected_type_ids": []}
+    for group in groups:
+        for chosen, rejected, margin in group.pairs:
+            columns["chosen_ids"].append(group.sequences[chosen].ids)
+            columns["rejected_ids"].append(group.sequences[rejected].ids)
+            columns["margin"].append(margin)
+            if typed:
+                columns["chosen_type_ids"].append(group.sequences[chosen].type_ids)
+                columns["rejected_type_ids"].append(group.sequences[rejected].type_ids)
+    return Dataset.from_dict(columns)
+
+
+def _collator(pad_token_id: int):
+    """TRL's preference collator, plus token type ids when the pairs carry them."""
+    from trl.trainer.reward_trainer import DataCollatorForPreference
+
+    class WithTypes(DataCollatorForPreference):
+        def torch_call(self, examples):
+            batch = super().torch_call(examples)
+            if "chosen_type_ids" in examples[0]:
+                types = [e["chosen_type_ids"] for e in examples] + [
+                    e["rejected_type_ids"] for e in examples]
+                width = batch["input_ids"].shape[1]
+                batch["token_type_ids"] = batch["input_ids"].new_tensor(
+                    [t + [0] * (width - len(t)) for t in types])
+            return batch
+
+    return WithTypes(pad_token_id=pad_token_id)
 
 
 def quiet(trainer) -> None:

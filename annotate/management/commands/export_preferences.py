@@ -3,9 +3,10 @@ from argparse import BooleanOptionalAction
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Count
 
 from annotate import services
-from annotate.models import Project
+from annotate.models import Project, Ranking
 
 
 class Command(BaseCommand):
@@ -16,11 +17,19 @@ class Command(BaseCommand):
         parser.add_argument("--format", action="append", choices=services.exports.FORMATS,
                             help="trl-jsonl (always written), parquet, hf-dataset; repeatable "
                                  "(default: all)")
-        parser.add_argument("--min-votes", type=int, default=2)
-        parser.add_argument("--min-agreement", type=float, default=2 / 3)
-        parser.add_argument("--tie-policy", choices=("half", "abstain"), default="half")
-        parser.add_argument("--test-fraction", type=float, default=0.1)
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--min-votes", type=int, default=2,
+                            help="Keep a pair only with at least this many votes; an imported "
+                                 "ranking is one vote (default: %(default)s)")
+        parser.add_argument("--min-agreement", type=float, default=2 / 3,
+                            help="Share of the votes the winner needs (default: 0.667)")
+        parser.add_argument("--tie-policy", choices=("half", "abstain"), default="half",
+                            help="A tie counts half a vote each way, or abstains "
+                                 "(default: %(default)s)")
+        parser.add_argument("--test-fraction", type=float, default=0.1,
+                            help="Share of prompts held out as the test split "
+                                 "(default: %(default)s)")
+        parser.add_argument("--seed", type=int, default=0,
+                            help="Seed of the train/test split (default: %(default)s)")
         parser.add_argument("--include-imported", action="store_true",
                             help="Count imported reference rankings (e.g. HH-RLHF) as votes")
         parser.add_argument("--exclude-flagged", action=BooleanOptionalAction, default=None,
@@ -56,9 +65,32 @@ class Command(BaseCommand):
             else:
                 shutil.copytree(folder, out, dirs_exist_ok=True)
         counts = export.counts
+        if not counts["pairs"]["train"] + counts["pairs"]["test"]:
+            raise CommandError(f"Export v{export.version} of {project.slug} kept no pairs: "
+                               f"{why_no_pairs(project, options)}")
         self.stdout.write(
             f"Export v{export.version} of {project.slug}: {counts['pairs']['train']} train and "
             f"{counts['pairs']['test']} test pairs from {counts['rankings']} rankings of "
             f"{counts['prompts']} prompts; sha256 {export.content_hash}\n"
             f"Files: {out or folder}"
         )
+
+
+def why_no_pairs(project: Project, options: dict) -> str:
+    """Say why an export kept nothing: no rankings it may use, or too few votes per pair."""
+    rankings = Ranking.objects.filter(prompt__project=project)
+    imported = rankings.filter(source=Ranking.Source.IMPORTED).count()
+    if not options["include_imported"]:
+        rankings = rankings.filter(source=Ranking.Source.LABELER)
+    if not rankings.exists():
+        if imported:
+            return (f"no labeler has ranked yet, and the {imported} imported rankings are left "
+                    f"out; add --include-imported to count them as votes")
+        return "the project has no rankings yet"
+    votes = rankings.values("prompt").annotate(n=Count("id")).order_by("-n").first()["n"]
+    if votes < options["min_votes"]:
+        every = "every pair has 1 vote" if votes == 1 else f"no pair has more than {votes} votes"
+        return (f"{every}; --min-votes is {options['min_votes']}. Lower --min-votes (an "
+                f"imported ranking is one vote) or collect more rankings")
+    return (f"no pair reached --min-agreement {options['min_agreement']:.3g} with "
+            f"--min-votes {options['min_votes']}")

@@ -306,3 +306,14 @@ def test_a_pipeline_on_reward_input_agrees_with_the_scorer_on_chat_data(model, t
     theirs = [pipe(data.reward_input(tokenizer, p, r, rendering))["score"] for p, r in items]
     assert ours == pytest.approx(theirs, abs=1e-4)
     assert len(set(round(s, 4) for s in ours)) > 1
+
+
+def test_a_long_pair_input_is_cut_as_text_so_a_pipeline_reads_what_training_read(tiny_bert):
+    from training.ml.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_bert))
+    (row,) = chat_rows(1, seed=5, history=8)
+    cut = data.reward_input(tokenizer, row["prompt"], row["chosen"], "pair", max_length=40)
+    assert cut["text_pair"] == "helpful helpful answer"
+    assert tokenizer(**cut)["input_ids"] == data.encode(
+        tokenizer, row["prompt"], row["chosen"], "pair", max_length=40).ids

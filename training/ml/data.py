@@ -220,9 +220,12 @@ def conversation_text(messages: list[dict[str, Any]]) -> str:
                        for m in messages)
 
 
-def reward_input(tokenizer, prompt: Text, response: Text, rendering: str = "auto") -> dict:
+def reward_input(tokenizer, prompt: Text, response: Text, rendering: str = "auto",
+                 max_length: int | None = None) -> dict:
     """Return what the reward model reads for (prompt, response), as keyword arguments of
     `tokenizer(**inputs)`; the same dict is a `pipeline("text-classification")` input.
+    With `max_length`, a longer pair input comes back cut as training cuts it (the other
+    renderings are cut as tokens: score those through RewardScorer).
 
     >>> class Tok:
     ...     chat_template, cls_token, sep_token, eos_token = None, "[CLS]", "[SEP]", None
@@ -233,7 +236,10 @@ def reward_input(tokenizer, prompt: Text, response: Text, rendering: str = "auto
     rendering = resolve_rendering(rendering, tokenizer)
     chat = isinstance(prompt, list) or isinstance(response, list)
     if rendering == "pair":
-        return {"text": _as_text(prompt), "text_pair": _reply_text(response)}
+        inputs = {"text": _as_text(prompt), "text_pair": _reply_text(response)}
+        if max_length and len(tokenizer(**inputs)["input_ids"]) > max_length:
+            inputs = _truncated_pair(tokenizer, inputs, max_length)[1]
+        return inputs
     if rendering == "chat_template" and chat:
         # The template writes its own special tokens: the tokenizer must add none.
         return {"text": tokenizer.apply_chat_template(_messages(prompt, response), tokenize=False),
@@ -282,7 +288,7 @@ def encode(tokenizer, prompt: Text, response: Text, rendering: str = "auto",
     if max_length is None or len(tokens.ids) <= max_length:
         return tokens
     if rendering == "pair":
-        return _truncated_pair(tokenizer, inputs, max_length)
+        return _truncated_pair(tokenizer, inputs, max_length)[0]
     return Tokens(_cut_prompt(tokenizer, tokens.ids, _prompt_ids(tokenizer, prompt, rendering),
                               max_length), None, True)
 
@@ -320,9 +326,10 @@ def _cut_prompt(tokenizer, ids: list[int], prompt_ids: list[int], max_length: in
     return ids[:lead] + reply[:keep] + reply[-1:]
 
 
-def _truncated_pair(tokenizer, inputs: dict, max_length: int) -> Tokens:
-    """Cut a pair input to max_length as text, so the same text gives the same tokens anywhere:
-    the response keeps its start, the prompt its end."""
+def _truncated_pair(tokenizer, inputs: dict, max_length: int) -> tuple[Tokens, dict]:
+    """Cut a pair input to max_length as text, so the same text gives the same tokens anywhere
+    (a pipeline included): the response keeps its start, the prompt its end. Return the
+    tokens and the cut texts."""
     room = max_length - tokenizer.num_special_tokens_to_add(pair=True)
     response = _text_head(tokenizer, inputs["text_pair"], room)
     prompt_room = room - _count(tokenizer, response)
@@ -330,7 +337,7 @@ def _truncated_pair(tokenizer, inputs: dict, max_length: int) -> Tokens:
     while True:  # re-tokenizing a cut text can, rarely, give one token more
         tokens = _tokenize(tokenizer, {"text": prompt, "text_pair": response}, "pair")
         if len(tokens.ids) <= max_length:
-            return tokens._replace(truncated=True)
+            return tokens._replace(truncated=True), {"text": prompt, "text_pair": response}
         prompt_room -= 1
         if prompt_room < 0:
             response = _text_head(tokenizer, response, _count(tokenizer, response) - 1)

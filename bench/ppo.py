@@ -65,7 +65,8 @@ def ours(paths: dict, episodes: int, lora: bool) -> dict:
     """Child process: our PPO; prints {steps: [...], peak_rss_mb}."""
     import resource
 
-    from training.ml.ppo import PolicyTrainingConfig, train_policy
+    from training.ml.policy import PolicyTrainingConfig
+    from training.ml.ppo import train_policy
     from training.ml.progress import RecordingReporter
 
     config = PolicyTrainingConfig(

@@ -78,14 +78,7 @@ class TrainingJob(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind_label} job {self.id} ({self.status})"
-
-    @property
-    def kind_label(self) -> str:
-        from .kinds import KINDS  # the declarations import this module, not the reverse
-
-        kind = KINDS.get(self.kind)
-        return kind.label if kind else self.kind
+        return f"{self.kind} job {self.id} ({self.status})"
 
     @property
     def is_active(self) -> bool:

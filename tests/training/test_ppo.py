@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from training.ml.config import ConfigError
-from training.ml.ppo import Models, PolicyTrainingConfig, score_texts, train_policy
+from training.ml.policy import Models, PolicyTrainingConfig, score_texts
+from training.ml.ppo import train_policy
 from training.ml.progress import Cancelled, RecordingReporter
 
 pytestmark = pytest.mark.slow
@@ -97,7 +98,7 @@ def test_trls_rloo_and_grpo_run_on_the_same_reward_model(algorithm, ppo_setup, t
 
 
 def test_chat_prompts_get_the_chat_template(ppo_setup, tmp_path):
-    from training.ml.ppo import encode_prompt
+    from training.ml.policy import encode_prompt
     from training.ml.synthetic import write_rows
 
     prompts = write_rows(tmp_path / "chat.jsonl", [
@@ -124,7 +125,7 @@ def test_a_merged_policy_is_still_judged_against_its_reference(ppo_setup, tmp_pa
 
 
 def test_a_bad_prompt_file_names_the_line_and_field(tmp_path):
-    from training.ml.ppo import read_prompts
+    from training.ml.policy import read_prompts
 
     path = tmp_path / "prompts.jsonl"
     path.write_text('{"prompt": "fine"}\n{"text": "no prompt"}\n')

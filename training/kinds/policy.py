@@ -8,7 +8,7 @@ from annotate.exporters import is_test_prompt
 from annotate.models import Prompt
 from config.errors import Invalid
 
-from ..ml.ppo import ALGORITHMS, PolicyTrainingConfig
+from ..ml.policy import ALGORITHMS, PolicyTrainingConfig
 from .base import Curve, JobKind, ModelSlot, Param, job_params, model_location
 
 EVAL_FRACTION = 0.1  # of a project's prompts, held out to evaluate a policy

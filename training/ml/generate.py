@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .config import ConfigError, JsonConfig
 from .loading import load_tokenizer
-from .ppo import encode_prompt, left_pad, read_prompts
+from .policy import encode_prompt, left_pad, read_prompts
 from .text import clean_text, is_blank
 
 MAX_REPORTED_SKIPS = 20  # skipped prompts listed in the result; all of them are in the file

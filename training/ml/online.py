@@ -13,36 +13,23 @@ from pathlib import Path
 
 from .checkpoints import last_trainer_checkpoint
 from .loading import load_tokenizer
-from .ppo import (
+from .policy import (
     CHECKPOINT,
     Models,
     PolicyTrainingConfig,
+    RewardModelFunction,
     evaluate_policy,
     read_prompts,
     save_policy,
 )
-from .progress import Cancelled, Reporter
-from .reward import quiet as _quiet
-
-
-class RewardModelFunction:
-    """`(prompts, completions, **kwargs) -> rewards`, the reward callable TRL accepts."""
-
-    def __init__(self, path: str):
-        from .scoring import RewardScorer
-
-        self.__name__ = "reward_model"  # TRL names the reward's metrics after it
-        self.scorer = RewardScorer.load(path)
-
-    def __call__(self, prompts, completions, **kwargs) -> list[float]:
-        return self.scorer.score(list(zip(prompts, completions, strict=True)))
+from .progress import Cancelled, Reporter, quiet, trainer_callback
 
 
 def train_online(config: PolicyTrainingConfig, reporter: Reporter) -> dict:
     """Train with TRL's RLOOTrainer or GRPOTrainer; save, then evaluate as PPO does."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, TrainerCallback
+    from transformers import AutoModelForCausalLM
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -73,37 +60,30 @@ def train_online(config: PolicyTrainingConfig, reporter: Reporter) -> dict:
 
         peft_config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=config.lora_r,
                                  lora_alpha=config.lora_alpha, target_modules="all-linear")
-    stop = {"requested": False}
     rollout: dict[str, float] = {}  # logged on the steps that generate; kept for the others
 
-    class ReportSteps(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "loss" not in logs:
-                return
-            if "reward" in logs:
-                rollout.update(reward=logs["reward"], kl=logs.get("kl", 0.0),
-                               response_length=logs.get("completions/mean_length", 0.0),
-                               reward_std=logs.get("reward_std", 0.0))
-            metrics = {**rollout, "policy_loss": logs["loss"],
-                       "entropy": logs.get("entropy", 0.0)}
-            if not reporter.step(state.global_step, state.max_steps, metrics):
-                stop["requested"] = control.should_training_stop = True
+    def step_metrics(logs: dict) -> dict | None:
+        if "loss" not in logs:
+            return None
+        if "reward" in logs:
+            rollout.update(reward=logs["reward"], kl=logs.get("kl", 0.0),
+                           response_length=logs.get("completions/mean_length", 0.0),
+                           reward_std=logs.get("reward_std", 0.0))
+        return {**rollout, "policy_loss": logs["loss"], "entropy": logs.get("entropy", 0.0)}
 
-        def on_save(self, args, state, control, **kwargs):
-            reporter.checkpoint(state.global_step, str(checkpoints))
-
+    progress = trainer_callback(reporter, step_metrics, str(checkpoints))
     trainer = trainer_class(
         model=AutoModelForCausalLM.from_pretrained(config.policy, use_safetensors=True),
         reward_funcs=RewardModelFunction(config.reward_model),
         args=args, train_dataset=Dataset.from_dict({"prompt": prompts}),
-        processing_class=tokenizer, peft_config=peft_config, callbacks=[ReportSteps()])
-    _quiet(trainer)
+        processing_class=tokenizer, peft_config=peft_config, callbacks=[progress])
+    quiet(trainer)
     resume = last_trainer_checkpoint(checkpoints)
     if resume:
         reporter.log(f"resuming from {resume}")
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
-    if stop["requested"]:
+    if progress.stopped:
         raise Cancelled(f"stopped after step {trainer.state.global_step} of "
                         f"{config.total_steps}")
     seconds = time.perf_counter() - started

@@ -17,302 +17,24 @@ train_policy(config, reporter) -> result dict. Checkpoints every `checkpoint_eve
 hold the trainable weights, optimiser and RNG state, so a resumed run continues exactly.
 """
 
-import math
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import checkpoints
-from .config import ConfigError, JsonConfig
-from .data import Text
-from .loading import SEQ_CLS_HEADS, is_adapter, load_reward_model, load_tokenizer, save_model
+from .policy import (
+    CHECKPOINT,
+    Models,
+    PolicyTrainingConfig,
+    evaluate_policy,
+    full_sequences,
+    policy_logits,
+    read_prompts,
+    response_logprobs,
+    sample,
+    save_policy,
+)
 from .progress import Cancelled, Reporter
-
-ALGORITHMS = ("ppo", "rloo", "grpo")
-CHECKPOINT = "checkpoint"
-
-
-@dataclass(frozen=True)
-class PolicyTrainingConfig(JsonConfig):
-    policy: str  # a Hugging Face name, a folder, or a saved LoRA adapter
-    reward_model: str
-    prompts_file: str  # JSONL lines {"prompt": text or messages}
-    output_dir: str
-    eval_prompts_file: str | None = None
-    algorithm: str = "ppo"  # or TRL's "rloo" / "grpo" (training.ml.online)
-    num_generations: int = 4  # rloo / grpo: responses per prompt, the group for the baseline
-    lora: bool = True
-    lora_r: int = 16
-    lora_alpha: int = 32
-    merge_adapter: bool = False
-    total_episodes: int = 256  # responses sampled in all
-    batch_size: int = 16  # responses per PPO step
-    mini_batch_size: int = 8
-    ppo_epochs: int = 2
-    learning_rate: float = 1e-5
-    kl_coef: float = 0.05
-    clip_range: float = 0.2
-    clip_range_value: float = 0.2
-    vf_coef: float = 0.1
-    gamma: float = 1.0
-    lam: float = 0.95
-    response_length: int = 32
-    temperature: float = 0.7
-    missing_eos_penalty: float = 1.0
-    max_prompt_length: int = 256
-    seed: int = 0
-    checkpoint_every: int = 10
-    eval_samples: int = 8
-    threads: int | None = None
-
-    def __post_init__(self):
-        problems = []
-        checks = [
-            (self.algorithm in ALGORITHMS, f"algorithm: must be one of {', '.join(ALGORITHMS)}"),
-            (1 <= self.batch_size <= 4096, "batch_size: must be between 1 and 4096"),
-            (1 <= self.mini_batch_size <= self.batch_size
-             and self.batch_size % self.mini_batch_size == 0,
-             "mini_batch_size: must divide batch_size"),
-            (1 <= self.ppo_epochs <= 32, "ppo_epochs: must be between 1 and 32"),
-            (self.total_episodes >= self.batch_size,
-             "total_episodes: must be at least batch_size"),
-            (0 < self.learning_rate < 1, "learning_rate: must be above 0 and below 1"),
-            (0 <= self.kl_coef <= 10, "kl_coef: must be between 0 and 10"),
-            (0 < self.clip_range < 1, "clip_range: must be above 0 and below 1"),
-            (0 < self.clip_range_value <= 100, "clip_range_value: must be above 0"),
-            (0 <= self.vf_coef <= 10, "vf_coef: must be between 0 and 10"),
-            (0 < self.gamma <= 1 and 0 <= self.lam <= 1, "gamma, lam: must be in (0, 1]"),
-            (1 <= self.response_length <= 8192, "response_length: must be 1 to 8192"),
-            (0 < self.temperature <= 10, "temperature: must be above 0"),
-            (self.missing_eos_penalty >= 0, "missing_eos_penalty: must be 0 or more"),
-            (self.checkpoint_every >= 0, "checkpoint_every: must be 0 (never) or more"),
-            (not self.merge_adapter or self.lora, "merge_adapter: needs lora"),
-            (self.algorithm == "ppo" or (self.num_generations >= 2
-                                         and self.batch_size % self.num_generations == 0),
-             "num_generations: must be 2 or more and divide batch_size (rloo, grpo)"),
-        ]
-        problems = [message for ok, message in checks if not ok]
-        if problems:
-            raise ConfigError("; ".join(problems))
-
-    @property
-    def total_steps(self) -> int:
-        return math.ceil(self.total_episodes / self.batch_size)
-
-
-def read_prompts(path: str) -> list[Text]:
-    """Prompts from JSONL: {"prompt": text or [{role, content}, ...]} per line."""
-    import json
-
-    prompts = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            prompt = json.loads(line)["prompt"]
-        except (ValueError, KeyError, TypeError):
-            raise ValueError(f"{Path(path).name}, line {number}, field 'prompt': missing or "
-                             "not JSON") from None
-        if not (isinstance(prompt, str) and prompt) and not isinstance(prompt, list):
-            raise ValueError(f"{Path(path).name}, line {number}, field 'prompt': must be text "
-                             "or a message list")
-        prompts.append(prompt)
-    if not prompts:
-        raise ValueError(f"{Path(path).name}: no prompts")
-    return prompts
-
-
-# --- models -----------------------------------------------------------------------------------
-
-
-class Models:
-    """The policy (LoRA on its base: the base is the reference), reward and value models."""
-
-    def __init__(self, config: PolicyTrainingConfig, reference_path: str | None = None):
-        import copy
-
-        import torch
-        from transformers import AutoModelForCausalLM
-
-        self.config = config
-        self.tokenizer = load_tokenizer(config.policy)
-        self.tokenizer.padding_side = "left"
-        if is_adapter(config.policy):
-            from peft import AutoPeftModelForCausalLM
-
-            self.policy = AutoPeftModelForCausalLM.from_pretrained(config.policy,
-                                                                   is_trainable=True)
-        else:
-            self.policy = AutoModelForCausalLM.from_pretrained(config.policy, use_safetensors=True)
-            if config.lora:
-                from peft import LoraConfig, TaskType, get_peft_model
-
-                self.policy = get_peft_model(self.policy, LoraConfig(
-                    task_type=TaskType.CAUSAL_LM, r=config.lora_r, lora_alpha=config.lora_alpha,
-                    lora_dropout=0.0, target_modules="all-linear"))
-        if reference_path is not None:  # a fine-tuned policy judged against where it began
-            self.reference = AutoModelForCausalLM.from_pretrained(reference_path,
-                                                                  use_safetensors=True)
-        elif hasattr(self.policy, "disable_adapter"):
-            self.reference = None  # the base under the adapter
-        else:
-            self.reference = copy.deepcopy(self.policy)
-        if self.reference is not None:
-            self.reference.eval().requires_grad_(False)
-        from .scoring import RewardScorer
-
-        self.scorer = RewardScorer.load(config.reward_model)  # on its device, frozen
-        self.scorer.model.requires_grad_(False)
-        self.same_tokenizer = self.scorer.tokenizer.get_vocab() == self.tokenizer.get_vocab()
-        # The value model reads the policy's tokens: from the reward model when they share a
-        # tokenizer (it already knows what is good), else from the policy's own weights.
-        value_from = config.reward_model if self.same_tokenizer else config.policy
-        self.value = load_reward_model(value_from, tokenizer=self.tokenizer, trainable=True)
-        for model in (self.policy, self.value):
-            for module in model.modules():
-                if isinstance(module, torch.nn.Dropout):
-                    module.p = 0.0
-        self.value_backbone = getattr(self.value, self.value.base_model_prefix)
-        self.value_head = next(getattr(self.value, name) for name in SEQ_CLS_HEADS
-                               if hasattr(self.value, name))
-        self.eos_id = self.tokenizer.eos_token_id
-        self.pad_id = self.tokenizer.pad_token_id
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        for model in (self.policy, self.reference, self.value):
-            if model is not None:
-                model.to(self.device)
-
-    def reference_logits(self, input_ids, attention_mask):
-        import contextlib
-
-        import torch
-
-        with torch.no_grad():
-            if self.reference is not None:
-                return _logits(self.reference, input_ids, attention_mask)
-            disabled = self.policy.disable_adapter()
-            with disabled if disabled is not None else contextlib.nullcontext():
-                return _logits(self.policy, input_ids, attention_mask)
-
-    def values(self, input_ids, attention_mask):
-        hidden = self.value_backbone(input_ids=input_ids, attention_mask=attention_mask,
-                                     position_ids=_positions(attention_mask)).last_hidden_state
-        return self.value_head(hidden).squeeze(-1).float()
-
-    def trainable(self) -> list:
-        return [p for m in (self.policy, self.value) for p in m.parameters() if p.requires_grad]
-
-
-def _positions(attention_mask):
-    """Position ids that skip left padding, as generate() uses."""
-    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
-
-
-def _logits(model, input_ids, attention_mask):
-    return model(input_ids=input_ids, attention_mask=attention_mask,
-                 position_ids=_positions(attention_mask)).logits
-
-
-# --- rollouts ---------------------------------------------------------------------------------
-
-
-def encode_prompt(tokenizer, prompt: Text, max_length: int) -> list[int]:
-    if isinstance(prompt, list):
-        ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
-                                            return_dict=True)["input_ids"]
-    else:
-        ids = tokenizer(text=prompt)["input_ids"]
-    return list(ids)[-max_length:]
-
-
-def left_pad(sequences: list[list[int]], pad_id: int):
-    import torch
-
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        ids[row, width - len(sequence):] = torch.tensor(sequence, dtype=torch.long)
-        mask[row, width - len(sequence):] = 1
-    return ids, mask
-
-
-@dataclass
-class Rollout:
-    prompts: list
-    query_ids: object  # (B, Q) left-padded
-    query_mask: object
-    responses: object  # (B, T)
-    mask: object  # (B, T) float: the response's tokens
-    texts: list[str]
-    has_eos: object
-    scores: object  # (B,) after the missing-EOS penalty
-    logprobs: object = None
-    ref_logprobs: object = None
-    values: object = None
-
-
-def sample(models: Models, prompts: list[Text], config: PolicyTrainingConfig,
-           greedy: bool = False, reference: bool = False) -> Rollout:
-    """Generate one response per prompt and score it with the reward model."""
-    import contextlib
-
-    import torch
-
-    from .ppo_core import response_mask
-
-    queries = [encode_prompt(models.tokenizer, p, config.max_prompt_length) for p in prompts]
-    query_ids, query_mask = (t.to(models.device) for t in left_pad(queries, models.pad_id))
-    context = (models.policy.disable_adapter() if reference and models.reference is None
-               else contextlib.nullcontext())
-    generator = models.reference if reference and models.reference is not None else models.policy
-    with torch.no_grad(), context:
-        output = generator.generate(
-            input_ids=query_ids, attention_mask=query_mask, max_new_tokens=config.response_length,
-            do_sample=not greedy, temperature=config.temperature if not greedy else None,
-            top_k=0, top_p=1.0, pad_token_id=models.pad_id, eos_token_id=models.eos_id)
-    responses = output[:, query_ids.shape[1]:]
-    if responses.shape[1] < config.response_length:  # every response ended early
-        pad = torch.full((responses.shape[0], config.response_length - responses.shape[1]),
-                         models.pad_id, dtype=responses.dtype, device=responses.device)
-        responses = torch.cat([responses, pad], dim=1)
-    mask, has_eos = response_mask(responses, models.eos_id, models.pad_id)
-    texts = [models.tokenizer.decode(row[:int(n)], skip_special_tokens=True)
-             for row, n in zip(responses, mask.sum(1).tolist(), strict=True)]
-    scores = score_texts(models, prompts, texts)
-    scores = scores - config.missing_eos_penalty * (~has_eos).float()
-    return Rollout(prompts, query_ids, query_mask, responses, mask, texts, has_eos, scores)
-
-
-def score_texts(models: Models, prompts: list[Text], texts: list[str]):
-    """The reward model's scores, on its own tokenization of (prompt, response text)."""
-    import torch
-
-    items = [(prompt, [{"role": "assistant", "content": text}] if isinstance(prompt, list)
-              else text) for prompt, text in zip(prompts, texts, strict=True)]
-    return torch.tensor(models.scorer.score(items), device=models.device)
-
-
-def _full(rollout: Rollout):
-    import torch
-
-    input_ids = torch.cat([rollout.query_ids, rollout.responses], dim=1)
-    attention = torch.cat([rollout.query_mask, rollout.mask.long()], dim=1)
-    return input_ids, attention
-
-
-def response_logprobs(logits, rollout: Rollout, temperature: float, rows=None):
-    """Log-probabilities of the response tokens (of `rows` of the rollout, if given), from
-    the logits of the full sequences."""
-    from .ppo_core import logprobs_of
-
-    start = rollout.query_ids.shape[1]
-    responses = rollout.responses if rows is None else rollout.responses[rows]
-    return logprobs_of(logits[:, start - 1:-1], responses, temperature)
-
-
-# --- training ---------------------------------------------------------------------------------
 
 
 def train_policy(config: PolicyTrainingConfig, reporter: Reporter) -> dict:
@@ -398,9 +120,9 @@ def ppo_step(models: Models, optimizer, prompts: list, config: PolicyTrainingCon
 
     models.policy.eval()
     rollout = sample(models, prompts, config)
-    input_ids, attention = _full(rollout)
+    input_ids, attention = full_sequences(rollout)
     with torch.no_grad():
-        rollout.logprobs = response_logprobs(_logits(models.policy, input_ids, attention),
+        rollout.logprobs = response_logprobs(policy_logits(models.policy, input_ids, attention),
                                              rollout, config.temperature)
         rollout.ref_logprobs = response_logprobs(models.reference_logits(input_ids, attention),
                                                  rollout, config.temperature)
@@ -421,7 +143,7 @@ def ppo_step(models: Models, optimizer, prompts: list, config: PolicyTrainingCon
         for first in range(0, len(prompts), config.mini_batch_size):
             rows = order[first:first + config.mini_batch_size]
             ids, att, mask = input_ids[rows], attention[rows], rollout.mask[rows]
-            logits = _logits(models.policy, ids, att)
+            logits = policy_logits(models.policy, ids, att)
             new_logprobs = response_logprobs(logits, rollout, config.temperature, rows)
             new_values = models.values(ids, att)[:, start - 1:-1]
             pg, clip_fraction, approx_kl = policy_loss(
@@ -450,43 +172,6 @@ def ppo_step(models: Models, optimizer, prompts: list, config: PolicyTrainingCon
         "eos_share": rollout.has_eos.float().mean().item(),
     }
     return metrics
-
-
-def evaluate_policy(models: Models, prompts: list, config: PolicyTrainingConfig) -> dict:
-    """Mean reward of policy and reference samples on the same prompts, the policy's win
-    rate under the reward model, its KL to the reference, and sample generations."""
-    import torch
-
-    models.policy.eval()
-    seed = torch.random.get_rng_state()
-    torch.manual_seed(config.seed + 1)
-    policy = sample(models, prompts, config)
-    torch.manual_seed(config.seed + 1)
-    reference = sample(models, prompts, config, reference=True)
-    torch.random.set_rng_state(seed)
-    input_ids, attention = _full(policy)
-    with torch.no_grad():
-        logprobs = response_logprobs(_logits(models.policy, input_ids, attention), policy,
-                                     config.temperature)
-        ref_logprobs = response_logprobs(models.reference_logits(input_ids, attention), policy,
-                                         config.temperature)
-    kl = ((logprobs - ref_logprobs) * policy.mask).sum(1)
-    wins = (policy.scores > reference.scores).float() + 0.5 * (
-        policy.scores == reference.scores).float()
-    samples = [{"prompt": p, "reference": r, "policy": q, "reference_reward": rs,
-                "policy_reward": qs}
-               for p, r, q, rs, qs in zip(prompts, reference.texts, policy.texts,
-                                          reference.scores.tolist(), policy.scores.tolist(),
-                                          strict=True)][:config.eval_samples]
-    return {"prompts": len(prompts), "policy_reward": policy.scores.mean().item(),
-            "reference_reward": reference.scores.mean().item(),
-            "win_rate": wins.mean().item(), "kl": kl.mean().item(), "samples": samples}
-
-
-def save_policy(policy, tokenizer, directory: Path, config: PolicyTrainingConfig) -> dict:
-    tokenizer.padding_side = "right"  # as the model card's users will call it
-    return save_model(policy, tokenizer, directory, merge_adapter=config.merge_adapter,
-                      extra=config.as_dict())
 
 
 def _parameters(models: Models) -> dict:

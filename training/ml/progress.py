@@ -101,3 +101,35 @@ class JsonLinesReporter:
     def error(self, message: str) -> None:
         """The run failed: one line for the job's reason (the traceback goes to stderr)."""
         self._emit("error", message=message)
+
+
+def trainer_callback(reporter: Reporter, metrics_of, checkpoint_path: str):
+    """The one bridge from a transformers Trainer (TRL's included) to a Reporter.
+
+    `metrics_of(logs)` turns a Trainer log into step metrics, or None for a log that is not
+    a training step's. A Reporter that asks to stop sets `stopped` and ends training at the
+    end of the step; each save is reported as a checkpoint at `checkpoint_path`.
+    """
+    from transformers import TrainerCallback
+
+    class Bridge(TrainerCallback):
+        stopped = False
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            metrics = metrics_of(logs or {})
+            if metrics is not None and not reporter.step(state.global_step, state.max_steps,
+                                                         metrics):
+                self.stopped = control.should_training_stop = True
+
+        def on_save(self, args, state, control, **kwargs):
+            reporter.checkpoint(state.global_step, checkpoint_path)
+
+    return Bridge()
+
+
+def quiet(trainer) -> None:
+    """Our reporter logs each step: drop Trainer's own printing to stdout."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for callback in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(callback)

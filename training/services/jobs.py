@@ -27,6 +27,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotate.models import Export, Project
+from config.celery import app as celery_app
 from config.errors import QuotaExceeded, reason_line
 from config.runners import MAX_ATTEMPTS, PUBLISH_RETRY, row_claim, rows_reap
 
@@ -43,6 +44,7 @@ FLUSH_EVERY_S = 1.0  # progress and metrics reach the row at most this often
 CANCEL_POLL_S = 0.5
 LOG_TAIL_CHARS = 20_000
 STOP_GRACE_S = 120  # after SIGTERM, how long a step may take to finish before SIGKILL
+JOB_RUN_TASK = "training.job_run"  # training.tasks.job_run_task
 
 
 def job_directory(job: TrainingJob) -> Path:
@@ -105,10 +107,10 @@ def dedupe_key(**request) -> str:
 def job_dispatch(job_id: int) -> bool:
     """Send the job's task to the broker. If the broker is down the job stays queued, and
     the reaper sends it again once the broker is back."""
-    from ..tasks import job_run_task
-
     try:
-        sent = job_run_task.apply_async((job_id,), retry=True, retry_policy=PUBLISH_RETRY)
+        # By the task's name: the tasks module calls services, so services do not import it.
+        sent = celery_app.send_task(JOB_RUN_TASK, (job_id,), retry=True,
+                                    retry_policy=PUBLISH_RETRY)
     except Exception as exc:  # the broker is unreachable: not the request's failure
         logger.warning("training job %s stays queued: the broker did not take it (%s)",
                        job_id, exc)

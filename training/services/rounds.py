@@ -182,7 +182,7 @@ def _rounds_for_lone_generations() -> int:
 def _finished(round_: Round, job: TrainingJob) -> bool:
     if job.status in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELLED):
         reason = f": {job.error}" if job.error else ""
-        _fail(round_, f"{job.kind_label} job {job.id} {job.status}{reason}"[:500])
+        _fail(round_, f"{KINDS[job.kind].label} job {job.id} {job.status}{reason}"[:500])
         return False
     return job.status == TrainingJob.Status.SUCCEEDED
 

@@ -245,11 +245,10 @@ class RankingOutput(serializers.Serializer):
     idempotency_key = serializers.CharField()
 
     def get_id(self, version) -> int:
-        return getattr(version, "ranking_id", None) or version.id
+        return version.id
 
     def get_prompt(self, version) -> int:
-        ranking = getattr(version, "ranking", version)
-        return ranking.prompt_id
+        return version.prompt_id
 
 
 class RankingCreateApi(APIView):
@@ -268,8 +267,7 @@ class RankingCreateApi(APIView):
         # A first ranking answers 201, a revision 200; a retried key answers as it did first.
         code = status.HTTP_201_CREATED if version.revision == 1 else status.HTTP_200_OK
         body = RankingOutput(version).data
-        ranking = getattr(version, "ranking", version)
-        feedback = selectors.gold_feedback(project, request.user, ranking)
+        feedback = selectors.gold_feedback(project, request.user, version.ranking)
         if feedback is not None:
             body["gold_feedback"] = feedback
         return Response(body, status=code)

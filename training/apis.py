@@ -21,7 +21,8 @@ from .models import ModelArtifact, TrainingJob
 from .services.requests import ARTIFACT_PREFIX
 
 # Keys of a job's result that hold server paths: never sent; the model's files are links.
-PATH_KEYS = ("model_dir", "merged_dir", "policy_dir", "output_file", "out_file")
+PATH_KEYS = ("model_dir", "merged_dir", "policy_dir", "output_file", "out_file",
+             "skipped_file")
 
 
 def model_files(artifact: ModelArtifact) -> list[dict]:

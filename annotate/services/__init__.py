@@ -14,6 +14,7 @@ from .exports import (
 )
 from .imports import ImportRejected, prompts_import, prompts_import_upload
 from .labeling import (
+    RankingVersion,
     assignment_next,
     gold_done_count,
     lease_renew,
@@ -26,6 +27,7 @@ from .labeling import (
 from .projects import labeler_add, membership_set, project_create
 
 __all__ = [
+    "RankingVersion",
     "ExportParams",
     "export_create",
     "export_dispatch",

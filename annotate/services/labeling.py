@@ -12,6 +12,7 @@ counts with a fresh query, so counts are never read from a stale snapshot.
 
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractUser
@@ -31,6 +32,34 @@ CANDIDATES_PER_CALL = 20
 # Tries when every open prompt was locked by other labelers' transactions at that moment.
 LOCKED_RETRIES = 3
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class RankingVersion:
+    """One version of a labeler's ranking, as ranking_submit answers it: the current one or
+    an earlier one kept as a revision (a retried request's key may name either)."""
+
+    ranking: Ranking  # the row as it is now
+    revision: int
+    tiers: list
+    flags: dict
+    comment: str
+    time_spent_ms: int | None
+    idempotency_key: str
+
+    @property
+    def id(self) -> int:
+        return self.ranking.id
+
+    @property
+    def prompt_id(self) -> int:
+        return self.ranking.prompt_id
+
+    @classmethod
+    def of(cls, row: Ranking | RankingRevision) -> "RankingVersion":
+        ranking = row.ranking if isinstance(row, RankingRevision) else row
+        return cls(ranking, row.revision, row.tiers, row.flags, row.comment, row.time_spent_ms,
+                   row.idempotency_key)
 
 
 def assignment_next(
@@ -228,7 +257,7 @@ def ranking_submit(
     time_spent_ms: int | None = None,
     displayed_order: object = None,
     now: datetime | None = None,
-) -> tuple[Ranking | RankingRevision, bool]:
+) -> tuple[RankingVersion, bool]:
     """Record a ranking, or a revision of the labeler's earlier one.
 
     Return the version stored and whether it is new; a key seen before returns the version
@@ -241,7 +270,9 @@ def ranking_submit(
               "comment": comment, "time_spent_ms": time_spent_ms}
     try:
         with transaction.atomic():
-            return _submit_locked(project, labeler, prompt_id, idempotency_key, answer, now)
+            row, created = _submit_locked(project, labeler, prompt_id, idempotency_key, answer,
+                                          now)
+            return RankingVersion.of(row), created
     except IntegrityError:
         # The key is checked under the prompt's lock, so one key sent for two prompts at
         # once passes twice and the database refuses the second write: answer the version
@@ -249,7 +280,7 @@ def ranking_submit(
         earlier = _version_with_key(labeler, idempotency_key)
         if earlier is None:
             raise
-        return earlier, False
+        return RankingVersion.of(earlier), False
 
 
 def _submit_locked(

@@ -183,7 +183,7 @@ def test_a_revision_keeps_the_earlier_version(small_project, labelers):
     revised, created = rank(small_project, alice, prompt_id, key="v2", order=ids[::-1])
     assert created and revised.id == first.id and revised.revision == 2
     assert revised.tiers == [[i] for i in ids[::-1]]
-    [old] = RankingRevision.objects.filter(ranking=revised)
+    [old] = RankingRevision.objects.filter(ranking=revised.ranking)
     assert (old.revision, old.tiers, old.comment, old.idempotency_key) == (
         1, [[i] for i in ids], "first thoughts", "v1")
     # Replaying the first request returns the first version, and changes nothing.

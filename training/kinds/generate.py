@@ -6,6 +6,7 @@ from pathlib import Path
 
 from annotate.models import Prompt
 from annotate.services import prompts_import
+from config.errors import Invalid
 
 from ..ml.generate import GenerationConfig
 from ..models import Round
@@ -27,6 +28,8 @@ class GenerateKind(JobKind):
         Param("top_p", label="Top-p"),
         Param("max_new_tokens", "Tokens per completion"),
         Param("seed"),
+        Param("max_resamples", "Extra draws for a prompt whose completions came out empty or "
+              "repeated, before it is skipped", advanced=True),
         Param("batch_size", "Prompts per generate() call", advanced=True),
         Param("max_prompt_length", advanced=True),
         Param("threads", "CPU threads (empty: all)", advanced=True),
@@ -48,6 +51,10 @@ class GenerateKind(JobKind):
             **job_params(job))
 
     def complete(self, job, directory: Path, result: dict) -> dict:
+        if not result.get("written", result.get("prompts")):
+            first = (result.get("skipped_prompts") or [{}])[0].get("reason", "")
+            raise Invalid(f"every prompt was skipped ({result.get('skipped', 0)}); the first: "
+                          f"{first}")
         with Path(result["output_file"]).open("rb") as binary:
             record = prompts_import(project=job.project, binary=binary,
                                     filename=f"generated-by-job-{job.id}.jsonl",
@@ -57,8 +64,10 @@ class GenerateKind(JobKind):
     def report_lines(self, job) -> list[str]:
         round_ = Round.objects.filter(generation_job=job).first()
         where = f"round {round_.number}" if round_ else "the project"
-        return [f"{job.result.get('prompts')} prompts with {job.result.get('completions')} "
-                f"completions imported into {job.project.slug} as {where}"]
+        result = job.result
+        return [f"{result.get('prompts')} prompts with {result.get('completions')} completions "
+                f"imported into {job.project.slug} as {where}; {result.get('resampled', 0)} "
+                f"samples drawn again, {result.get('skipped', 0)} prompts skipped"]
 
 
 def source_prompts(project) -> list:

@@ -19,5 +19,10 @@ class Command(BaseCommand):
                 build_tiny_models(tiny)
         except ImportError:  # no torch: the app runs, training does not
             return
-        self.stdout.write(f"Base model for a quick training demo (offline, tiny): "
-                          f"{(tiny / 'reward').resolve()}")
+        from training.catalog import catalog_models
+
+        names = [model.name for model in catalog_models()]
+        self.stdout.write("Base models in the catalog (the training pages offer them): "
+                          + (", ".join(names) or "none"))
+        if not any(name.endswith("tiny/reward") for name in names):
+            self.stdout.write(f"  the demo's tiny models in {tiny} are outside MODEL_ROOTS")

@@ -52,9 +52,9 @@ class JobForm(forms.Form):
         if registered:
             groups.append((f"This project's {slot.artifact_kind} models", registered))
         if slot.catalog:
-            base = [(m.name, m.label) for m in catalog_models()
-                    if slot.role != "policy" or m.on_hub
-                    or any(a.endswith(GENERATING) for a in m.architectures)]
+            base = [(m.name, m.label) for m in sorted(
+                        catalog_models(), key=lambda m: not _made_for(m, slot.role))
+                    if slot.role != "policy" or m.on_hub or _made_for(m, "policy")]
             if base:
                 groups.append(("Base models of this deployment", base))
         if not groups:
@@ -118,6 +118,12 @@ class JobForm(forms.Form):
     def main_fields(self):
         advanced = {p.name for p in self.kind.params if p.advanced}
         return [field for field in self if field.name not in advanced]
+
+
+def _made_for(model, role: str) -> bool:
+    """Whether a catalog model was saved for the role (reward bases may be any model)."""
+    ends = GENERATING if role == "policy" else ("ForSequenceClassification",)
+    return any(a.endswith(ends) for a in model.architectures)
 
 
 def _param_field(param, plain: type, optional: bool, initial) -> forms.Field:

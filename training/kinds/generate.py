@@ -34,7 +34,7 @@ class GenerateKind(JobKind):
         Param("max_prompt_length", advanced=True),
         Param("threads", "CPU threads (empty: all)", advanced=True),
     )
-    curves = (Curve("Prompts written", ("prompts",)),)
+    curves = ()  # one step per batch of prompts: the counts say more than a curve
     set_by_job = {"policy": "-", "prompts_file": "-", "output_file": "-", "model_name": "",
                   "k": 2}
 

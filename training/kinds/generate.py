@@ -10,7 +10,7 @@ from config.errors import Invalid
 
 from ..ml.generate import GenerationConfig
 from ..models import Round
-from .base import Curve, JobKind, ModelSlot, Param, job_params, model_location, write_jsonl
+from .base import JobKind, ModelSlot, Param, job_params, model_location, write_jsonl
 
 
 class GenerateKind(JobKind):

@@ -12,6 +12,8 @@ import pytest
 from training.catalog import catalog_models
 from training.models import ModelArtifact, TrainingJob
 
+from .test_reward_real_data import tiny_bert  # noqa: F401 - a fixture
+
 pytestmark = pytest.mark.django_db
 
 
@@ -144,3 +146,19 @@ def test_a_model_that_does_not_fit_the_kind_is_refused_by_name(
         "project": project.id, "kind": "generate", "base_model": "encoder"}, format="json")
     assert broken.status_code == 400 and "does not load" in broken.json()["detail"]
     assert not TrainingJob.objects.exists()
+
+
+def test_the_reward_input_rendering_is_settled_when_the_job_is_asked_for(
+        api, carol, project, learnable_export, deployment, request, monkeypatch):
+    """A template-less encoder gets the pair encoding, a model with a template its template;
+    a template it lacks is refused before anything is queued."""
+    monkeypatch.setattr("training.services.jobs.job_dispatch", lambda job_id: False)
+    shutil.copytree(request.getfixturevalue("tiny_bert"), deployment["var"] / "models" / "bert")
+    refused = ask(api(carol), project, learnable_export, base_model="bert",
+                  params={"epochs": 1, "rendering": "chat_template"})
+    assert refused.status_code == 400 and refused.json()["detail"] == (
+        "rendering: bert's tokenizer has no chat template; choose auto, pair or text")
+    for name, rendering in (("bert", "pair"), ("tiny/reward", "chat_template")):
+        answer = ask(api(carol), project, learnable_export, base_model=name)
+        assert answer.status_code == 201, answer.json()
+        assert answer.json()["params"]["rendering"] == rendering

@@ -123,9 +123,10 @@ class JobKind:
 
     # --- what a job does -----------------------------------------------------------------
 
-    def check(self, project, request: JobRequest, resolved: dict) -> None:
+    def check(self, project, request: JobRequest, resolved: dict) -> dict | None:
         """Refuse what the declaration cannot say (Invalid); `resolved` maps slots to
-        CatalogModel or ModelArtifact."""
+        CatalogModel or ModelArtifact. Return params that the request leaves to the job and
+        that are settled now (they are stored with the job), or None."""
 
     def prepare(self, job, directory: Path):
         """The job's config, paths filled in, for the training process."""

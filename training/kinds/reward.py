@@ -3,8 +3,10 @@
 from pathlib import Path
 
 from annotate.services import export_file_path
+from config.errors import Invalid
 
-from ..ml.config import REWARD_METHODS, RewardTrainingConfig
+from ..catalog import CatalogModel, check_role
+from ..ml.config import LR_SCHEDULERS, RENDERINGS, REWARD_METHODS, RewardTrainingConfig
 from .base import Curve, JobKind, ModelSlot, Param, job_params, model_location
 
 
@@ -25,7 +27,11 @@ class RewardKind(JobKind):
         Param("epochs"),
         Param("batch_size", "Pairs per optimiser step"),
         Param("learning_rate"),
-        Param("max_length", "Tokens per sequence"),
+        Param("max_length", "Tokens per sequence, capped at the model's positions; longer pairs "
+              "are cut from the left of the conversation"),
+        Param("rendering", "How a (prompt, response) becomes the model's input: auto picks "
+              "the chat template, else the pair encoding for an encoder, else text",
+              choices=RENDERINGS),
         Param("lora", "Train a LoRA adapter instead of every weight", label="LoRA adapter"),
         Param("lora_r", label="LoRA rank", advanced=True),
         Param("lora_alpha", label="LoRA alpha", advanced=True),
@@ -35,6 +41,11 @@ class RewardKind(JobKind):
         Param("load_in_4bit", "CUDA only, with LoRA", label="Load in 4 bits", advanced=True),
         Param("weight_decay", advanced=True),
         Param("warmup_ratio", advanced=True),
+        Param("lr_scheduler_type", label="Learning-rate schedule", choices=LR_SCHEDULERS,
+              advanced=True),
+        Param("max_grad_norm", "Gradient clipping (0: none)", advanced=True),
+        Param("keep_checkpoints", "Keep the run's checkpoints after it finishes",
+              advanced=True),
         Param("use_margin", "Use the export's margin column in the loss", advanced=True),
         Param("center_rewards_coefficient", advanced=True),
         Param("seed", advanced=True),
@@ -47,6 +58,17 @@ class RewardKind(JobKind):
     curves = (Curve("Loss", ("loss",)), Curve("Pair accuracy in the batch", ("accuracy",)),
               Curve("Reward margin (chosen - rejected)", ("margin",)))
     set_by_job = {"base_model": "-", "train_file": "-", "output_dir": "-"}
+
+    def check(self, project, request, resolved) -> dict | None:
+        """Settle the input rendering now, so the job page and the model folder say it."""
+        base, rendering = resolved["base"], request.params.get("rendering", "auto")
+        if not isinstance(base, CatalogModel):
+            return None  # a registered model keeps the rendering it was trained with
+        facts = check_role(base, "reward", "base_model")
+        if rendering == "chat_template" and not facts.chat_template:
+            raise Invalid(f"rendering: {base.name}'s tokenizer has no chat template; choose "
+                          "auto, pair or text")
+        return {"rendering": facts.rendering} if rendering == "auto" else None
 
     def prepare(self, job, directory: Path) -> RewardTrainingConfig:
         if job.export is not None:

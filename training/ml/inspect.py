@@ -11,6 +11,8 @@ Plain Python on transformers, no Django: the web process calls it once per model
 from dataclasses import dataclass
 from pathlib import Path
 
+from .data import choose_rendering
+
 ROLES = ("policy", "reward")
 GENERATING = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
 
@@ -24,6 +26,7 @@ class ModelFacts:
     max_positions: int | None  # None: the config does not say
     chat_template: bool
     parameters: int | None  # from the weight files' header, when they are safetensors
+    rendering: str = "text"  # what a reward model's "auto" input rendering means for it
 
 
 def model_facts(name_or_path: str) -> ModelFacts:
@@ -39,13 +42,14 @@ def model_facts(name_or_path: str) -> ModelFacts:
     return ModelFacts(
         model_type=config.model_type, architectures=tuple(config.architectures or ()),
         max_positions=positions, chat_template=bool(getattr(tokenizer, "chat_template", None)),
-        parameters=_parameter_count(Path(name_or_path)) if local else None)
+        parameters=_parameter_count(Path(name_or_path)) if local else None,
+        rendering=choose_rendering(tokenizer))
 
 
 def role_problem(facts: ModelFacts, role: str) -> str | None:
     """Why a model with these facts cannot take the role; None when it can.
 
-    >>> facts = ModelFacts("bert", ("BertModel",), 512, False, None)
+    >>> facts = ModelFacts("bert", ("BertModel",), 512, False, None, "pair")
     >>> role_problem(facts, "reward") is None
     True
     >>> role_problem(facts, "policy")

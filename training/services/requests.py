@@ -36,7 +36,7 @@ def job_request(*, project: Project, request: JobRequest, created_by: AbstractUs
     resolved = {slot.slot: model_resolve(project, slot, request.models.get(slot.slot, ""),
                                          allow_paths=allow_paths) for slot in kind.models}
     export = _export(project, kind, request)
-    kind.check(project, request, resolved)
+    params |= kind.check(project, request, resolved) or {}
     base, reward = resolved.get("base"), resolved.get("reward")
     return job_create(
         project=project, kind=kind.name, params=params, created_by=created_by, export=export,

@@ -7,6 +7,7 @@ from config.errors import Invalid
 
 from ..catalog import CatalogModel, check_role
 from ..ml.config import LR_SCHEDULERS, RENDERINGS, REWARD_METHODS, RewardTrainingConfig
+from ..ml.reward import report_lines
 from .base import Curve, JobKind, ModelSlot, Param, job_params, model_location
 
 
@@ -90,18 +91,9 @@ class RewardKind(JobKind):
                 "metrics": metrics | {"eval": result.get("eval")}}
 
     def report_lines(self, job) -> list[str]:
-        result = job.result
-        lines = [f"Model {job.params.get('model_name') or job.project.slug + '-reward'} "
-                 f"(registry id {result.get('artifact_id')}): {result['steps']} steps, "
-                 f"{result.get('pairs_per_second')} pairs/s"]
-        evaluation = result.get("eval")
-        if evaluation and evaluation.get("accuracy") is not None:
-            lines.append(f"Held-out pair accuracy: {evaluation['accuracy']:.4f} on "
-                         f"{evaluation['pairs']} pairs; mean margin "
-                         f"{evaluation['mean_margin']:.4f}")
-            lines += [f"  {name}: {subset['accuracy']:.4f} ({subset['pairs']})"
-                      for name, subset in evaluation.get("subsets", {}).items()]
-        return lines
+        name = job.params.get("model_name") or f"{job.project.slug}-reward"
+        return [*report_lines(job.result),
+                f"Registered as {name} (registry id {job.result.get('artifact_id')})"]
 
 
 KIND = RewardKind()

@@ -2,7 +2,6 @@
 
 import hmac
 import shutil
-import traceback
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -14,7 +13,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from config.errors import NotFound, QuotaExceeded
+from config.errors import NotFound, QuotaExceeded, reason_line
 
 from .. import exporters
 from ..agreement import leave_one_out_agreement
@@ -112,12 +111,11 @@ def export_run(export_id: int) -> None:
             shutil.rmtree(final, ignore_errors=True)
             work.rename(final)
             _zip(final)
-    except Exception:
+    except Exception as exc:
         shutil.rmtree(work, ignore_errors=True)
-        mine.update(
-            status=Export.Status.FAILED, error=traceback.format_exc()[-5000:],
-            finished_at=timezone.now(),
-        )
+        # One line for the admins; the traceback goes to the worker's log with the raise.
+        mine.update(status=Export.Status.FAILED, error=f"Export failed: {reason_line(exc)}",
+                    finished_at=timezone.now())
         raise
     mine.update(
         status=Export.Status.SUCCEEDED, counts=counts, content_hash=data_hash,

@@ -275,12 +275,11 @@ def ranking_submit(
             return RankingVersion.of(row), created
     except IntegrityError:
         # The key is checked under the prompt's lock, so one key sent for two prompts at
-        # once passes twice and the database refuses the second write: answer the version
-        # the first stored, as a retry of it gets.
+        # once passes twice and the database refuses the second write: it is taken.
         earlier = _version_with_key(labeler, idempotency_key)
         if earlier is None:
             raise
-        return RankingVersion.of(earlier), False
+        raise _key_taken(idempotency_key, RankingVersion.of(earlier).prompt_id) from None
 
 
 def _submit_locked(
@@ -291,11 +290,19 @@ def _submit_locked(
     # Checked under the prompt's lock, so two copies of one request cannot both pass.
     earlier = _version_with_key(labeler, idempotency_key)
     if earlier is not None:
-        return earlier, False
+        return _replayed(earlier, prompt, project, answer, idempotency_key), False
     if prompt.project.is_frozen:
         raise Conflict("This project is frozen: it takes no more rankings.")
     existing = Ranking.objects.filter(prompt=prompt, labeler=labeler).first()
     assignment = None if existing else _open_assignment(prompt, labeler)
+    fields = _validated(answer, prompt, project, idempotency_key)
+    if existing is not None:
+        return _revise(existing, fields), True
+    return _first_ranking(prompt, project, labeler, assignment, fields, now), True
+
+
+def _validated(answer: dict, prompt: Prompt, project: Project, key: str) -> dict:
+    """The ranking's fields as stored, or Invalid saying what is wrong."""
     completion_ids = list(prompt.completions.values_list("id", flat=True))
     try:
         fields = {
@@ -307,11 +314,30 @@ def _submit_locked(
         }
     except InvalidRanking as exc:
         raise Invalid(str(exc)) from None
-    fields |= {"comment": answer["comment"] or "", "time_spent_ms": answer["time_spent_ms"],
-               "idempotency_key": idempotency_key}
-    if existing is not None:
-        return _revise(existing, fields), True
-    return _first_ranking(prompt, project, labeler, assignment, fields, now), True
+    return fields | {"comment": answer["comment"] or "", "time_spent_ms": answer["time_spent_ms"],
+                     "idempotency_key": key}
+
+
+def _replayed(earlier: Ranking | RankingRevision, prompt: Prompt, project: Project,
+              answer: dict, key: str) -> Ranking | RankingRevision:
+    """The version a retried request stored, if this is that request again. A key names one
+    submission: sent with another prompt or another ranking, it is refused, so a success
+    only ever describes what is stored."""
+    ranking = earlier.ranking if isinstance(earlier, RankingRevision) else earlier
+    if ranking.prompt_id != prompt.id:
+        raise _key_taken(key, ranking.prompt_id)
+    fields = _validated(answer, prompt, project, key)
+    if (earlier.tiers, earlier.flags, earlier.comment) != (
+            fields["tiers"], fields["flags"], fields["comment"]):
+        raise Conflict(f"idempotency_key {key!r} was already used for another version "
+                       f"(revision {earlier.revision}) of your ranking of this prompt; send a "
+                       "new key with each new submission")
+    return earlier
+
+
+def _key_taken(key: str, prompt_id: int) -> Conflict:
+    return Conflict(f"idempotency_key {key!r} was already used for your ranking of prompt "
+                    f"{prompt_id}; send a new key with each new submission")
 
 
 def _version_with_key(labeler: AbstractUser, key: str) -> Ranking | RankingRevision | None:

@@ -168,11 +168,34 @@ def test_a_retried_submission_stores_nothing_new_and_returns_the_same_version(
     alice = labelers["alice"]
     prompt_id = next_prompt_id(small_project, alice)
     first, created = rank(small_project, alice, prompt_id, key="same-key")
-    again, created_again = rank(small_project, alice, prompt_id, key="same-key",
-                                order=list(reversed(ids_of(prompt_id))))
+    again, created_again = rank(small_project, alice, prompt_id, key="same-key")
     assert (created, created_again) == (True, False)
     assert again.id == first.id and again.tiers == first.tiers
     assert Ranking.objects.count() == 1 and not RankingRevision.objects.exists()
+
+
+def test_a_key_reused_for_another_ranking_is_a_409_and_nothing_is_lost(small_project,
+                                                                        labelers):
+    """A key names one submission. Sent again with other tiers, or for another prompt, it
+    is refused by name: the client learns that nothing was stored for it."""
+    alice = labelers["alice"]
+    prompt_id = next_prompt_id(small_project, alice)
+    first, _ = rank(small_project, alice, prompt_id, key="k1")
+    with pytest.raises(ApplicationError) as other_tiers:
+        rank(small_project, alice, prompt_id, key="k1", order=list(reversed(ids_of(prompt_id))))
+    assert status_of(other_tiers.value) == 409
+    assert str(other_tiers.value) == (
+        "idempotency_key 'k1' was already used for another version (revision 1) of your "
+        "ranking of this prompt; send a new key with each new submission")
+    second_id = next_prompt_id(small_project, alice)
+    with pytest.raises(ApplicationError) as other_prompt:
+        rank(small_project, alice, second_id, key="k1")
+    assert status_of(other_prompt.value) == 409
+    assert f"already used for your ranking of prompt {prompt_id}" in str(other_prompt.value)
+    assert list(Ranking.objects.values_list("prompt_id", "tiers")) == [(prompt_id, first.tiers)]
+    # The labeler's second ranking is still theirs to send, with a key of its own.
+    stored, created = rank(small_project, alice, second_id, key="k2")
+    assert created and stored.prompt_id == second_id
 
 
 def test_a_revision_keeps_the_earlier_version(small_project, labelers):
@@ -187,7 +210,7 @@ def test_a_revision_keeps_the_earlier_version(small_project, labelers):
     assert (old.revision, old.tiers, old.comment, old.idempotency_key) == (
         1, [[i] for i in ids], "first thoughts", "v1")
     # Replaying the first request returns the first version, and changes nothing.
-    replay, created = rank(small_project, alice, prompt_id, key="v1")
+    replay, created = rank(small_project, alice, prompt_id, key="v1", comment="first thoughts")
     assert not created and replay.revision == 1 and replay.tiers == [[i] for i in ids]
     assert Ranking.objects.get().revision == 2
     assert Prompt.objects.get(id=prompt_id).ranking_count == 1

@@ -14,6 +14,7 @@ from django.db import connection
 
 from annotate import services
 from annotate.models import Assignment, Prompt, Ranking, RankingRevision
+from config.errors import Conflict
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -92,9 +93,11 @@ def test_many_labelers_at_once_fill_every_slot_and_never_more(make_user):
                                      prompt_id=lease.prompt_id, reason="unsure")
                 continue
             key = f"{labeler.id}-{lease.prompt_id}"
-            rank_completions(project, labeler, lease.prompt_id, key)
-            if rng.random() < 0.2:  # a client retry: must change nothing
-                rank_completions(project, labeler, lease.prompt_id, key)
+            version, _ = rank_completions(project, labeler, lease.prompt_id, key)
+            if rng.random() < 0.2:  # a client retry, the same request: must change nothing
+                services.ranking_submit(project=project, labeler=labeler,
+                                        prompt_id=lease.prompt_id, tiers=version.tiers,
+                                        idempotency_key=key)
 
     assert run_threads(len(labelers), label_until_done) == []
     counts = Counter(Ranking.objects.values_list("prompt_id", flat=True))
@@ -165,8 +168,8 @@ def test_two_different_submissions_at_once_store_one_ranking_and_one_revision(ma
 
 
 def test_one_key_sent_for_two_prompts_at_once_stores_one_of_them(make_user):
-    """A client that reuses a key: the first request stores its ranking, the other gets
-    that version back (as a retry would), and nothing fails."""
+    """A client that reuses a key: the first request stores its ranking, the other is
+    refused (409, naming the prompt the key went to), so no success hides a lost ranking."""
     project = make_project(prompts=2, k=2, n=3)
     alice = make_user("alice")
     services.membership_set(project=project, user=alice, role="labeler")
@@ -178,13 +181,19 @@ def test_one_key_sent_for_two_prompts_at_once_stores_one_of_them(make_user):
 
     def submit(index: int):
         prompt_id = (first, second)[index].prompt_id  # a revision, and a first ranking
-        version, created = services.ranking_submit(
-            project=project, labeler=alice, prompt_id=prompt_id,
-            tiers=ranked_tiers(prompt_id)[::-1], idempotency_key="reused")
-        results.append(created)
+        try:
+            version, created = services.ranking_submit(
+                project=project, labeler=alice, prompt_id=prompt_id,
+                tiers=ranked_tiers(prompt_id)[::-1], idempotency_key="reused")
+        except Conflict as refused:
+            results.append(str(refused))
+        else:
+            results.append(created)
 
     assert run_threads(2, submit) == []
-    assert sorted(results) == [False, True]
+    [refusal] = [r for r in results if isinstance(r, str)]
+    assert [r for r in results if not isinstance(r, str)] == [True]
+    assert "idempotency_key 'reused' was already used for your ranking of prompt" in refusal
     assert Ranking.objects.filter(idempotency_key="reused").count() == 1
 
 

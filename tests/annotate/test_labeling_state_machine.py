@@ -193,16 +193,26 @@ class LabelingMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.submitted)
     @rule(data=st.data())
     def retry(self, data):
-        """The client sends an earlier request again (a lost answer): nothing changes."""
+        """The client sends an earlier request again (a lost answer): nothing changes. The
+        same key with another ranking is refused (409), and nothing changes either."""
         key = data.draw(st.sampled_from(sorted(self.submitted)), label="key")
         name, prompt_id, tiers, revision = self.submitted[key]
         other_tiers = random_tiers(data.draw, self.completion_ids[prompt_id])
         before = self.rows()
         version, created = services.ranking_submit(
             project=self.project, labeler=self.labelers[name], prompt_id=prompt_id,
-            tiers=other_tiers, idempotency_key=key, now=self.now)
+            tiers=tiers, idempotency_key=key, now=self.now)
         assert not created
         assert (version.revision, version.tiers) == (revision, tiers), "not what it stored"
+        if other_tiers != tiers:
+            try:
+                services.ranking_submit(
+                    project=self.project, labeler=self.labelers[name], prompt_id=prompt_id,
+                    tiers=other_tiers, idempotency_key=key, now=self.now)
+            except ApplicationError as refused:
+                assert status_of(refused) == 409
+            else:
+                raise AssertionError("a key reused for another ranking was accepted")
         assert self.rows() == before, "a retry changed rows"
 
     @precondition(lambda self: self.leased())

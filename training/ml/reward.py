@@ -45,7 +45,7 @@ from .data import (
     save_rendering,
 )
 from .loading import add_lora, load_reward_model, load_tokenizer, save_model
-from .progress import Cancelled, Reporter
+from .progress import Cancelled, Reporter, quiet, trainer_callback
 from .scoring import RewardScorer, evaluate_pairs, model_inputs
 
 CHECKPOINT = "checkpoint"
@@ -368,7 +368,6 @@ def _train_trl(config: RewardTrainingConfig, reporter: Reporter, output: Path):
     """TRL's RewardTrainer on our tokens: pre-tokenized `chosen_ids`/`rejected_ids` (TRL's
     processed-dataset contract), so it reads exactly what the K-way loop and scoring read."""
     import torch
-    from transformers import TrainerCallback
     from trl import RewardConfig, RewardTrainer
 
     cuda = torch.cuda.is_available()
@@ -398,19 +397,13 @@ def _train_trl(config: RewardTrainingConfig, reporter: Reporter, output: Path):
         remove_unused_columns=False,
     )
 
-    class ReportSteps(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                metrics = {k: float(v) for k, v in logs.items()
-                           if k in ("loss", "accuracy", "margin", "learning_rate")}
-                if not reporter.step(state.global_step, state.max_steps, metrics):
-                    control.should_training_stop = True
-                    self.cancelled = True
+    def step_metrics(logs: dict) -> dict | None:
+        if "loss" not in logs:
+            return None
+        return {k: float(v) for k, v in logs.items()
+                if k in ("loss", "accuracy", "margin", "learning_rate")}
 
-        def on_save(self, args, state, control, **kwargs):
-            reporter.checkpoint(state.global_step, str(trl_checkpoints))
-
-    callback = ReportSteps()
+    callback = trainer_callback(reporter, step_metrics, str(trl_checkpoints))
     trainer = RewardTrainer(model=model, args=args, train_dataset=dataset,
                             processing_class=tokenizer, callbacks=[callback],
                             data_collator=_collator(tokenizer.pad_token_id))
@@ -418,7 +411,7 @@ def _train_trl(config: RewardTrainingConfig, reporter: Reporter, output: Path):
     if resume:
         reporter.log(f"resuming from {resume}")
     state = trainer.train(resume_from_checkpoint=resume)
-    if getattr(callback, "cancelled", False):
+    if callback.stopped:
         raise Cancelled(f"stopped after step {trainer.state.global_step}")
     kept = len(trainer.train_dataset)
     stats = {**_input_stats(config, inputs), "steps": trainer.state.global_step,
@@ -464,11 +457,3 @@ def _collator(pad_token_id: int):
             return batch
 
     return WithTypes(pad_token_id=pad_token_id)
-
-
-def quiet(trainer) -> None:
-    """Our reporter logs each step: drop Trainer's own printing to stdout."""
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    for callback in (PrinterCallback, ProgressCallback):
-        trainer.remove_callback(callback)

@@ -6,6 +6,8 @@ deployment hardening and refuses to start without SECRET_KEY and ALLOWED_HOSTS.
 """
 
 import os
+import secrets
+import time
 from pathlib import Path
 
 import dj_database_url
@@ -38,11 +40,32 @@ PRODUCTION = DJANGO_ENV == "production"
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var")).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
+
+
+def development_secret(var_dir: Path) -> str:
+    """This deployment's own key, made on first run and kept in VAR_DIR (owner-only): a key
+    everyone knows would let anyone forge sessions and reverse export pseudonyms."""
+    path = var_dir / "secret_key"
+    for _ in range(50):
+        if path.exists() and (key := path.read_text().strip()):
+            return key
+        try:  # O_EXCL: of two processes starting at once, one writes, the other reads it
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            time.sleep(0.05)  # the other process is writing it
+            continue
+        key = secrets.token_urlsafe(50)
+        with os.fdopen(handle, "w") as out:
+            out.write(key)
+        return key
+    raise ImproperlyConfigured(f"{path} stays empty: delete it, or set SECRET_KEY")
+
+
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if PRODUCTION:
         raise ImproperlyConfigured("SECRET_KEY must be set in the environment in production")
-    SECRET_KEY = "development-only-insecure-key-do-not-use-in-production"
+    SECRET_KEY = development_secret(VAR_DIR)
 
 DEBUG = env_bool("DEBUG", default=not PRODUCTION)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else "127.0.0.1,localhost,testserver")

@@ -91,3 +91,20 @@ def test_production_settings_pass_the_deployment_checks_without_warnings(tmp_pat
 def test_a_bad_setting_value_is_named(tmp_path, name, value):
     result = run_manage("check", VAR_DIR=str(tmp_path), **{name: value})
     assert result.returncode != 0 and f"{name}={value!r}" in result.stderr
+
+
+def test_development_gets_a_secret_of_its_own_kept_in_var(tmp_path):
+    """No key everyone knows (it reversed export pseudonyms to user ids): each deployment
+    makes its own on first run, keeps it owner-only in VAR_DIR and reads it back after."""
+    show = ("import django; django.setup(); from django.conf import settings; "
+            "print(settings.SECRET_KEY)")
+    first = run_python(show, VAR_DIR=str(tmp_path / "a"))
+    again = run_python(show, VAR_DIR=str(tmp_path / "a"))
+    other = run_python(show, VAR_DIR=str(tmp_path / "b"))
+    keys = [result.stdout.strip() for result in (first, again, other)]
+    assert all(len(key) >= 50 for key in keys), [r.stderr for r in (first, again, other)]
+    assert keys[0] == keys[1] != keys[2]
+    assert "development-only-insecure-key" not in keys[0]
+    assert (tmp_path / "a" / "secret_key").stat().st_mode & 0o777 == 0o600
+    given = run_python(show, VAR_DIR=str(tmp_path / "c"), SECRET_KEY="mine" * 13)
+    assert given.stdout.strip() == "mine" * 13 and not (tmp_path / "c" / "secret_key").exists()

@@ -237,11 +237,21 @@ def _file_entry(directory: Path, path: Path) -> dict[str, Any]:
             "records": records}
 
 
+def _empty_schema(pa):
+    """The columns of a plain-text export, for an export with no pair at all."""
+    return pa.schema([("prompt", pa.string()), ("chosen", pa.string()),
+                      ("rejected", pa.string()), ("margin", pa.float64()),
+                      ("agreement", pa.float64()), ("votes", pa.float64()),
+                      ("prompt_id", pa.int64()), ("external_id", pa.string()),
+                      ("chosen_id", pa.int64()), ("rejected_id", pa.int64())])
+
+
 def write_parquet(directory: Path) -> None:
     """Write train/test Parquet files next to their JSONL, reading it in batches."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    schema, empty = None, []
     for split in ("train", "test"):
         source = directory / f"{split}.jsonl"
         writer = None
@@ -252,10 +262,14 @@ def write_parquet(directory: Path) -> None:
                 if writer is None:
                     writer = pq.ParquetWriter(directory / f"{split}.parquet", table.schema)
                 writer.write_table(table.cast(writer.schema))
-        if writer is None:  # an empty split still gets a file
-            pq.write_table(pa.table({}), directory / f"{split}.parquet")
+        if writer is None:
+            empty.append(split)
         else:
+            schema = schema or writer.schema
             writer.close()
+    for split in empty:  # an empty split has the other's columns, so both load alike
+        pq.write_table((schema or _empty_schema(pa)).empty_table(),
+                       directory / f"{split}.parquet")
 
 
 def write_hf_dataset(directory: Path) -> None:
@@ -273,6 +287,7 @@ def write_hf_dataset(directory: Path) -> None:
             # make it the data's, so equal exports are equal byte for byte, this folder too.
             dataset._fingerprint = _digest(path)[0][:16]
             splits[split] = dataset
+    # A split with no rows is left out: datasets 5 saves one that load_from_disk then refuses.
     datasets.DatasetDict(splits).save_to_disk(str(directory / "hf_dataset"))
     shutil.rmtree(cache, ignore_errors=True)
 
@@ -300,7 +315,8 @@ if params.get("exclude_flagged") else ""}{"; votes weighted by each labeler's ag
 - `train.jsonl`, `test.jsonl`: TRL preference format ({form}): `prompt`, `chosen`,
   `rejected`, plus `margin` (2 x agreement - 1, for RewardTrainer's margin loss),
   `agreement`, `votes`, `prompt_id`, `external_id`, `chosen_id`, `rejected_id`.
-- `train.parquet`, `test.parquet`, `hf_dataset/` (`datasets.load_from_disk`): the same rows.
+- `train.parquet`, `test.parquet`, `hf_dataset/` (`datasets.load_from_disk`): the same rows
+  (an empty split: a Parquet file with the columns and no rows; left out of `hf_dataset/`).
 - `rankings.jsonl`: every ranking used, one per line, labelers pseudonymised.
 - `consensus.jsonl`: one consensus ranking per prompt (ranked pairs).
 - `manifest.json`: every other file with its size, record count and SHA-256, and the counts.
@@ -327,6 +343,15 @@ Data files sha256: `{data_hash}`
 Load it:
 ```python
 from datasets import load_dataset
-data = load_dataset("json", data_files={{"train": "train.jsonl", "test": "test.jsonl"}})
+{_loading_snippet(counts)}
 ```
 """
+
+
+def _loading_snippet(counts: ExportCounts) -> str:
+    """`datasets` refuses a JSON split with no rows: name only the splits that have some."""
+    splits = [split for split in ("train", "test") if counts.pairs[split]] or ["train"]
+    files = ", ".join(f'"{split}": "{split}.jsonl"' for split in splits)
+    empty = [split for split in ("train", "test") if split not in splits]
+    note = f"  # {' and '.join(empty)}: no pairs in this export" if empty else ""
+    return f'data = load_dataset("json", data_files={{{files}}}){note}'

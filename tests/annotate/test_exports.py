@@ -3,6 +3,7 @@
 import hashlib
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -279,3 +280,30 @@ def test_export_preferences_command_writes_the_files(ranked_project, tmp_path, c
     assert "Export v1 of helpful" in capsys.readouterr().out
     assert (tmp_path / "out" / "train.jsonl").exists()
     assert (tmp_path / "out" / "README.md").exists()
+
+
+def test_an_empty_test_split_loads_every_way_the_card_and_the_formats_offer(ranked_project):
+    """test_fraction 0: the card's snippet, both Parquet files and the HF dataset all load,
+    the empty split with the other's columns (issue 15, item 9)."""
+    import datasets
+    import pyarrow.parquet as pq
+
+    export = build(ranked_project, test_fraction=0, formats=("trl-jsonl", "parquet",
+                                                             "hf-dataset"))
+    folder = services.export_file_path(export, None).with_suffix("")
+    train, test = (pq.read_table(folder / f"{split}.parquet") for split in ("train", "test"))
+    assert train.num_rows == export.counts["pairs"]["train"] > 0 and test.num_rows == 0
+    assert test.schema == train.schema
+    card = (folder / "README.md").read_text()
+    snippet = card.split("```python\n")[1].split("```")[0]
+    scope = {}
+    cwd = os.getcwd()
+    try:
+        os.chdir(folder)
+        exec(snippet, scope)  # the card's own words, run as a reader would
+    finally:
+        os.chdir(cwd)
+    assert scope["data"]["train"].num_rows == train.num_rows
+    saved = datasets.load_from_disk(str(folder / "hf_dataset"))  # the splits with rows
+    assert list(saved) == ["train"] and saved["train"].num_rows == train.num_rows
+    assert list(test.to_pandas().columns) == list(train.to_pandas().columns)

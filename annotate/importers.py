@@ -101,12 +101,29 @@ class _DuplicateKey(Exception):
         self.key = key
 
 
-def open_maybe_gzip(binary: IO[bytes]) -> IO[bytes]:
-    """Return a stream of the file's bytes, decompressing it if it starts like gzip."""
+def open_maybe_gzip(binary: IO[bytes], max_bytes: int | None = None) -> IO[bytes]:
+    """Return a stream of the file's bytes, decompressing it if it starts like gzip.
+
+    With `max_bytes`, a gzip file that expands past it raises FileTooLarge before a line is
+    parsed: its decompressed bytes are only counted first (a gzip bomb costs the seconds of
+    decompressing up to the limit, not minutes of parsing), then it is read from the start.
+    """
     buffered = binary if isinstance(binary, io.BufferedReader) else io.BufferedReader(binary)
-    if buffered.peek(2)[:2] == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
-    return buffered
+    if buffered.peek(2)[:2] != GZIP_MAGIC:
+        return buffered
+    if max_bytes is not None and buffered.seekable():
+        start = buffered.tell()
+        counted = gzip.GzipFile(fileobj=buffered, mode="rb")
+        size = 0
+        while chunk := counted.read(GZIP_COUNT_CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise FileTooLarge
+        buffered.seek(start)
+    return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
+
+
+GZIP_COUNT_CHUNK = 1 << 20
 
 
 def detect_format(filename: str, head: bytes) -> str:

@@ -52,7 +52,7 @@ def prompts_import(
     A file-level error (size, header, format) rejects the file either way.
     """
     try:
-        stream = importers.open_maybe_gzip(binary)
+        stream = importers.open_maybe_gzip(binary, max_bytes=settings.IMPORT_MAX_BYTES)
         if file_format == "auto":  # peeking decompresses: a corrupt gzip fails here already
             file_format = importers.detect_format(filename, stream.peek(4096))
         rows = importers.parse_prompts(
@@ -77,6 +77,11 @@ def prompts_import(
                 raise ImportRejected(filename, errors or [no_prompts])
             record.skipped = [error.as_dict() for error in errors]
             record.save()
+    except importers.FileTooLarge:
+        limit = f"{settings.IMPORT_MAX_BYTES:,}"
+        raise ImportRejected(filename, [RowError(
+            0, "file", f"expands past the limit of {limit} bytes when decompressed (a "
+                       "gzip file is measured by what it holds)", True)]) from None
     except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt gzip stream
         raise ImportRejected(
             filename, [RowError(0, "file", f"cannot be read: {exc}", True)]

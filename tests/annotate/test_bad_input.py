@@ -6,6 +6,7 @@ and leaves her project exactly as it was. Over-size uploads are refused before t
 are read: the tests hand the server a request body that counts what is read from it.
 """
 
+import gzip
 import io
 import json
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
-from annotate import services
+from annotate import importers, services
 from annotate.importers import parse_prompts
 from annotate.models import Completion, Prompt, PromptImport, Ranking
 from annotate.uploads import UploadLimitHandler
@@ -430,3 +431,38 @@ def test_an_upload_under_the_limit_goes_on_to_be_imported(project, carol, settin
                            {"file": SimpleUploadedFile("p.jsonl", data)}, format="multipart")
     assert response.status_code == 201, response.content
     assert response.json()["prompt_count"] == 50
+
+
+def test_a_gzip_bomb_is_refused_before_a_line_is_parsed(existing, settings, monkeypatch):
+    """A small gzip that expands past IMPORT_MAX_BYTES: its bytes are counted first, and it
+    is refused without one line parsed (issue 15, item 3)."""
+    settings.IMPORT_MAX_BYTES = 64 * MiB
+    line = json.dumps(prompt_record(0, k=existing.completions_per_prompt)).encode() + b"\n"
+    bomb = gzip.compress(line * (65 * MiB // len(line) + 1), compresslevel=9)
+    assert len(bomb) < 2 * MiB
+    parsed = []
+    real_parse = importers.parse_prompts
+
+    def counting_parse(*args, **kwargs):
+        for row in real_parse(*args, **kwargs):
+            parsed.append(row)
+            yield row
+
+    monkeypatch.setattr(importers, "parse_prompts", counting_parse)
+    before = stored_rows()
+    with pytest.raises(services.ImportRejected) as rejected:
+        services.prompts_import(project=existing, binary=io.BytesIO(bomb),
+                                filename="bomb.jsonl.gz")
+    [error] = rejected.value.errors
+    assert error.field == "file" and error.fatal
+    assert error.message == ("expands past the limit of 67,108,864 bytes when decompressed "
+                             "(a gzip file is measured by what it holds)")
+    assert parsed == [] and stored_rows() == before
+    # Under the limit, the same kind of file imports from its first line.
+    settings.IMPORT_MAX_BYTES = 70 * MiB
+    small = gzip.compress(b"".join(
+        json.dumps(prompt_record(i, k=existing.completions_per_prompt)).encode() + b"\n"
+        for i in range(3)))
+    record = services.prompts_import(project=existing, binary=io.BytesIO(small),
+                                     filename="ok.jsonl.gz")
+    assert record.prompt_count == 3

@@ -271,6 +271,9 @@ MODEL_ROOTS = [Path(p) for p in os.environ.get("MODEL_ROOTS", str(VAR_DIR / "mod
     os.pathsep) if p]
 MODEL_HUB_NAMES = [n.strip() for n in os.environ.get("MODEL_HUB_NAMES", "").split(",")
                    if n.strip()]
+# Scoring on request: a model loads in the background; a request waits this long for it,
+# then answers 503 with Retry-After while it loads.
+SCORER_LOAD_WAIT_SECONDS = float(os.environ.get("SCORER_LOAD_WAIT_SECONDS", "1"))
 MODEL_HUB_ANY = os.environ.get("MODEL_HUB_ANY", "false").lower() in ("1", "true", "yes")
 # Exports: the same for an export's builder; at most this many queued or building per project.
 EXPORT_HEARTBEAT_STALE_SECONDS = int(os.environ.get("EXPORT_HEARTBEAT_STALE_SECONDS", 120))

@@ -100,3 +100,10 @@ def pytest_report_header(config):
 
     engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     return f"rlhf-studio: database {engine}, broker {settings.CELERY_BROKER_URL.split('://')[0]}"
+
+
+@pytest.fixture(autouse=True)
+def scorers_load_before_answering(settings):
+    """A scoring request waits for its model to load, so tests get scores, not a 503
+    (tests/training/test_scoring_bounds.py checks the 503 while a model loads)."""
+    settings.SCORER_LOAD_WAIT_SECONDS = 300

@@ -198,8 +198,12 @@ class ScoreInput(serializers.Serializer):
 
 
 class ModelScoreApi(APIView):
-    @extend_schema(request=ScoreInput, responses=inline_serializer(
-        "ScoreOutput", {"rewards": serializers.ListField(child=serializers.FloatField())}))
+    @extend_schema(request=ScoreInput, responses=inline_serializer("ScoreOutput", {
+        "rewards": serializers.ListField(child=serializers.FloatField()),
+        "truncated": serializers.ListField(
+            child=serializers.IntegerField(),
+            help_text="Indexes of the items longer than the model's max length: their "
+                      "response was kept and their prompt cut from the left")}))
     def post(self, request, artifact_id: int):
         artifact = selectors.artifact_get_for_admin(request.user, artifact_id)
         data = _valid(ScoreInput, request.data)
@@ -208,7 +212,8 @@ class ModelScoreApi(APIView):
             if not _is_text(prompt) or not _is_text(response):
                 raise Invalid(f"items[{index}]: prompt and response must be text or "
                               "message lists [{role, content}]")
-        return Response({"rewards": services.model_score(artifact, items, alpha=data["alpha"])})
+        scores = services.model_score(artifact, items, alpha=data["alpha"])
+        return Response({"rewards": scores.rewards, "truncated": scores.truncated})
 
 
 def _is_text(value) -> bool:

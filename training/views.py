@@ -100,16 +100,17 @@ def job_cancel(request, job_id: int):
 def model_detail(request, artifact_id: int):
     artifact = selectors.artifact_get_for_admin(request.user, artifact_id)
     form = ScoreForm(request.POST or None)
-    reward = None
+    scores = None
     if request.method == "POST" and form.is_valid():
         try:
-            (reward,) = services.model_score(
+            scores = services.model_score(
                 artifact, [(form.cleaned_data["prompt"], form.cleaned_data["response"])],
                 alpha=form.cleaned_data["alpha"])
         except ApplicationError as refused:
             form.add_error(None, str(refused))
     return render(request, "training/model_detail.html", {
-        "artifact": artifact, "project": artifact.project, "form": form, "reward": reward,
+        "artifact": artifact, "project": artifact.project, "form": form,
+        "reward": scores.rewards[0] if scores else None, "cut": bool(scores and scores.truncated),
         "lineage": selectors.lineage(artifact),
         "disagreements": selectors.disagreements(artifact, limit=30),
         "scored": artifact.scores.exists(), "files": model_files(artifact),

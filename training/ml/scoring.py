@@ -60,8 +60,15 @@ class RewardScorer:
 
     def score(self, items: Sequence[tuple[Text, Text]], alpha: float = 1.0) -> list[float]:
         """Return alpha * reward for each (prompt, response)."""
+        return self.score_and_cut(items, alpha)[0]
+
+    def score_and_cut(self, items: Sequence[tuple[Text, Text]], alpha: float = 1.0,
+                      ) -> tuple[list[float], list[bool]]:
+        """Return alpha * reward for each (prompt, response), and whether each was cut to
+        the max length (the response kept, the prompt cut from the left)."""
         sequences = [self.encode(prompt, response) for prompt, response in items]
-        return [alpha * reward for reward in self.score_ids(sequences)]
+        rewards = [alpha * reward for reward in self.score_ids(sequences)]
+        return rewards, [sequence.truncated for sequence in sequences]
 
 
 def pad(sequences: Sequence[list[int]], pad_id: int, device):

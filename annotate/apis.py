@@ -232,6 +232,10 @@ class RankingInput(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
     time_spent_ms = serializers.IntegerField(required=False, allow_null=True, default=None)
     displayed_order = serializers.JSONField(required=False, default=list)
+    base_revision = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=0,
+        help_text="The revision of your ranking this one replaces (0: none). If yours has "
+                  "moved on since, 409 with the current version in `current`.")
 
 
 class RankingOutput(serializers.Serializer):
@@ -263,6 +267,7 @@ class RankingCreateApi(APIView):
             tiers=data["tiers"], idempotency_key=data["idempotency_key"],
             flags=data["flags"], comment=data["comment"],
             time_spent_ms=data["time_spent_ms"], displayed_order=data["displayed_order"],
+            base_revision=data["base_revision"],
         )
         # A first ranking answers 201, a revision 200; a retried key answers as it did first.
         code = status.HTTP_201_CREATED if version.revision == 1 else status.HTTP_200_OK

@@ -256,9 +256,15 @@ def ranking_submit(
     comment: str = "",
     time_spent_ms: int | None = None,
     displayed_order: object = None,
+    base_revision: int | None = None,
     now: datetime | None = None,
 ) -> tuple[RankingVersion, bool]:
     """Record a ranking, or a revision of the labeler's earlier one.
+
+    `base_revision` names the version this submission replaces (0: none). When the stored
+    ranking has moved on since (another tab or session saved one), the submission is refused
+    with Conflict carrying the current version in `extra["current"]`, so nothing is
+    overwritten unseen. Without it, a submission revises whatever is stored.
 
     Return the version stored and whether it is new; a key seen before returns the version
     it stored then, and nothing is written. Raise an ApplicationError when the rules refuse.
@@ -267,7 +273,8 @@ def ranking_submit(
     if time_spent_ms is not None and not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
         raise Invalid("time_spent_ms must be between 0 and 86,400,000.")
     answer = {"tiers": tiers, "flags": flags, "displayed_order": displayed_order,
-              "comment": comment, "time_spent_ms": time_spent_ms}
+              "comment": comment, "time_spent_ms": time_spent_ms,
+              "base_revision": base_revision}
     try:
         with transaction.atomic():
             row, created = _submit_locked(project, labeler, prompt_id, idempotency_key, answer,
@@ -294,11 +301,27 @@ def _submit_locked(
     if prompt.project.is_frozen:
         raise Conflict("This project is frozen: it takes no more rankings.")
     existing = Ranking.objects.filter(prompt=prompt, labeler=labeler).first()
+    _check_base(existing, answer["base_revision"])
     assignment = None if existing else _open_assignment(prompt, labeler)
     fields = _validated(answer, prompt, project, idempotency_key)
     if existing is not None:
         return _revise(existing, fields), True
     return _first_ranking(prompt, project, labeler, assignment, fields, now), True
+
+
+def _check_base(existing: Ranking | None, base_revision: int | None) -> None:
+    """Refuse a submission made from a version that is no longer the stored one."""
+    stored = existing.revision if existing else 0
+    if base_revision is None or base_revision == stored:
+        return
+    if existing is None:
+        raise Conflict(f"base_revision {base_revision}: you have no ranking of this prompt")
+    raise Conflict(
+        f"Your ranking of this prompt was saved as revision {stored} elsewhere (another tab "
+        f"or session) since this page showed revision {base_revision}: look at it, then save "
+        f"yours as revision {stored + 1} or keep it.",
+        extra={"current": {"revision": stored, "tiers": existing.tiers,
+                           "flags": existing.flags, "comment": existing.comment}})
 
 
 def _validated(answer: dict, prompt: Prompt, project: Project, key: str) -> dict:

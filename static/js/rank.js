@@ -47,6 +47,11 @@
     skipReason: $("#skip-reason"),
     skipButton: $("#skip-button"),
     skipStatus: $("#skip-status"),
+    staleNotice: $("#stale-notice"),
+    staleText: $("#stale-text"),
+    staleCurrent: $("#stale-current"),
+    staleKeepMine: $("#stale-keep-mine"),
+    staleLoadCurrent: $("#stale-load-current"),
   };
 
   // --- completions, from the server-rendered cards -------------------------------------------
@@ -81,6 +86,9 @@
     selected: null,
     submitting: false,
     done: false, // saved or skipped: the page is about to leave
+    // The revision of the stored ranking this page replaces: the server refuses a submission
+    // from a version another tab or session has since replaced.
+    baseRevision: Number(data.revision) || 0,
   };
 
   // --- active time on the page: counts while the page is visible -----------------------------
@@ -294,7 +302,7 @@
       idempotencyKey: state.idempotencyKey,
       keyUsed: state.keyUsed,
       timeSpentMs: Math.round(timer.total()),
-      baseRevision: data.revision,
+      baseRevision: state.baseRevision,
       savedAt: new Date().toISOString(),
     };
     try {
@@ -558,6 +566,7 @@
       comment: state.comment,
       time_spent_ms: timeSpentMs(),
       displayed_order: data.displayedOrder,
+      base_revision: state.baseRevision,
     };
     setStatus("Saving…", "info");
     let delay = 1000;
@@ -578,9 +587,14 @@
       } else if (response && (response.type === "opaqueredirect" ||
                               (response.status >= 400 && response.status < 500))) {
         // Refused (or redirected, to a login page say): nothing was stored under the key.
+        const body = response.type === "opaqueredirect" ? null : await readJson(response);
+        if (response.status === 409 && body && body.current) {
+          showStale(body);
+          return;
+        }
         const reason = response.type === "opaqueredirect"
           ? "the server redirected the request; are you still logged in?"
-          : describeRefusal(response.status, await readJson(response));
+          : describeRefusal(response.status, body);
         const hint = response.status === 401 || response.type === "opaqueredirect"
           ? " Log in again in another tab, then submit here." : "";
         state.keyUsed = false;
@@ -597,6 +611,35 @@
       delay = Math.min(delay * 2, MAX_RETRY_DELAY_MS);
       setStatus("Not saved: server unreachable — retrying now…", "bad");
     }
+  }
+
+  /** Another tab or session saved a newer version: show it and let the labeler choose. */
+  function showStale(body) {
+    const current = body.current;
+    state.keyUsed = false;
+    state.submitting = false;
+    writeDraft();
+    ui.retryNow.hidden = true;
+    ui.staleText.textContent = describeRefusal(409, body);
+    ui.staleCurrent.textContent = (Array.isArray(current.tiers) ? current.tiers : [])
+      .map((tier) => tier.map((id) => (completions.get(id) || { key: "?" }).key).join(" = "))
+      .join(" > ");
+    ui.staleNotice.dataset.revision = String(current.revision);
+    ui.staleNotice.hidden = false;
+    setStatus("Not saved: a newer version was saved elsewhere. Your draft is kept.", "bad");
+    render();
+  }
+
+  function keepMine() {
+    state.baseRevision = Number(ui.staleNotice.dataset.revision) || state.baseRevision;
+    state.idempotencyKey = newKey();
+    ui.staleNotice.hidden = true;
+    submit();
+  }
+
+  function loadCurrent() {
+    deleteDraft();
+    window.location.reload();
   }
 
   function saved(body) {
@@ -948,6 +991,10 @@
       state.idempotencyKey =
         typeof draft.idempotencyKey === "string" && draft.idempotencyKey ? draft.idempotencyKey : null;
       state.keyUsed = draft.keyUsed === true;
+      // The draft was made against this version: a newer one saved since must be shown first.
+      if (Number.isInteger(draft.baseRevision) && draft.baseRevision >= 0) {
+        state.baseRevision = draft.baseRevision;
+      }
       const earlier = Number(draft.timeSpentMs);
       timer.earlier = Number.isFinite(earlier) && earlier > 0 ? Math.min(earlier, MAX_TIME_SPENT_MS) : 0;
       state.hasDraft = true;
@@ -1010,6 +1057,8 @@
     ui.retryNow.addEventListener("click", () => wakeRetry && wakeRetry());
     window.addEventListener("online", () => wakeRetry && wakeRetry());
     ui.draftDiscard.addEventListener("click", discardDraft);
+    ui.staleKeepMine.addEventListener("click", keepMine);
+    ui.staleLoadCurrent.addEventListener("click", loadCurrent);
     if (ui.cheatToggle) ui.cheatToggle.addEventListener("click", () => toggleCheatsheet());
     if (ui.skipButton) ui.skipButton.addEventListener("click", () => skip());
 

@@ -420,3 +420,33 @@ def test_the_rank_done_page_when_nothing_is_left(small_project, labelers, client
     listing = client.get(f"/projects/{small_project.slug}/my-rankings/")
     assert listing.content.count(b"Revise") == 2
 
+
+
+def test_a_submission_from_a_replaced_version_is_refused_with_the_current_one(
+        small_project, labelers, api):
+    """A revision names the version it replaces: from a stale tab it answers 409 with the
+    stored version, and nothing is overwritten (issue 15, item 6)."""
+    alice = labelers["alice"]
+    prompt_id = next_prompt_id(small_project, alice)
+    ids = ids_of(prompt_id)
+    rank(small_project, alice, prompt_id, key="v1", base_revision=0)
+    rank(small_project, alice, prompt_id, key="v2", order=ids[::-1], base_revision=1)
+    client = api(alice)
+    stale = client.post(f"/api/projects/{small_project.id}/rankings/", {
+        "prompt": prompt_id, "tiers": [[ids[1]], [ids[0]], [ids[2]]], "idempotency_key": "v3",
+        "base_revision": 1}, format="json")
+    assert stale.status_code == 409
+    body = stale.json()
+    assert body["current"] == {"revision": 2, "tiers": [[i] for i in ids[::-1]], "flags": {},
+                               "comment": ""}
+    assert "saved as revision 2 elsewhere" in body["detail"]
+    assert Ranking.objects.get().revision == 2 and RankingRevision.objects.count() == 1
+    with pytest.raises(ApplicationError) as not_yet:
+        rank(small_project, alice, next_prompt_id(small_project, alice), key="x",
+             base_revision=3)
+    assert status_of(not_yet.value) == 409
+    # Told, the labeler saves over it by naming the version they have now seen.
+    saved = client.post(f"/api/projects/{small_project.id}/rankings/", {
+        "prompt": prompt_id, "tiers": [[ids[1]], [ids[0]], [ids[2]]], "idempotency_key": "v3",
+        "base_revision": 2}, format="json")
+    assert saved.status_code == 200 and saved.json()["revision"] == 3

@@ -424,6 +424,47 @@ def test_revising_keeps_the_earlier_version(page, live_server, lena):
     assert history[0].tiers == first.tiers
 
 
+def test_a_stale_tab_shows_the_newer_version_and_asks_before_saving(page, context, live_server,
+                                                                    lena):
+    """Two tabs on one ranking: the older one is refused with the newer version shown, and
+    saves over it only when the labeler says so (issue 15, item 6)."""
+    project = make_project()
+    join(project, lena)
+    prompt_id = log_in_and_rank(page, live_server, lena, project)
+    press(page, "1", "2", "3", "4", "Enter")
+    wait_until_left(page, prompt_id)
+    url = f"{live_server.url}/projects/{project.slug}/rank/{prompt_id}/"
+    older = context.new_page()  # a second tab, opened on revision 1
+    older.goto(url)
+    assert wait_for_rank_page(older) == prompt_id
+    ids = card_ids(older)
+    page.goto(url)
+    wait_for_rank_page(page)
+    press(page, "1", "Enter")  # the first tab saves revision 2
+    expect(status(page)).to_have_text(re.compile(r"^Saved \(revision 2\)"))
+    newer = ranking_of(lena, prompt_id).tiers
+    assert newer == [[ids[1]], [ids[2]], [ids[3]], [ids[0]]]
+
+    older.bring_to_front()
+    older.keyboard.press("2")  # the older tab, still on revision 1, changes its ranking
+    expect_ranking(older, [ids[0], ids[2], ids[3], ids[1]])
+    older.keyboard.press("Enter")
+    expect(older.locator("#stale-notice")).to_be_visible()
+    expect(older.locator("#stale-current")).to_have_text("2 > 3 > 4 > 1")
+    expect(older.locator("#stale-text")).to_contain_text("saved as revision 2 elsewhere")
+    ranking = ranking_of(lena, prompt_id)
+    assert (ranking.revision, ranking.tiers) == (2, newer)  # nothing overwritten unseen
+
+    older.locator("#stale-keep-mine").click()
+    expect(status(older)).to_have_text(re.compile(r"^Saved \(revision 3\)"))
+    ranking = ranking_of(lena, prompt_id)
+    assert (ranking.revision, ranking.tiers) == (3, [[ids[0]], [ids[2]], [ids[3]], [ids[1]]])
+    history = RankingRevision.objects.filter(ranking=ranking).order_by("revision")
+    assert [(r.revision, r.tiers) for r in history] == [
+        (1, [[ids[0]], [ids[1]], [ids[2]], [ids[3]]]), (2, newer)]
+    older.close()
+
+
 # --- g. the server is unreachable -----------------------------------------------------------------
 
 

@@ -318,8 +318,8 @@ def _check_base(existing: Ranking | None, base_revision: int | None) -> None:
         raise Conflict(f"base_revision {base_revision}: you have no ranking of this prompt")
     raise Conflict(
         f"Your ranking of this prompt was saved as revision {stored} elsewhere (another tab "
-        f"or session) since this page showed revision {base_revision}: look at it, then save "
-        f"yours as revision {stored + 1} or keep it.",
+        f"or session) since this page showed revision {base_revision}: look at it, then "
+        f"save yours over it as revision {stored + 1}, or load the saved one.",
         extra={"current": {"revision": stored, "tiers": existing.tiers,
                            "flags": existing.flags, "comment": existing.comment}})
 

@@ -84,3 +84,15 @@ def page(context):
     page.on("console", on_console)
     yield page
     assert not errors, f"errors on the page: {errors}"
+
+
+def screenshots(page, name: str) -> None:
+    """With SCREENSHOT_DIR set, keep the page at 1280x720 and at full HD, to look at."""
+    folder = os.environ.get("SCREENSHOT_DIR")
+    if not folder:
+        return
+    size = page.viewport_size
+    for width, height in ((1280, 720), (1920, 1080)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=f"{folder}/{name}-{width}x{height}.png")
+    page.set_viewport_size(size)

@@ -21,6 +21,7 @@ from annotate.models import (
     Ranking,
     RankingRevision,
 )
+from tests.browser.conftest import screenshots
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -452,6 +453,7 @@ def test_a_stale_tab_shows_the_newer_version_and_asks_before_saving(page, contex
     expect(older.locator("#stale-notice")).to_be_visible()
     expect(older.locator("#stale-current")).to_have_text("2 > 3 > 4 > 1")
     expect(older.locator("#stale-text")).to_contain_text("saved as revision 2 elsewhere")
+    screenshots(older, "stale-tab")
     ranking = ranking_of(lena, prompt_id)
     assert (ranking.revision, ranking.tiers) == (2, newer)  # nothing overwritten unseen
 

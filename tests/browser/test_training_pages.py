@@ -1,7 +1,6 @@
 """The demo's admin closes the loop from the training page, choosing every model and
 dataset from pickers: a reward model, then a policy on it, then a generation job."""
 
-import os
 import re
 import shutil
 
@@ -11,6 +10,7 @@ from playwright.sync_api import expect
 from annotate import services as annotate_services
 from annotate.demo import DEMO_SLUG, demo_load
 from annotate.models import Project
+from tests.browser.conftest import screenshots
 from tests.factories import rank_at_random
 from training import services
 from training.models import ModelArtifact, TrainingJob
@@ -107,13 +107,3 @@ def test_the_demo_admin_trains_a_reward_model_a_policy_and_generates(page, live_
     page.goto(f"{live_server.url}/training/jobs/{generation.id}/")
     screenshots(page, "generation-job")
 
-
-def screenshots(page, name: str) -> None:
-    """With SCREENSHOT_DIR set, keep the page at 1280x720 and at full HD, to look at."""
-    folder = os.environ.get("SCREENSHOT_DIR")
-    if not folder:
-        return
-    for width, height in ((1280, 720), (1920, 1080)):
-        page.set_viewport_size({"width": width, "height": height})
-        page.screenshot(path=f"{folder}/{name}-{width}x{height}.png")
-    page.set_viewport_size({"width": 1400, "height": 1000})

@@ -165,7 +165,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 # Built by collectstatic from the code, so beside it, not in VAR_DIR (a volume in docker/).
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every request without it
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {

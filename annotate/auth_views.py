@@ -10,11 +10,14 @@ from django.contrib.auth import views as auth_views
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from .authentication import ExpiringTokenAuthentication, token_expired
 from .services import auth
 
 THROTTLED = "Too many failed logins. Try again later."
@@ -26,24 +29,45 @@ def _retry_after() -> dict[str, str]:
 
 class LoginView(auth_views.LoginView):
     def post(self, request, *args, **kwargs):
-        if auth.login_blocked(username=request.POST.get("username"), ip=auth.request_ip(request)):
+        # Counted as a failure now; a right password takes it back (form_valid).
+        self.attempt_id = auth.login_attempt_begin(username=request.POST.get("username"),
+                                                   ip=auth.request_ip(request))
+        if self.attempt_id is None:
             # An unbound form: a bound one would check the password when rendered.
             form = self.get_form_class()(request=request)
             context = self.get_context_data(form=form, throttled=THROTTLED)
             return self.render_to_response(context, status=429, headers=_retry_after())
         return super().post(request, *args, **kwargs)
 
-    def form_invalid(self, form):
-        auth.login_failure_record(username=self.request.POST.get("username"),
-                                  ip=auth.request_ip(self.request))
-        return super().form_invalid(form)
-
     def form_valid(self, form):
-        auth.login_success_record(username=self.request.POST.get("username"))
+        auth.login_success_record(username=self.request.POST.get("username"),
+                                  attempt_id=self.attempt_id)
         return super().form_valid(form)  # logs in, which gives the session a new key
 
 
 class TokenObtainApi(ObtainAuthToken):
+    """POST: a token for a username and password (a new one once the old has expired);
+    DELETE: revoke the token of the request."""
+
+    def get_permissions(self):
+        return [IsAuthenticated()] if self.request.method == "DELETE" else []
+
+    def get_authenticators(self):
+        # A POST carries credentials in its body: an expired token in its header must not
+        # stand in the way of getting a new one (a browser session still gets its CSRF check).
+        if self.request.method == "DELETE":
+            return [ExpiringTokenAuthentication(), SessionAuthentication()]
+        return [SessionAuthentication()]
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, *args, **kwargs):
+        """Revoke the token the request came with (from a browser session: the user's)."""
+        tokens = Token.objects.filter(user=request.user)
+        if isinstance(request.auth, Token):
+            tokens = tokens.filter(key=request.auth.key)
+        tokens.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
     @extend_schema(
         request=AuthTokenSerializer,
         responses={
@@ -54,14 +78,17 @@ class TokenObtainApi(ObtainAuthToken):
     )
     def post(self, request, *args, **kwargs):
         data = request.data if hasattr(request.data, "get") else {}
-        ip = auth.request_ip(request)
-        if auth.login_blocked(username=data.get("username"), ip=ip):
+        attempt_id = auth.login_attempt_begin(username=data.get("username"),
+                                              ip=auth.request_ip(request))
+        if attempt_id is None:
             return Response({"detail": THROTTLED}, status=status.HTTP_429_TOO_MANY_REQUESTS,
                             headers=_retry_after())
         serializer = self.get_serializer(data=data)
-        if not serializer.is_valid():
-            auth.login_failure_record(username=data.get("username"), ip=ip)
+        if not serializer.is_valid():  # the attempt stays counted as a failure
             return Response(serializer.errors, status=status.HTTP_400_BAD_REQUEST)
-        auth.login_success_record(username=data.get("username"))
+        auth.login_success_record(username=data.get("username"), attempt_id=attempt_id)
         token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        if token_expired(token):
+            token.delete()
+            token = Token.objects.create(user=serializer.validated_data["user"])
         return Response({"token": token.key})

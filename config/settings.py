@@ -152,6 +152,9 @@ LOGOUT_REDIRECT_URL = "login"
 # Login throttle (annotate/services/auth.py): failures are database rows, shared by every web
 # process. Past a limit within the window, the login page and the token endpoint answer 429.
 LOGIN_FAILURE_WINDOW_SECONDS = int(os.environ.get("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60))
+# An API token works this long after it was issued (0: for ever); DELETE /api/auth/token/
+# revokes the caller's token at once.
+API_TOKEN_TTL_SECONDS = int(os.environ.get("API_TOKEN_TTL_SECONDS", 30 * 24 * 3600))
 LOGIN_FAILURES_PER_USERNAME = int(os.environ.get("LOGIN_FAILURES_PER_USERNAME", 20))
 LOGIN_FAILURES_PER_IP = int(os.environ.get("LOGIN_FAILURES_PER_IP", 100))
 # Behind the reverse proxy (production), the client is the last X-Forwarded-For entry.
@@ -196,7 +199,7 @@ FILE_UPLOAD_HANDLERS = [
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes an anonymous request a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "annotate.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -392,3 +392,71 @@ def test_a_local_next_is_followed_and_the_admin_login_goes_through_the_login_pag
 def test_is_local_tells_off_site_from_local():
     assert is_local("/projects/x/") and is_local("/")
     assert not any(is_local(target) for target in OFF_SITE if "evil" in target)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_guesses_cannot_pass_the_limit(settings):
+    """Twelve guesses at once for one username with a limit of 4: exactly 4 get to check a
+    password, whatever the timing (the count and the record are one step)."""
+    import threading
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (CI runs it there): SQLite's test database is one "
+                    "connection in memory, so threads cannot race on it")
+    settings.LOGIN_FAILURES_PER_USERNAME = 4
+    start, results, errors = threading.Barrier(12), [], []
+
+    def guess(index: int) -> None:
+        try:
+            start.wait(10)
+            results.append(auth.login_attempt_begin(username="alice",
+                                                    ip=f"198.51.100.{index}"))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert sum(result is not None for result in results) == 4
+    assert LoginFailure.objects.filter(username="alice").count() == 4
+
+
+def test_api_tokens_expire_and_can_be_revoked(alice, api_client_for_token, settings):
+    """A token works for API_TOKEN_TTL_SECONDS after it was issued, then answers 401 saying
+    so and a new one is issued; DELETE /api/auth/token/ revokes it at once (issue 15, item 8)."""
+    settings.API_TOKEN_TTL_SECONDS = 3600
+    issued = api_client_for_token().post("/api/auth/token/",
+                                         {"username": "alice", "password": "alice-pw"})
+    key = issued.json()["token"]
+    client = api_client_for_token(key)
+    assert client.get("/api/projects/").status_code == 200
+    Token.objects.filter(key=key).update(created=timezone.now() - timedelta(hours=2))
+    expired = client.get("/api/projects/")
+    assert expired.status_code == 401
+    assert expired.json()["detail"] == "Token expired: get a new one from POST /api/auth/token/."
+    renewed = client.post("/api/auth/token/", {"username": "alice", "password": "alice-pw"})
+    assert renewed.status_code == 200 and renewed.json()["token"] != key
+    fresh = api_client_for_token(renewed.json()["token"])
+    assert fresh.get("/api/projects/").status_code == 200
+    assert fresh.delete("/api/auth/token/").status_code == 204
+    assert fresh.get("/api/projects/").status_code == 401
+    assert not Token.objects.filter(user=alice).exists()
+    assert api_client_for_token().delete("/api/auth/token/").status_code == 401
+
+
+@pytest.fixture
+def api_client_for_token():
+    from rest_framework.test import APIClient
+
+    def client(key: str | None = None) -> APIClient:
+        made = APIClient()
+        if key:
+            made.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+        return made
+
+    return client

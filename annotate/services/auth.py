@@ -5,17 +5,19 @@ count the same failures; no cache server is needed. Rows older than the window a
 as new failures come in. The limits are settings (LOGIN_FAILURE_WINDOW_SECONDS,
 LOGIN_FAILURES_PER_USERNAME, LOGIN_FAILURES_PER_IP).
 
-The login page and the token endpoint call the same three functions: `login_blocked` before
-checking a password, `login_failure_record` after a wrong one, `login_success_record` after a
-right one. A blocked attempt checks no password, so it tells nothing even when it is right.
-Two attempts racing past the check at the same moment may both be counted: the limit can be
-passed by the number of requests in flight, never more.
+The login page and the token endpoint call the same two functions: `login_attempt_begin`
+before checking a password, `login_success_record` after a right one. An attempt is counted
+as a failure when it begins (its row stays if the password was wrong), and the count and the
+new row are one serialized step, so concurrent guesses cannot pass the limit: of N at once,
+only those that fit under it check a password. A blocked attempt checks no password, so it
+tells nothing even when it is right.
 """
 
 import ipaddress
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -86,6 +88,35 @@ def login_blocked(*, username: object, ip: str | None, now: datetime | None = No
     )
 
 
+LOGIN_LOCK = 7_401_215  # the PostgreSQL advisory lock that orders login attempts
+
+
+def login_attempt_begin(*, username: object, ip: str | None,
+                        now: datetime | None = None) -> int | None:
+    """Count an attempt as a failure before its password is checked; return its id, or
+    None when its username or address is at the limit (check no password then).
+
+    Counting and recording are one step, taken one attempt at a time: on PostgreSQL under an
+    advisory lock, on SQLite by writing first (the write takes the database's one write lock).
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOGIN_LOCK])
+        LoginFailure.objects.filter(at__lte=_window_start(now)).delete()
+        attempt = LoginFailure.objects.create(username=username_key(username), ip=ip, at=now)
+        earlier = LoginFailure.objects.filter(at__gt=_window_start(now)).exclude(id=attempt.id)
+        key = username_key(username)
+        over = (key and earlier.filter(username=key).count()
+                >= settings.LOGIN_FAILURES_PER_USERNAME) or (
+            ip is not None and earlier.filter(ip=ip).count() >= settings.LOGIN_FAILURES_PER_IP)
+        if over:
+            attempt.delete()  # a blocked attempt is not counted: it checked nothing
+            return None
+    return attempt.id
+
+
 def login_failure_record(*, username: object, ip: str | None,
                          now: datetime | None = None) -> None:
     """Count one failed login; forget failures older than the window."""
@@ -94,9 +125,12 @@ def login_failure_record(*, username: object, ip: str | None,
     LoginFailure.objects.create(username=username_key(username), ip=ip, at=now)
 
 
-def login_success_record(*, username: object) -> None:
-    """A right password clears its username's failures (not its address's: an attacker
-    could otherwise reset their address's count by logging in to an account of their own)."""
+def login_success_record(*, username: object, attempt_id: int | None = None) -> None:
+    """A right password clears its username's failures and its own attempt (not its
+    address's: an attacker could otherwise reset their address's count by logging in to an
+    account of their own)."""
+    if attempt_id is not None:
+        LoginFailure.objects.filter(id=attempt_id).delete()
     key = username_key(username)
     if key:
         LoginFailure.objects.filter(username=key).delete()

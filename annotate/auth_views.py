@@ -49,13 +49,16 @@ class TokenObtainApi(ObtainAuthToken):
     """POST: a token for a username and password (a new one once the old has expired);
     DELETE: revoke the token of the request."""
 
+    def _deleting(self) -> bool:
+        return getattr(getattr(self, "request", None), "method", None) == "DELETE"
+
     def get_permissions(self):
-        return [IsAuthenticated()] if self.request.method == "DELETE" else []
+        return [IsAuthenticated()] if self._deleting() else []
 
     def get_authenticators(self):
         # A POST carries credentials in its body: an expired token in its header must not
         # stand in the way of getting a new one (a browser session still gets its CSRF check).
-        if self.request.method == "DELETE":
+        if self._deleting():
             return [ExpiringTokenAuthentication(), SessionAuthentication()]
         return [SessionAuthentication()]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .consensus import ConsensusRanking, PairVerdict
+from .content import prompt_key
 
 PARQUET_BATCH_ROWS = 5000
 DATA_FILES = ("train.jsonl", "test.jsonl", "rankings.jsonl", "consensus.jsonl")
@@ -50,8 +51,9 @@ class RankingForExport:
     displayed_order: Sequence[int]
 
 
-def is_test_prompt(prompt_id: int, test_fraction: float, seed: int) -> bool:
-    """Put a prompt in the test split by a hash of (seed, prompt id): no prompt in both.
+def is_test_prompt(prompt_id: int | str, test_fraction: float, seed: int) -> bool:
+    """Put a prompt in the test split by a hash of (seed, its id or content key): no prompt
+    in both.
 
     The split of a prompt never depends on which other prompts exist, so exports of a
     growing project keep their earlier test prompts in test.
@@ -134,6 +136,9 @@ class ExportCounts:
     rankings: int = 0
     pairs: dict[str, int] = field(default_factory=lambda: {"train": 0, "test": 0})
     agreement_histogram: list[int] = field(default_factory=lambda: [0] * 5)  # 0.5-0.6 ... 0.9-1
+    # Distinct prompt contents with pairs in each split, and in both (always 0: checked).
+    distinct_prompts: dict[str, int] = field(default_factory=lambda: {"train": 0, "test": 0})
+    prompts_in_both: int = 0
 
     def count_pair(self, split: str, agreement: float) -> None:
         self.pairs[split] += 1
@@ -153,6 +158,7 @@ class ExportWriter:
         directory.mkdir(parents=True, exist_ok=True)
         self._files = {name: (directory / name).open("w", encoding="utf-8")
                        for name in DATA_FILES}
+        self._keys: dict[str, set[str]] = {"train": set(), "test": set()}
 
     def add_prompt(self, prompt: PromptForExport, rankings: Sequence[RankingForExport],
                    verdicts: Sequence[PairVerdict], consensus: ConsensusRanking | None) -> None:
@@ -166,8 +172,10 @@ class ExportWriter:
         if not verdicts:
             return
         self.counts.prompts_with_pairs += 1
-        in_test = is_test_prompt(prompt.prompt_id, self.test_fraction, self.seed)
-        split = "test" if in_test else "train"
+        # By the prompt's content, not its id: copies of one prompt share a side.
+        key = prompt_key(prompt.text, prompt.messages)
+        split = "test" if is_test_prompt(key, self.test_fraction, self.seed) else "train"
+        self._keys[split].add(key[:32])
         out = self._files[f"{split}.jsonl"]
         for verdict in verdicts:
             out.write(dumps(preference_row(prompt, verdict, self.conversational)))
@@ -176,6 +184,8 @@ class ExportWriter:
     def close(self) -> None:
         for handle in self._files.values():
             handle.close()
+        self.counts.distinct_prompts = {split: len(keys) for split, keys in self._keys.items()}
+        self.counts.prompts_in_both = len(self._keys["train"] & self._keys["test"])
 
 
 def content_hash(directory: Path) -> str:
@@ -321,8 +331,10 @@ if params.get("exclude_flagged") else ""}{"; votes weighted by each labeler's ag
 - `consensus.jsonl`: one consensus ranking per prompt (ranked pairs).
 - `manifest.json`: every other file with its size, record count and SHA-256, and the counts.
 
-The split is by prompt (no prompt in both), test share {params["test_fraction"]}, seed
-{params["seed"]}.
+The split is by prompt content, so copies of one prompt are on one side: test share
+{params["test_fraction"]}, seed {params["seed"]}; {counts.distinct_prompts["train"]} distinct
+prompts in train, {counts.distinct_prompts["test"]} in test, {counts.prompts_in_both} in both
+(checked as the files were written).
 
 ## Counts
 | what | count |

@@ -179,6 +179,9 @@ class Prompt(models.Model):
     text = models.TextField(blank=True)
     messages = models.JSONField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # annotate.content.content_key of the prompt and its completions: an import refuses a
+    # second copy of the same content in a project.
+    content_hash = models.CharField(max_length=64, blank=True)
     # Kept by annotate.services under the prompt's row lock: labelers' rankings so far, and
     # the rankings adaptive overlap asked for beyond the project's N.
     ranking_count = models.PositiveIntegerField(default=0)
@@ -197,6 +200,7 @@ class Prompt(models.Model):
             # Prompts adaptive overlap (or an admin) asked more rankings of: few, looked up often.
             models.Index(fields=["project", "id"], condition=Q(extra_rankings__gt=0),
                          name="prompt_extra_rankings_idx"),
+            models.Index(fields=["project", "content_hash"], name="prompt_content_hash_idx"),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -12,6 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from config.errors import Invalid
 
 from .. import importers
+from ..content import content_key
 from ..importers import PromptRow, RowError
 from ..models import Completion, Project, Prompt, PromptImport, Ranking
 
@@ -110,16 +111,25 @@ def _import_rows(
     record: PromptImport, rows: Iterable[PromptRow | RowError], *, stop_on_error: bool
 ) -> tuple[list[RowError], bool]:
     """Write valid rows in batches; return the errors met and whether reading stopped early."""
-    existing_ids = set(
-        Prompt.objects.filter(project=record.project)
-        .exclude(external_id="")
-        .values_list("external_id", flat=True)
-    )
+    stored = Prompt.objects.filter(project=record.project)
+    existing_ids = set(stored.exclude(external_id="").values_list("external_id", flat=True))
+    # The same prompt with the same completions is one prompt: a second copy would double
+    # its votes and could straddle the train/test split.
+    seen: dict[str, str] = {key: "a prompt already in this project" for key in
+                            stored.exclude(content_hash="").values_list("content_hash",
+                                                                         flat=True)}
     errors: list[RowError] = []
     batch: list[PromptRow] = []
     for row in rows:
         if isinstance(row, PromptRow) and row.external_id in existing_ids:
             row = RowError(row.line, "id", f"id {row.external_id!r} is already in this project")
+        elif isinstance(row, PromptRow):
+            key = _content_key(row)
+            if key in seen:
+                row = RowError(row.line, "prompt", f"the same prompt and completions as "
+                                                   f"{seen[key]}")
+            else:
+                seen[key] = f"line {row.line}"
         if isinstance(row, RowError):
             errors.append(row)
             if row.fatal or len(errors) >= MAX_REPORTED_ERRORS:
@@ -136,6 +146,10 @@ def _import_rows(
     return errors, False
 
 
+def _content_key(row: PromptRow) -> str:
+    return content_key(row.text, row.messages, [c.text for c in row.completions])
+
+
 def _write_batch(record: PromptImport, rows: list[PromptRow]) -> None:
     prompts = Prompt.objects.bulk_create(
         Prompt(
@@ -145,6 +159,7 @@ def _write_batch(record: PromptImport, rows: list[PromptRow]) -> None:
             text=row.text,
             messages=row.messages,
             metadata=row.metadata,
+            content_hash=_content_key(row),
         )
         for row in rows
     )

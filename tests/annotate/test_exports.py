@@ -12,6 +12,7 @@ from django.core.management import call_command
 
 from annotate import services
 from annotate.consensus import LabeledRanking, merge_votes
+from annotate.content import prompt_key
 from annotate.exporters import is_test_prompt
 from annotate.models import Export, Prompt, Ranking
 from tests.factories import hh_record, jsonl_bytes, prompt_record, rank_at_random
@@ -73,7 +74,8 @@ def test_the_split_is_by_prompt_and_follows_the_seed(ranked_project):
     train = {r["prompt_id"] for r in rows(folder / "train.jsonl")}
     test = {r["prompt_id"] for r in rows(folder / "test.jsonl")}
     assert train and test and not train & test
-    assert test == {p for p in train | test if is_test_prompt(p, 0.5, 7)}
+    key = {p.id: prompt_key(p.text, p.messages) for p in Prompt.objects.all()}
+    assert test == {p for p in train | test if is_test_prompt(key[p], 0.5, 7)}
 
 
 def test_the_same_parameters_over_the_same_rankings_give_the_same_bytes(ranked_project):
@@ -307,3 +309,30 @@ def test_an_empty_test_split_loads_every_way_the_card_and_the_formats_offer(rank
     saved = datasets.load_from_disk(str(folder / "hf_dataset"))  # the splits with rows
     assert list(saved) == ["train"] and saved["train"].num_rows == train.num_rows
     assert list(test.to_pandas().columns) == list(train.to_pandas().columns)
+
+
+def test_copies_of_a_prompt_land_on_one_side_and_the_card_says_none_straddle(project,
+                                                                            make_user):
+    """The same prompt with other completions (a later round, say) is another prompt of
+    the project, but the split follows its content: never in both (issue 15, item 5)."""
+    records = [prompt_record(i) for i in range(20)]
+    again = [prompt_record(i, id=f"again-{i}") | {"completions": [f"Other {i}.{k}" for k in
+                                                                   range(4)]}
+             for i in range(20)]
+    services.prompts_import(project=project, filename="a.jsonl",
+                            binary=io.BytesIO(jsonl_bytes(records + again)))
+    rank_at_random(project, [make_user(name) for name in ("ann", "ben")], seed=2)
+    export = build(project, min_votes=1, min_agreement=0.5, test_fraction=0.5, seed=4)
+    folder = folder_of(export)
+    sides = {}
+    for split in ("train", "test"):
+        for row in rows(folder / f"{split}.jsonl"):
+            sides.setdefault(row["prompt"], set()).add(split)
+    assert sides and all(len(found) == 1 for found in sides.values())
+    assert {"train", "test"} == set().union(*sides.values())
+    counts = export.counts
+    assert counts["prompts_in_both"] == 0
+    assert counts["distinct_prompts"]["train"] + counts["distinct_prompts"]["test"] == 20
+    card = (folder / "README.md").read_text()
+    assert (f"{counts['distinct_prompts']['train']} distinct\nprompts in train, "
+            f"{counts['distinct_prompts']['test']} in test, 0 in both") in card

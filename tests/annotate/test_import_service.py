@@ -268,3 +268,34 @@ def test_the_real_hh_rlhf_file_reports_its_nine_bad_pairs_and_imports_the_rest(o
             project=other_project, binary=binary, filename=HH_REAL.name, skip_invalid=True
         )
     assert (record.prompt_count, record.ranking_count, len(record.skipped)) == (2303, 2303, 9)
+
+
+def test_the_same_content_twice_is_refused_or_skipped_with_its_reason(project):
+    """A file without ids imported twice used to double the project (issue 15, item 5): the
+    same prompt with the same completions is refused, naming where it already is."""
+    records = [{k: v for k, v in prompt_record(i).items() if k != "id"} for i in range(3)]
+    first = services.prompts_import(project=project, filename="a.jsonl",
+                                    binary=io.BytesIO(jsonl_bytes(records)))
+    assert first.prompt_count == 3
+    with pytest.raises(services.ImportRejected) as again:
+        services.prompts_import(project=project, filename="a.jsonl",
+                                binary=io.BytesIO(jsonl_bytes(records)))
+    assert [(e.line, e.field, e.message) for e in again.value.errors] == [
+        (n, "prompt", "the same prompt and completions as a prompt already in this project")
+        for n in (1, 2, 3)]
+    fresh = {k: v for k, v in prompt_record(7).items() if k != "id"}
+    inside = [records[0], fresh, fresh]
+    with pytest.raises(services.ImportRejected) as twice:
+        services.prompts_import(project=project, filename="b.jsonl",
+                                binary=io.BytesIO(jsonl_bytes(inside)))
+    assert [(e.line, e.message) for e in twice.value.errors] == [
+        (1, "the same prompt and completions as a prompt already in this project"),
+        (3, "the same prompt and completions as line 2")]
+    skipped = services.prompts_import(project=project, filename="b.jsonl", skip_invalid=True,
+                                      binary=io.BytesIO(jsonl_bytes(inside)))
+    assert skipped.prompt_count == 1 and [s["line"] for s in skipped.skipped] == [1, 3]
+    assert Prompt.objects.filter(project=project).count() == 4
+    # Other completions of the same prompt are another prompt (a later round, say).
+    other = [records[0] | {"completions": ["Different.", "Answers.", "Here.", "Now."]}]
+    assert services.prompts_import(project=project, filename="c.jsonl",
+                                   binary=io.BytesIO(jsonl_bytes(other))).prompt_count == 1

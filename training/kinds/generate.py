@@ -56,10 +56,12 @@ class GenerateKind(JobKind):
             raise Invalid(f"every prompt was skipped ({result.get('skipped', 0)}); the first: "
                           f"{first}")
         with Path(result["output_file"]).open("rb") as binary:
+            # Skip mode: a prompt the project already holds with the same completions is
+            # left out with its reason on the import, not the whole round with it.
             record = prompts_import(project=job.project, binary=binary,
                                     filename=f"generated-by-job-{job.id}.jsonl",
-                                    file_format="jsonl")
-        return {"prompt_import_id": record.id}
+                                    file_format="jsonl", skip_invalid=True)
+        return {"prompt_import_id": record.id, "duplicates_skipped": len(record.skipped)}
 
     def report_lines(self, job) -> list[str]:
         round_ = Round.objects.filter(generation_job=job).first()

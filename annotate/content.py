@@ -1,0 +1,37 @@
+"""What makes two prompts the same: pure functions, no Django.
+
+prompt_key names a prompt by its content (its text, or its chat messages); content_key
+names a prompt with its completions. An import refuses a second copy of the same content
+in a project, and an export splits train and test by prompt_key, so identical prompts
+always land on the same side.
+"""
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+
+def _digest(value: object) -> str:
+    canonical = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def prompt_key(text: str, messages: list[dict[str, str]] | None) -> str:
+    """The prompt's content, as a hash: equal for equal text (or equal messages).
+
+    >>> prompt_key("Why?", None) == prompt_key("Why?", None) != prompt_key("Why not?", None)
+    True
+    """
+    return _digest(messages if messages else text)
+
+
+def content_key(text: str, messages: list[dict[str, str]] | None,
+                completions: Sequence[str]) -> str:
+    """The prompt with its completions, in order, as a hash.
+
+    >>> content_key("Why?", None, ["A", "B"]) == content_key("Why?", None, ["A", "B"])
+    True
+    >>> content_key("Why?", None, ["A", "B"]) == content_key("Why?", None, ["B", "A"])
+    False
+    """
+    return _digest([messages if messages else text, list(completions)])

@@ -40,7 +40,8 @@ def test_invalid_tiers_say_what_is_wrong(tiers, allow_ties, message):
 
 
 @pytest.mark.parametrize(
-    "module", ["annotate.ranking", "annotate.importers", "annotate.consensus", "annotate.agreement"]
+    "module", ["annotate.ranking", "annotate.importers", "annotate.consensus", "annotate.agreement",
+               "annotate.content", "annotate.exporters"]
 )
 def test_pure_modules_do_not_load_django(module):
     code = f"import sys, {module}; print(sorted(m for m in sys.modules if 'django' in m))"

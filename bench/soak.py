@@ -85,9 +85,12 @@ def child_setup(jsonl: Path, users: int) -> dict:
     for i in range(users):
         user, _ = services.labeler_add(project=project, username=f"soak-{i:04d}")
         tokens.append(Token.objects.create(user=user).key)
-    models = build_tiny_models(Path(settings.VAR_DIR) / "models" / "tiny")
+    # Jobs name a model of the deployment's catalog (a folder under MODEL_ROOTS, by its path
+    # below the root), never a path: the tiny model goes into the catalog.
+    root = Path(settings.MODEL_ROOTS[0])
+    models = build_tiny_models(root / "tiny")
     return {"project": project.id, "tokens": tokens, "admin": Token.objects.create(user=admin).key,
-            "reward_base": str(models["reward"])}
+            "reward_base": models["reward"].relative_to(root).as_posix()}
 
 
 def setup(prompts: int, users: int) -> tuple[str, dict]:

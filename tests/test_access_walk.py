@@ -22,6 +22,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from annotate import services
+from annotate.authentication import ExpiringTokenAuthentication
 from annotate.models import Export, Project, Prompt
 from training.models import ModelArtifact, TrainingJob
 
@@ -68,6 +69,7 @@ ROUTES = {
     "api/projects/": api("user", "GET", "POST"),
     "api/training-jobs/": api("user", "GET", "POST"),
     "api/models/": api("user", "GET"),
+    "api/models/catalog/": api("user", "GET"),  # base models: for admins of any project
     # a project's labeling: its members
     P: page("labeler", "GET"),
     P + "rank/": page("labeler", "GET"),
@@ -101,8 +103,11 @@ ROUTES = {
     "api/training-jobs/<int:job_id>/": api("admin", "GET"),
     "api/training-jobs/<int:job_id>/cancel/": api("admin", "POST"),
     "api/models/<int:artifact_id>/": api("admin", "GET"),
+    "api/models/<int:artifact_id>/download/": api("admin", "GET"),
     "api/models/<int:artifact_id>/score/": api("admin", "POST"),
 }
+# The query a route needs to reach its object (without it, the answer is a 404 of its own).
+QUERIES = {"api/models/<int:artifact_id>/download/": "?file=config.json"}
 OBJECT_ROUTES = {route: spec for route, spec in ROUTES.items()
                  if spec.access in ("labeler", "admin")}
 
@@ -127,7 +132,8 @@ def admin_patterns():
 
 
 def fill(route: str, values: dict) -> str:
-    return "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values[m.group(1)]), route)
+    return ("/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values[m.group(1)]), route)
+            + QUERIES.get(route, ""))
 
 
 # --- the world ----------------------------------------------------------------------------
@@ -154,6 +160,8 @@ def furnish(project: Project, labeler, var_dir) -> dict:
     artifact = ModelArtifact.objects.create(
         project=project, name="rm", version=1, kind="reward", base_model="tiny",
         path=f"models/{project.slug}/rm", job=job, export=export)
+    (var_dir / artifact.path).mkdir(parents=True)
+    (var_dir / artifact.path / "config.json").write_text("{}")  # a file to download
     return {"slug": project.slug, "project_id": project.id, "prompt_id": leased.prompt_id,
             "job_id": job.id, "artifact_id": artifact.id, "export_id": export.id}
 
@@ -450,8 +458,9 @@ def test_no_view_is_csrf_exempt_except_api_views_that_check_it_themselves():
 
 def test_settings_have_no_csrf_off_switch(settings):
     assert "django.middleware.csrf.CsrfViewMiddleware" in settings.MIDDLEWARE
-    assert api_settings.DEFAULT_AUTHENTICATION_CLASSES == [TokenAuthentication,
+    assert api_settings.DEFAULT_AUTHENTICATION_CLASSES == [ExpiringTokenAuthentication,
                                                            SessionAuthentication]
+    assert issubclass(ExpiringTokenAuthentication, TokenAuthentication)
     assert not any(origin.rstrip("/").endswith("://*") for origin in
                    settings.CSRF_TRUSTED_ORIGINS)
     assert settings.CSRF_FAILURE_VIEW == "django.views.csrf.csrf_failure"

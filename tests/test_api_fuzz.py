@@ -156,7 +156,9 @@ def test_scoring_with_a_model_whose_files_are_gone_is_a_409(project, carol, api,
     response = api(carol).post(f"/api/models/{artifact.id}/score/", {
         "items": [{"prompt": "Hi?", "response": "Hello."}]}, format="json")
     assert response.status_code == 409
-    assert "files are missing (models/deleted)" in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert f"Model {artifact.id}'s files are missing" in detail
+    assert "models/deleted" not in detail  # the server's paths are not shown
 
 
 @pytest.mark.parametrize("path", ["/api/training-jobs/", "/api/models/"])

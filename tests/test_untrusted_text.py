@@ -110,7 +110,7 @@ SHOWN = {
     "dashboard": ["name"],
     "training": ["name", "artifact"],
     "rounds": ["name"],
-    "job": ["job-error", "log"],
+    "job": ["job-error"],  # the log: superusers only, checked below
     "model": ["artifact", "artifact-base"],
     "my rankings": ["name"],
     "rank": ["criterion", "instructions", "prompt", "completion-a", "completion-b"],
@@ -136,6 +136,17 @@ def test_every_page_shows_hostile_text_escaped_and_never_as_markup(client, hosti
         assert markup_problems(html) == [], name
         for field in SHOWN[name]:
             assert f"{field} {ESCAPED}" in html or f"{field} &lt;script" in html, (name, field)
+    # The job's log holds the server's paths: a project admin does not see it; a superuser
+    # does, escaped like the rest.
+    job_page = pages_of(hostile_world)["job"]
+    client.force_login(hostile_world["admin"])
+    assert "log &lt;script" not in client.get(job_page).content.decode()
+    superuser = hostile_world["admin"]
+    superuser.is_superuser = True
+    superuser.save(update_fields=["is_superuser"])
+    client.force_login(superuser)
+    html = client.get(job_page).content.decode()
+    assert markup_problems(html) == [] and f"log {ESCAPED}" in html
 
 
 def test_data_embedded_in_the_rank_page_cannot_close_its_script_tag(client, hostile_world):

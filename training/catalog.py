@@ -111,24 +111,27 @@ def catalog_model(name: str, field: str) -> CatalogModel:
     raise refused
 
 
-_facts: dict[tuple[str, float], ModelFacts | str] = {}
+_facts: dict[tuple[str, float], ModelFacts] = {}
 _facts_lock = threading.Lock()
 
 
 def check_role(model: CatalogModel, role: str, field: str) -> ModelFacts:
-    """The model's facts when it loads and fits the role; Invalid naming the field if not."""
+    """The model's facts when it loads and fits the role; Invalid naming the field if not.
+
+    Facts are read one model at a time (the first import of transformers is not safe to run
+    in two threads at once) and kept while the model's config is unchanged; a failure is not
+    kept, so a passing fault does not refuse the model until a restart."""
     config_file = Path(model.location) / "config.json"
     key = (model.location, config_file.stat().st_mtime if not model.on_hub else 0.0)
     with _facts_lock:
         facts = _facts.get(key)
-    if facts is None:
-        try:
-            facts = model_facts(model.location)
-        except Exception as exc:  # noqa: BLE001 - any loading failure is a refusal
-            facts = f"its config or tokenizer does not load ({type(exc).__name__})"
-        with _facts_lock:
-            _facts[key] = facts
-    problem = facts if isinstance(facts, str) else role_problem(facts, role)
+        if facts is None:
+            try:
+                facts = _facts[key] = model_facts(model.location)
+            except Exception as exc:  # noqa: BLE001 - any loading failure is a refusal
+                raise Invalid(f"{field}: {model.name} cannot be a {role} model: its config "
+                              f"or tokenizer does not load ({type(exc).__name__})") from None
+    problem = role_problem(facts, role)
     if problem:
         raise Invalid(f"{field}: {model.name} cannot be a {role} model: {problem}")
     return facts

@@ -45,6 +45,27 @@ def request_job(project, kind: str, *, params: dict | None = None, base=None, re
                                 dispatch=dispatch, allow_paths=allow_paths)
 
 
+def page_form(project, kind: str, **changes) -> dict:
+    """What the training page posts for a kind's form sent as shown (the settings it starts
+    from), with `changes`; an unticked box is left out, as a browser does."""
+    from django import forms
+
+    from training.forms import JobForm
+    from training.kinds import KINDS
+
+    form = JobForm(kind=KINDS[kind], project=project)
+    values = {name: form.get_initial_for_field(field, name)
+              for name, field in form.fields.items()} | changes
+    posted = {"form": kind}
+    for name, value in values.items():
+        if isinstance(form.fields.get(name), forms.BooleanField):
+            if value:
+                posted[name] = "on"
+        elif value is not None:
+            posted[name] = value
+    return posted
+
+
 @pytest.fixture(scope="session")
 def ppo_setup(tmp_path_factory):
     """A policy that writes word-like text, and a reward model that likes "helpful"."""
@@ -64,6 +85,14 @@ def ppo_setup(tmp_path_factory):
     prompts = write_rows(folder / "prompts.jsonl", policy_prompts(64, seed=9))
     return {"policy": str(models["policy"]), "reward": reward["model_dir"],
             "prompts": str(prompts), "folder": folder}
+
+
+@pytest.fixture
+def ppo_catalog(settings, ppo_setup):
+    """ppo_setup's tiny models as the catalog: "policy" (pretrained a little) and "reward"
+    (untrained; the trained one is ppo_setup["reward"], registered by the tests that use it)."""
+    settings.MODEL_ROOTS = [ppo_setup["folder"] / "tiny"]
+    return {"policy": "policy", "reward": "reward"}
 
 
 @pytest.fixture

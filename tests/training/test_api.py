@@ -4,7 +4,7 @@ import pytest
 
 from training.models import ModelArtifact, TrainingJob
 
-from .conftest import FAST_REWARD
+from .conftest import FAST_REWARD, page_form
 
 pytestmark = pytest.mark.django_db
 
@@ -16,15 +16,15 @@ def reward_artifact(project, tiny_models):
                                         base_model="tiny", path=str(tiny_models["reward"]))
 
 
-def create_body(project, export, tiny_models, **params):
+def create_body(project, export, catalog, **params):
     return {"project": project.id, "kind": "reward", "export": export.id,
-            "base_model": str(tiny_models["reward"]), "params": FAST_REWARD | params}
+            "base_model": catalog["reward"], "params": FAST_REWARD | params}
 
 
 def test_admins_create_follow_and_cancel_a_job(api, carol, project, learnable_export,
-                                               tiny_models):
+                                               catalog):
     client = api(carol)
-    body = create_body(project, learnable_export, tiny_models)
+    body = create_body(project, learnable_export, catalog)
     created = client.post("/api/training-jobs/", body, format="json")
     assert created.status_code == 201, created.json()
     job = created.json()
@@ -33,6 +33,10 @@ def test_admins_create_follow_and_cancel_a_job(api, carol, project, learnable_ex
     assert again.status_code == 200 and again.json()["id"] == job["id"]
     detail = client.get(f"/api/training-jobs/{job['id']}/").json()
     assert detail["params"]["epochs"] == 3 and detail["output_model"] is None
+    assert detail["base_model"] == catalog["reward"]
+    # Nothing of the server's insides: no paths, task ids or hosts; the log is superusers'.
+    assert not {"dataset_path", "celery_task_id", "worker"} & set(detail)
+    assert detail["log_tail"] is None
     listed = client.get(f"/api/training-jobs/?project={project.id}").json()
     assert [j["id"] for j in listed] == [job["id"]]
     for url in ("/api/training-jobs/?project=abc", "/api/models/?project=1.5"):
@@ -43,31 +47,38 @@ def test_admins_create_follow_and_cancel_a_job(api, carol, project, learnable_ex
 
 
 def test_a_bad_request_is_a_400_that_says_what(api, carol, project, learnable_export,
-                                               tiny_models):
+                                               catalog, tiny_models):
     client = api(carol)
     bad = client.post("/api/training-jobs/",
-                      create_body(project, learnable_export, tiny_models, batch_size=0),
+                      create_body(project, learnable_export, catalog, batch_size=0),
                       format="json")
     assert bad.status_code == 400 and "batch_size" in bad.json()["detail"]
-    no_data = client.post("/api/training-jobs/", {"project": project.id, "base_model": "x"},
+    no_data = client.post("/api/training-jobs/", {"project": project.id,
+                                                  "base_model": catalog["reward"]},
                           format="json")
-    assert no_data.status_code == 400 and "exactly one dataset" in no_data.json()["detail"]
+    assert no_data.status_code == 400
+    assert no_data.json()["detail"] == "export: choose an export of this project"
+    # A model is a catalog name: a path on the server is not one.
+    path = client.post("/api/training-jobs/", {**create_body(project, learnable_export, catalog),
+                                               "base_model": str(tiny_models["reward"])},
+                       format="json")
+    assert path.status_code == 400 and "catalog" in path.json()["detail"]
     assert not TrainingJob.objects.exists()
 
 
-def test_over_the_quota_is_a_429(api, carol, project, learnable_export, tiny_models, settings):
+def test_over_the_quota_is_a_429(api, carol, project, learnable_export, catalog, settings):
     settings.TRAINING_MAX_ACTIVE_JOBS = 1
     client = api(carol)
-    assert client.post("/api/training-jobs/", create_body(project, learnable_export, tiny_models),
+    assert client.post("/api/training-jobs/", create_body(project, learnable_export, catalog),
                        format="json").status_code == 201
-    other = create_body(project, learnable_export, tiny_models, epochs=2)
+    other = create_body(project, learnable_export, catalog, epochs=2)
     assert client.post("/api/training-jobs/", other, format="json").status_code == 429
 
 
 def test_labelers_strangers_and_anonymous_get_nothing(api, alice, dave, carol, project,
-                                                      learnable_export, tiny_models,
+                                                      learnable_export, catalog,
                                                       reward_artifact):
-    body = create_body(project, learnable_export, tiny_models)
+    body = create_body(project, learnable_export, catalog)
     job_id = api(carol).post("/api/training-jobs/", body, format="json").json()["id"]
     urls = [f"/api/training-jobs/{job_id}/", f"/api/models/{reward_artifact.id}/"]
     posts = [("/api/training-jobs/", body), (f"/api/training-jobs/{job_id}/cancel/", {}),
@@ -112,8 +123,10 @@ def test_only_reward_models_score(api, carol, project, tmp_path):
                              {"items": [{"prompt": "q", "response": "a"}]}, format="json")
     assert answer.status_code == 400 and "Only reward models" in answer.json()["detail"]
     job = api(carol).post("/api/training-jobs/", {"project": project.id, "kind": "score",
-                                                  "base_artifact": policy.id}, format="json")
-    assert job.status_code == 400 and "Only reward models" in job.json()["detail"]
+                                                  "reward_artifact": policy.id}, format="json")
+    assert job.status_code == 400
+    assert job.json()["detail"] == f"reward_artifact: no reward model {policy.id} in this project"
+    assert not TrainingJob.objects.exists()
 
 
 def test_a_score_job_needs_a_model(api, carol, project, reward_artifact):
@@ -121,22 +134,28 @@ def test_a_score_job_needs_a_model(api, carol, project, reward_artifact):
     missing = client.post("/api/training-jobs/", {"project": project.id, "kind": "score"},
                           format="json")
     assert missing.status_code == 400
+    assert missing.json()["detail"] == "reward_artifact: choose a reward model"
+    # Score jobs take the reward model in reward_artifact, not base_artifact.
+    wrong_slot = client.post("/api/training-jobs/", {"project": project.id, "kind": "score",
+                                                     "base_artifact": reward_artifact.id},
+                             format="json")
+    assert wrong_slot.status_code == 400 and "no such model" in wrong_slot.json()["detail"]
     created = client.post("/api/training-jobs/", {"project": project.id, "kind": "score",
-                                                  "base_artifact": reward_artifact.id},
+                                                  "reward_artifact": reward_artifact.id},
                           format="json")
     assert created.status_code == 201 and created.json()["kind"] == "score"
+    assert created.json()["reward_artifact"] == reward_artifact.id
 
 
-def test_the_training_pages(client, carol, alice, project, learnable_export, tiny_models,
+def test_the_training_pages(client, carol, alice, project, learnable_export, catalog,
                             reward_artifact):
     client.force_login(carol)
     page = client.get(f"/projects/{project.slug}/training/")
     assert page.status_code == 200 and b"Train a reward model" in page.content
     title = page.content.decode().split("<title>")[1].split("</title>")[0]
     assert title == "Training · Helpfulness · rlhf-studio"
-    form = {"export": learnable_export.id, "base_model": str(tiny_models["reward"]),
-            "method": "kway", "epochs": 1, "batch_size": 8, "learning_rate": 1e-3,
-            "max_length": 256, "lora_r": 16, "lora_alpha": 32, "num_gpus": 1, "form": "reward"}
+    form = page_form(project, "reward", export=learnable_export.id, base=catalog["reward"],
+                     method="kway", epochs=1, batch_size=8, learning_rate=1e-3, max_length=256)
     started = client.post(f"/projects/{project.slug}/training/", form)
     job = TrainingJob.objects.get()
     assert started.status_code == 302 and started.url == f"/training/jobs/{job.id}/"
@@ -147,8 +166,11 @@ def test_the_training_pages(client, carol, alice, project, learnable_export, tin
     assert client.post(f"/training/jobs/{job.id}/cancel/").status_code == 302
     job.refresh_from_db()
     assert job.status == "cancelled"
-    missing = client.post(f"/projects/{project.slug}/training/", {**form, "base_model": ""})
-    assert b"Give a base model" in missing.content
+    missing = client.post(f"/projects/{project.slug}/training/", {**form, "base": ""})
+    (reward_form,) = [f for f in missing.context["forms"] if f.kind.name == "reward"]
+    assert reward_form.errors == {"base": ["This field is required."]}  # beside the picker
+    assert b"This field is required." in missing.content
+    assert TrainingJob.objects.count() == 1
     model_page = client.post(f"/training/models/{reward_artifact.id}/",
                              {"prompt": "Say hi.", "response": " hello.", "alpha": 1})
     assert model_page.status_code == 200 and b'id="reward"' in model_page.content

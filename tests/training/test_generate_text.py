@@ -231,18 +231,17 @@ def test_a_silent_prompt_is_skipped_while_the_others_are_written(tmp_path, proje
 
 @pytest.mark.slow
 @pytest.mark.django_db
-def test_a_generation_job_with_the_demos_random_policy_succeeds(project, var_dir, tiny_models):
+def test_a_generation_job_with_the_demos_random_policy_succeeds(project, var_dir, catalog):
     """The report: the untrained tiny policy wrote NUL bytes and the whole job failed."""
     from training import services
     from training.models import Round
 
-    from .conftest import import_policy_prompts
+    from .conftest import import_policy_prompts, request_job
 
     import_policy_prompts(project, 6)
-    job, _ = services.generate_job_create(
-        project=project, params={"max_new_tokens": 24, "temperature": 1.0},
-        base_model=str(tiny_models["policy"]), created_by=None)
-    services.job_run(job.id)
+    job, _ = request_job(project, "generate", params={"max_new_tokens": 24, "temperature": 1.0},
+                         base=catalog["policy"], dispatch=False)
+    services.job_run_and_rounds_advance(job.id)
     job.refresh_from_db()
 
     assert job.status == "succeeded", job.error

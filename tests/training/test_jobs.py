@@ -2,42 +2,47 @@
 claim, reap, score, and send prompts back. The worker itself is in test_worker.py."""
 
 import os
+import shutil
 import socket
 import threading
 import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
+from annotate import services as annotate_services
 from annotate.models import Completion, Prompt
+from config.errors import Invalid, QuotaExceeded, status_of
 from config.runners import runner_id
-from training import services
+from training import selectors, services
+from training.kinds.base import var_absolute
 from training.models import CompletionScore, ModelArtifact, TrainingJob
 from training.services import jobs as job_services
 
-from .conftest import FAST_REWARD
+from .conftest import FAST_REWARD, request_job
 
 pytestmark = pytest.mark.django_db
 
 
 def reward_job(project, export, base: str, **params):
-    job, _ = services.reward_job_create(project=project, params=FAST_REWARD | params,
-                                        base_model=base, created_by=None, export=export)
+    job, _ = request_job(project, "reward", params=FAST_REWARD | params, base=base,
+                         export=export)
     return job
 
 
 @pytest.fixture
-def tiny_reward(tiny_models):
-    return str(tiny_models["reward"])
+def tiny_reward(catalog):
+    return catalog["reward"]  # the tiny reward model, by its name in the catalog
 
 
 @pytest.mark.slow
 def test_a_reward_job_trains_registers_a_model_and_scores_the_project(
         project, learnable_export, tiny_reward):
-    job, created = services.reward_job_create(
-        project=project, params={**FAST_REWARD, "model_name": "helpful-rm"},
-        base_model=tiny_reward, created_by=None, export=learnable_export)
+    job, created = request_job(project, "reward",
+                               params={**FAST_REWARD, "model_name": "helpful-rm"},
+                               base=tiny_reward, export=learnable_export)
     assert created and job.status == "queued"
     services.job_run(job.id)
     job.refresh_from_db()
@@ -51,31 +56,40 @@ def test_a_reward_job_trains_registers_a_model_and_scores_the_project(
     assert artifact.export == learnable_export and artifact.base_model == tiny_reward
     assert artifact.metrics["eval"]["pairs"] == learnable_export.counts["pairs"]["test"]
     assert artifact.metrics["eval"]["accuracy"] >= 0.85
-    assert (services.var_absolute(artifact.path) / "config.json").is_file()
+    assert (var_absolute(artifact.path) / "config.json").is_file()
 
-    scoring, _ = services.score_job_create(artifact=artifact, created_by=None)
+    scoring, _ = request_job(project, "score", reward=artifact)
+    assert scoring.reward_artifact == artifact and scoring.base_artifact is None
     services.job_run(scoring.id)
     scoring.refresh_from_db()
     assert scoring.status == "succeeded", scoring.error
     assert CompletionScore.objects.filter(artifact=artifact).count() == (
         Completion.objects.filter(prompt__project=project).count())
-    found = services.disagreements(artifact)
+    found = selectors.disagreements(artifact)
     assert len(found) == 32 and found == sorted(found, key=lambda d: (d.agreement, d.prompt_id))
     assert sum(d.agreement for d in found) / len(found) > 0.8  # it learned what labelers said
-    sent = services.prompts_request_more_rankings(project=project, prompt_ids=[found[0].prompt_id])
+    sent = annotate_services.prompts_request_more_rankings(project=project,
+                                                           prompt_ids=[found[0].prompt_id])
     assert sent == 1 and Prompt.objects.get(id=found[0].prompt_id).extra_rankings == 1
 
 
 @pytest.mark.slow
-def test_a_failing_training_process_fails_the_job_with_its_traceback(project, learnable_export,
-                                                                     tmp_path):
-    job, _ = services.reward_job_create(project=project, params=FAST_REWARD,
-                                        base_model=str(tmp_path / "no-such-model"),
-                                        created_by=None, export=learnable_export)
+def test_a_failing_training_process_fails_the_job_with_its_reason(project, learnable_export,
+                                                                  tiny_models, tmp_path,
+                                                                  settings):
+    # A catalog model that was there when the job was asked for, and is gone when it runs.
+    settings.MODEL_ROOTS = [tmp_path / "models"]
+    shutil.copytree(tiny_models["reward"], tmp_path / "models" / "no-such-model")
+    job, _ = request_job(project, "reward", params=FAST_REWARD, base="no-such-model",
+                         export=learnable_export)
+    shutil.rmtree(tmp_path / "models" / "no-such-model")
     services.job_run(job.id)
     job.refresh_from_db()
     assert job.status == "failed" and job.finished_at is not None
-    assert "exited with code 1" in job.error and "no-such-model" in job.error
+    # One line that says why, without the server's paths (the traceback is in the log).
+    assert job.error.startswith("Reward model failed: ") and "no-such-model" in job.error
+    assert "\n" not in job.error and str(tmp_path) not in job.error
+    assert "Traceback" in job.log_tail
     assert not ModelArtifact.objects.exists()
 
 
@@ -83,10 +97,15 @@ def test_a_failing_training_process_fails_the_job_with_its_traceback(project, le
 @pytest.mark.django_db(transaction=True)
 def test_cancel_stops_a_running_job_at_the_end_of_a_step(project, learnable_export,
                                                          tiny_reward):
-    job, _ = services.reward_job_create(
-        project=project, params={**FAST_REWARD, "epochs": 100, "batch_size": 2},
-        base_model=tiny_reward, created_by=None, export=learnable_export)
-    runner = threading.Thread(target=services.job_run, args=(job.id,))
+    job = reward_job(project, learnable_export, base=tiny_reward, epochs=100, batch_size=2)
+
+    def run() -> None:
+        try:
+            services.job_run(job.id)
+        finally:
+            connection.close()  # the thread's own: left open, the test database stays in use
+
+    runner = threading.Thread(target=run)
     runner.start()
     try:
         deadline = time.monotonic() + 60
@@ -116,25 +135,19 @@ def test_a_queued_job_is_cancelled_at_once(project, learnable_export, tiny_rewar
 
 def test_bad_parameters_are_refused_naming_the_field(project, learnable_export, other_project,
                                                      tiny_reward):
-    with pytest.raises(services.JobRefused, match="epochs") as caught:
-        services.reward_job_create(project=project, params={"epochs": 0},
-                                   base_model=tiny_reward, created_by=None,
-                                   export=learnable_export)
-    assert caught.value.status == 400
-    with pytest.raises(services.JobRefused, match="unknown fields: epoch"):
-        services.reward_job_create(project=project, params={"epoch": 2},
-                                   base_model=tiny_reward, created_by=None,
-                                   export=learnable_export)
-    with pytest.raises(services.JobRefused, match="output_dir: set by the job"):
-        services.reward_job_create(project=project, params={"output_dir": "/etc"},
-                                   base_model=tiny_reward, created_by=None,
-                                   export=learnable_export)
-    with pytest.raises(services.JobRefused, match="not a finished export of this project"):
-        services.reward_job_create(project=other_project, params={}, base_model=tiny_reward,
-                                   created_by=None, export=learnable_export)
-    with pytest.raises(services.JobRefused, match="base_model"):
-        services.reward_job_create(project=project, params={}, base_model="", created_by=None,
-                                   export=learnable_export)
+    def refused(project=project, params=None, base=tiny_reward):
+        with pytest.raises(Invalid) as caught:
+            request_job(project, "reward", params=params, base=base, export=learnable_export)
+        assert status_of(caught.value) == 400
+        return caught.value.message
+
+    assert "epochs" in refused(params={"epochs": 0})
+    assert refused(params={"epoch": 2}).startswith("params: unknown epoch; reward jobs take ")
+    # Paths are the job's to set: a request cannot name one.
+    assert refused(params={"output_dir": "/etc"}).startswith("params: unknown output_dir;")
+    assert refused(project=other_project) == (
+        f"export: no finished export {learnable_export.id} in this project")
+    assert refused(base="") == "base_model: choose a base model"
     assert not TrainingJob.objects.exists()
 
 
@@ -143,14 +156,13 @@ def test_identical_requests_share_one_active_job_and_a_quota_caps_the_rest(
     settings.TRAINING_MAX_ACTIVE_JOBS = 2
     first = reward_job(project, learnable_export, base=tiny_reward)
     for _ in range(5):
-        again, created = services.reward_job_create(
-            project=project, params=dict(FAST_REWARD), base_model=tiny_reward,
-            created_by=None, export=learnable_export)
+        again, created = request_job(project, "reward", params=dict(FAST_REWARD),
+                                     base=tiny_reward, export=learnable_export)
         assert again.id == first.id and not created
     reward_job(project, learnable_export, base=tiny_reward, epochs=2)
-    with pytest.raises(services.JobRefused) as caught:
+    with pytest.raises(QuotaExceeded) as caught:
         reward_job(project, learnable_export, base=tiny_reward, epochs=4)
-    assert caught.value.status == 429
+    assert status_of(caught.value) == 429
     services.job_cancel(first)  # a finished job frees its place and its key
     assert reward_job(project, learnable_export, base=tiny_reward).id != first.id
 
@@ -220,12 +232,10 @@ def test_the_reaper_requeues_silent_jobs_and_fails_hopeless_ones(project, learna
 
 def test_a_job_created_while_the_broker_is_down_is_sent_once_it_is_back(
         project, learnable_export, tiny_reward, monkeypatch, django_capture_on_commit_callbacks):
-    from training import tasks
-
     def broker_down(*args, **kwargs):
         raise ConnectionRefusedError("Error 111 connecting to 127.0.0.1:6379")
 
-    monkeypatch.setattr(tasks.job_run_task, "apply_async", broker_down)
+    monkeypatch.setattr(job_services.celery_app, "send_task", broker_down)
     with django_capture_on_commit_callbacks(execute=True):
         job = reward_job(project, learnable_export, base=tiny_reward)
     job.refresh_from_db()

@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from config.errors import Invalid
 from training import selectors, services
 from training.models import ModelArtifact, TrainingJob
 
-from .conftest import import_policy_prompts
+from .conftest import import_policy_prompts, page_form, request_job
 
 pytestmark = pytest.mark.django_db
 
@@ -31,11 +32,12 @@ def reward_model(prompt_project, ppo_setup):
 
 
 @pytest.mark.slow
-def test_a_ppo_job_registers_a_policy_with_its_lineage(prompt_project, reward_model, ppo_setup):
-    job, created = services.policy_job_create(
-        project=prompt_project, params={**FAST_PPO, "model_name": "helpful-policy"},
-        reward_artifact=reward_model, base_model=ppo_setup["policy"], created_by=None)
-    assert created and job.kind == "ppo"
+def test_a_ppo_job_registers_a_policy_with_its_lineage(prompt_project, reward_model,
+                                                       ppo_catalog):
+    job, created = request_job(prompt_project, "policy",
+                               params={**FAST_PPO, "model_name": "helpful-policy"},
+                               base=ppo_catalog["policy"], reward=reward_model)
+    assert created and job.kind == "policy"
     services.job_run(job.id)
     job.refresh_from_db()
     assert job.status == "succeeded", job.error
@@ -51,44 +53,46 @@ def test_a_ppo_job_registers_a_policy_with_its_lineage(prompt_project, reward_mo
     assert chain == ["model", "job", "reward model"]
 
 
-def test_policy_requests_are_checked(prompt_project, reward_model, ppo_setup, other_project):
-    def create(**overrides):
-        arguments = dict(project=prompt_project, params=dict(FAST_PPO),
-                         reward_artifact=reward_model, base_model=ppo_setup["policy"],
-                         created_by=None) | overrides
-        return services.policy_job_create(**arguments)
+def test_policy_requests_are_checked(prompt_project, reward_model, ppo_catalog, other_project):
+    def create(project=prompt_project, params=FAST_PPO, base=ppo_catalog["policy"]):
+        return request_job(project, "policy", params=params, base=base, reward=reward_model)
 
-    with pytest.raises(services.JobRefused, match="mini_batch_size"):
+    with pytest.raises(Invalid, match="mini_batch_size"):
         create(params={**FAST_PPO, "mini_batch_size": 5})
-    with pytest.raises(services.JobRefused, match="reward_model: set by the job"):
+    with pytest.raises(Invalid, match="^params: unknown reward_model;"):  # the job's to set
         create(params={**FAST_PPO, "reward_model": "/etc"})
-    with pytest.raises(services.JobRefused, match="not a reward model of this project"):
+    with pytest.raises(Invalid, match=f"^reward_artifact: no reward model {reward_model.id} in "
+                                      "this project$"):
         create(project=other_project)
-    with pytest.raises(services.JobRefused, match="policy: give"):
-        create(base_model="")
+    with pytest.raises(Invalid, match="^base_model: choose a policy$"):
+        create(base="")
     assert not TrainingJob.objects.exists()
     job, _ = create()
     assert job.reward_artifact == reward_model and job.params["batch_size"] == 16
 
 
 def test_the_api_and_the_page_start_policy_jobs(api, client, carol, prompt_project,
-                                                reward_model, ppo_setup):
+                                                reward_model, ppo_catalog):
     answer = api(carol).post("/api/training-jobs/", {
-        "project": prompt_project.id, "kind": "ppo", "reward_artifact": reward_model.id,
-        "base_model": ppo_setup["policy"], "params": {**FAST_PPO, "algorithm": "grpo"}},
+        "project": prompt_project.id, "kind": "policy", "reward_artifact": reward_model.id,
+        "base_model": ppo_catalog["policy"], "params": {**FAST_PPO, "algorithm": "grpo"}},
         format="json")
     assert answer.status_code == 201, answer.json()
     assert answer.json()["reward_artifact"] == reward_model.id
+    assert answer.json()["kind"] == "policy" and answer.json()["params"]["algorithm"] == "grpo"
     missing = api(carol).post("/api/training-jobs/", {
-        "project": prompt_project.id, "kind": "ppo", "base_model": "x"}, format="json")
+        "project": prompt_project.id, "kind": "policy", "base_model": ppo_catalog["policy"]},
+        format="json")
     assert missing.status_code == 400 and "reward_artifact" in missing.json()["detail"]
+    old_name = api(carol).post("/api/training-jobs/", {
+        "project": prompt_project.id, "kind": "ppo", "reward_artifact": reward_model.id,
+        "base_model": ppo_catalog["policy"]}, format="json")
+    assert old_name.status_code == 400 and "kind" in old_name.json()  # "ppo" is "policy" now
     client.force_login(carol)
-    form = {"form": "policy", "reward_artifact": reward_model.id,
-            "base_model": ppo_setup["policy"], "algorithm": "ppo", "total_episodes": 32,
-            "batch_size": 16, "mini_batch_size": 8, "ppo_epochs": 2, "learning_rate": 1e-3,
-            "kl_coef": 0.05, "clip_range": 0.2, "clip_range_value": 0.2,
-            "response_length": 8, "temperature": 1.0, "missing_eos_penalty": 1.0,
-            "num_generations": 4, "seed": 0, "lora": "on"}
+    form = page_form(prompt_project, "policy", reward=f"model:{reward_model.id}",
+                     base=ppo_catalog["policy"], algorithm="ppo", total_episodes=32,
+                     batch_size=16, mini_batch_size=8, ppo_epochs=2, learning_rate=1e-3,
+                     kl_coef=0.05, response_length=8, temperature=1.0, lora=True)
     started = client.post(f"/projects/{prompt_project.slug}/training/", form)
     job = TrainingJob.objects.get(params__algorithm="ppo")
     assert started.status_code == 302 and started.url == f"/training/jobs/{job.id}/"

@@ -12,10 +12,9 @@ import pytest
 from django.db import connection
 
 from tests.processes import BIN, app_env, port_open, start_logged, stop, wait_for_text
-from training import services
 from training.models import ModelArtifact, TrainingJob
 
-from .conftest import FAST_REWARD, import_policy_prompts
+from .conftest import FAST_REWARD, import_policy_prompts, request_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -51,12 +50,11 @@ def wait_for(job, predicate, timeout: float):
 
 
 def test_a_worker_on_redis_runs_a_reward_job(worker_env, tmp_path, project, learnable_export,
-                                             tiny_models):
+                                             catalog):
     worker = start_worker(worker_env, tmp_path / "worker.log", "train")
     try:
-        job, _ = services.reward_job_create(project=project, params=FAST_REWARD,
-                                            base_model=str(tiny_models["reward"]),
-                                            created_by=None, export=learnable_export)
+        job, _ = request_job(project, "reward", params=FAST_REWARD, base=catalog["reward"],
+                             export=learnable_export)
         job = wait_for(job, lambda j: not j.is_active, timeout=120)
     finally:
         stop(worker)
@@ -66,14 +64,13 @@ def test_a_worker_on_redis_runs_a_reward_job(worker_env, tmp_path, project, lear
 
 
 def test_a_worker_killed_mid_job_resumes_it_from_the_checkpoint(worker_env, tmp_path, project,
-                                                               learnable_export, tiny_models):
+                                                               learnable_export, catalog):
     log = tmp_path / "worker.log"
     worker = start_worker(worker_env, log, "killed")
     try:
         params = {**FAST_REWARD, "epochs": 40, "batch_size": 4, "checkpoint_every": 20}
-        job, _ = services.reward_job_create(project=project, params=params,
-                                            base_model=str(tiny_models["reward"]),
-                                            created_by=None, export=learnable_export)
+        job, _ = request_job(project, "reward", params=params, base=catalog["reward"],
+                             export=learnable_export)
         job = wait_for(job, lambda j: "checkpoint at step" in j.log_tail, timeout=120)
         runner_pid = int(job.worker.rsplit(":", 1)[1])  # the worker's pool process
         os.kill(runner_pid, signal.SIGKILL)
@@ -91,14 +88,13 @@ def test_a_worker_killed_mid_job_resumes_it_from_the_checkpoint(worker_env, tmp_
 
 
 def test_a_job_whose_whole_worker_died_is_requeued_by_the_next_worker(
-        worker_env, tmp_path, project, learnable_export, tiny_models):
+        worker_env, tmp_path, project, learnable_export, catalog):
     """SIGKILL the worker and all its processes: nothing hands the message back, so the next
     worker's reaper (at start, then every minute) finds the silent job and queues it again."""
     first = start_worker(worker_env, tmp_path / "first.log", "first")
     params = {**FAST_REWARD, "epochs": 40, "batch_size": 4, "checkpoint_every": 20}
-    job, _ = services.reward_job_create(project=project, params=params,
-                                        base_model=str(tiny_models["reward"]),
-                                        created_by=None, export=learnable_export)
+    job, _ = request_job(project, "reward", params=params, base=catalog["reward"],
+                         export=learnable_export)
     job = wait_for(job, lambda j: "checkpoint at step" in j.log_tail, timeout=120)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
@@ -117,19 +113,18 @@ def test_a_job_whose_whole_worker_died_is_requeued_by_the_next_worker(
 
 
 def test_a_ppo_job_killed_mid_run_resumes_from_its_checkpoint(worker_env, tmp_path, project,
-                                                              ppo_setup):
+                                                              ppo_setup, ppo_catalog):
     import_policy_prompts(project, 40)
     reward = ModelArtifact.objects.create(project=project, name="rm", version=1, kind="reward",
                                           base_model="tiny", path=ppo_setup["reward"])
     log = tmp_path / "worker.log"
     worker = start_worker(worker_env, log, "ppo")
     try:
-        job, _ = services.policy_job_create(
-            project=project, reward_artifact=reward, base_model=ppo_setup["policy"],
-            created_by=None, params={"total_episodes": 1600, "batch_size": 16,
-                                     "mini_batch_size": 8, "learning_rate": 0.003,
-                                     "response_length": 16, "checkpoint_every": 10,
-                                     "threads": 1})
+        job, _ = request_job(
+            project, "policy", base=ppo_catalog["policy"], reward=reward,
+            params={"total_episodes": 1600, "batch_size": 16, "mini_batch_size": 8,
+                    "learning_rate": 0.003, "response_length": 16, "checkpoint_every": 10,
+                    "threads": 1})
         job = wait_for(job, lambda j: "checkpoint at step" in j.log_tail, timeout=120)
         os.kill(int(job.worker.rsplit(":", 1)[1]), signal.SIGKILL)
         job = wait_for(job, lambda j: not j.is_active and j.attempts >= 1, timeout=300)

@@ -38,8 +38,10 @@ def add_kind_arguments(parser, kind: JobKind) -> None:
     parser.add_argument("--project", help="The project's slug (default: the export's or the "
                                           "registered model's project)")
     for slot in kind.models:
+        where = ("a catalog name, a registry id, or a local folder" if slot.catalog
+                 else "its registry id")
         parser.add_argument(slot_option(kind, slot), required=True, dest=f"model_{slot.slot}",
-                            help=f"{slot.help}: a catalog name, a registry id, or a folder")
+                            help=f"{slot.help}: {where}")
     if kind.takes_export:
         parser.add_argument("--dataset", required=True, help="An export id, or a JSONL file")
     if kind.takes_prompts_file:

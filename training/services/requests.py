@@ -49,11 +49,12 @@ def job_request(*, project: Project, request: JobRequest, created_by: AbstractUs
 
 
 def model_resolve(project: Project | None, slot: ModelSlot, choice: str, *,
-                  allow_paths: bool = False) -> CatalogModel | ModelArtifact:
-    """A slot's choice as a registered model of the project or a checked catalog model."""
+                  allow_paths: bool = False, field: str = "") -> CatalogModel | ModelArtifact:
+    """A slot's choice as a registered model of the project or a checked catalog model;
+    refusals name `field` (default: the API's field for the slot)."""
     choice = (choice or "").strip()
     is_artifact = choice.startswith(ARTIFACT_PREFIX)
-    field = FIELD_OF[(slot.slot, is_artifact)]
+    field = field or FIELD_OF[(slot.slot, is_artifact)]
     if not choice:
         raise Invalid(f"{field}: choose a {slot.label.lower()}")
     if is_artifact:

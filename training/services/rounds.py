@@ -49,10 +49,10 @@ def round_start(*, project: Project, created_by: AbstractUser | None, reward_mod
             else "")
         for part in ("reward", "policy"):
             if not plan[part]["model"]:
-                raise Invalid(f"{part}_model: the first round needs a {part} model to start "
-                              "from")
+                why = "the last round has none" if last else "the first round needs one"
+                raise Invalid(f"{part}_model: choose a {part} model to start from ({why})")
             slot = KINDS[part].models[0]  # both kinds declare their base model first
-            model_resolve(project, slot, plan[part]["model"])
+            model_resolve(project, slot, plan[part]["model"], field=f"{part}_model")
         number = (project.rounds.aggregate(n=Max("number"))["n"] or 0) + 1
         export = annotate_services.export_create(
             project=project, created_by=created_by,

@@ -100,6 +100,7 @@ LABELER_OPERATIONS = {
     "POST /api/projects/{project_id}/skips/",
     "POST /api/projects/{project_id}/prompts/{prompt_id}/lease/",
     "GET /api/projects/{project_id}/progress/",
+    "DELETE /api/auth/token/",  # any signed-in user revokes their own token
 }
 # Lists a non-admin may call: they answer 200 with nothing in them.
 EMPTY_LISTS_FOR_LABELERS = {"GET /api/training-jobs/", "GET /api/models/"}

@@ -302,7 +302,7 @@ def test_a_job_longer_than_the_visibility_timeout_runs_once(
         with connection.cursor() as cursor:  # the export waits here: a long export
             cursor.execute("LOCK TABLE annotate_ranking IN ACCESS EXCLUSIVE MODE")
         status, job = stack.call(carol_token, "POST", "/api/training-jobs/",
-                                 reward_request(project, learnable_export))
+                                 reward_request(project, learnable_export, epochs=30))
         assert status == 201, job
         status, export = stack.call(carol_token, "POST", f"/api/projects/{project.id}/exports/",
                                     {"test_fraction": 0.25, "formats": ["trl-jsonl"]})

@@ -196,7 +196,8 @@ def test_control_bytes_are_cleaned_and_every_line_imports(control_byte_policy, p
 
 def test_a_policy_that_only_writes_eos_skips_its_prompts_and_says_why(silent_policy,
                                                                       tmp_path):
-    config = config_for(tmp_path, silent_policy, ["What is two and two?"], max_resamples=2)
+    config = config_for(tmp_path, silent_policy, ["What is two and two?"], max_resamples=2,
+                        min_new_tokens=0)  # a policy allowed to stop at once
     result = generate_completions(config, RecordingReporter())
 
     assert (result["written"], result["completions"], result["skipped"]) == (0, 0, 1)

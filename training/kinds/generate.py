@@ -27,6 +27,7 @@ class GenerateKind(JobKind):
         Param("temperature"),
         Param("top_p", label="Top-p"),
         Param("max_new_tokens", "Tokens per completion"),
+        Param("min_new_tokens", "Tokens before a completion may end", advanced=True),
         Param("seed"),
         Param("max_resamples", "Extra draws for a prompt whose completions came out empty or "
               "repeated, before it is skipped", advanced=True),

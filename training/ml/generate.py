@@ -33,6 +33,9 @@ class GenerationConfig(JsonConfig):
     output_file: str
     k: int = 4
     max_new_tokens: int = 128
+    # At least this many tokens before EOS may end a completion: a policy that learned to
+    # stop at once would otherwise write nothing but empty completions.
+    min_new_tokens: int = 1
     temperature: float = 0.8
     top_p: float = 0.95
     seed: int = 0
@@ -45,6 +48,8 @@ class GenerationConfig(JsonConfig):
     def __post_init__(self):
         checks = [(2 <= self.k <= 9, "k: must be between 2 and 9"),
                   (1 <= self.max_new_tokens <= 8192, "max_new_tokens: must be 1 to 8192"),
+                  (0 <= self.min_new_tokens <= self.max_new_tokens,
+                   "min_new_tokens: must be 0 to max_new_tokens"),
                   (0 < self.temperature <= 10, "temperature: must be above 0"),
                   (0 < self.top_p <= 1, "top_p: must be above 0 and at most 1"),
                   (1 <= self.batch_size <= 1024, "batch_size: must be 1 to 1024"),
@@ -167,6 +172,7 @@ def policy_sampler(config: GenerationConfig) -> Sampler:
                 input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=True,
                 temperature=config.temperature, top_p=config.top_p, top_k=0,
                 max_new_tokens=config.max_new_tokens, num_return_sequences=n,
+                min_new_tokens=config.min_new_tokens,
                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         texts = tokenizer.batch_decode(output[:, ids.shape[1]:], skip_special_tokens=True)
         return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]

@@ -44,6 +44,13 @@ class CatalogModel:
         return f"{self.name}{' (hub)' if self.on_hub else kind}"
 
 
+def folder_bytes(folder: Path) -> int:
+    """The bytes of the files directly in a model folder (0 if it is gone)."""
+    if not folder.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+
 def model_roots() -> list[Path]:
     return [Path(root).resolve() for root in settings.MODEL_ROOTS]
 
@@ -59,7 +66,7 @@ def catalog_models() -> list[CatalogModel]:
             if name not in found and real.is_relative_to(root) and _allowed_folder(real):
                 found[name] = CatalogModel(
                     name=name, location=str(folder),
-                    size_bytes=sum(p.stat().st_size for p in folder.iterdir() if p.is_file()),
+                    size_bytes=folder_bytes(folder),
                     architectures=_architectures(config_file))
     hub = [CatalogModel(name=name, location=name, on_hub=True)
            for name in settings.MODEL_HUB_NAMES if name not in found]

@@ -11,7 +11,7 @@ from annotate.models import Export, Project
 from config.errors import ApplicationError
 
 from . import selectors
-from .catalog import catalog_models
+from .catalog import catalog_models, folder_bytes
 from .kinds import KINDS, JobKind, JobRequest
 from .kinds.base import ModelSlot, var_absolute
 from .ml.inspect import GENERATING
@@ -26,9 +26,12 @@ FIELD_OF_MESSAGE = {"base_model": "base", "base_artifact": "base", "reward_artif
 class JobForm(forms.Form):
     """The form of one job kind, for one project."""
 
-    def __init__(self, *args, kind: JobKind, project: Project, **kwargs):
+    def __init__(self, *args, kind: JobKind, project: Project, catalog: list | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.kind, self.project = kind, project
+        # One scan of MODEL_ROOTS serves every picker (a page passes one to all its forms).
+        self.catalog = catalog_models() if catalog is None else catalog
         self.unavailable = ""  # one line saying why this kind cannot start yet
         for slot in kind.models:
             self.fields[slot.slot] = self._model_field(slot)
@@ -53,7 +56,7 @@ class JobForm(forms.Form):
             groups.append((f"This project's {slot.artifact_kind} models", registered))
         if slot.catalog:
             base = [(m.name, m.label) for m in sorted(
-                        catalog_models(), key=lambda m: not _made_for(m, slot.role))
+                        self.catalog, key=lambda m: not _made_for(m, slot.role))
                     if slot.role != "policy" or m.on_hub or _made_for(m, "policy")]
             if base:
                 groups.append(("Base models of this deployment", base))
@@ -142,9 +145,7 @@ def _param_field(param, plain: type, optional: bool, initial) -> forms.Field:
 
 def artifact_label(artifact: ModelArtifact) -> str:
     """"name v3 · 1.2 MB · from tiny/reward, export v2": what a picker shows of a model."""
-    folder = var_absolute(artifact.path)
-    size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() \
-        else 0
+    size = folder_bytes(var_absolute(artifact.path))
     made = f"from {artifact.base_model}" + (f", export v{artifact.export.version}"
                                              if artifact.export else "")
     adapter = " · LoRA" if artifact.is_adapter else ""
@@ -159,8 +160,9 @@ class RoundForm(forms.Form):
 
     def __init__(self, *args, project: Project, has_rounds: bool, **kwargs):
         super().__init__(*args, **kwargs)
+        catalog = catalog_models()
         for name, kind in (("reward_model", KINDS["reward"]), ("policy_model", KINDS["policy"])):
-            picker = JobForm(kind=kind, project=project).fields["base"]
+            picker = JobForm(kind=kind, project=project, catalog=catalog).fields["base"]
             keep_going = [("", "go on from the last round's")] if has_rounds else []
             self.fields[name].choices = keep_going + list(picker.choices)[1:]
             self.fields[name].initial = "" if has_rounds else picker.initial

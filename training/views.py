@@ -13,6 +13,7 @@ from config.errors import ApplicationError
 
 from . import selectors, services
 from .apis import model_files
+from .catalog import catalog_models
 from .forms import JobForm, RoundForm, ScoreForm
 from .kinds import KINDS, JobRequest
 from .models import Round
@@ -24,8 +25,9 @@ from .services.requests import ARTIFACT_PREFIX
 def project_training(request, slug: str):
     project = annotate_selectors.project_get_administered(request.user, slug=slug)
     which = request.POST.get("form") if request.method == "POST" else None
-    forms = [JobForm(request.POST if which == kind.name else None, kind=kind, project=project)
-             for kind in KINDS.values()]
+    catalog = catalog_models()
+    forms = [JobForm(request.POST if which == kind.name else None, kind=kind, project=project,
+                     catalog=catalog) for kind in KINDS.values()]
     form = next((f for f in forms if f.kind.name == which), None)
     if form is not None and form.is_valid():
         try:

@@ -78,14 +78,15 @@ def login_blocked(*, username: object, ip: str | None, now: datetime | None = No
 
     The same answer for a username that exists and one that does not.
     """
-    since = _window_start(now or timezone.now())
-    recent = LoginFailure.objects.filter(at__gt=since)
+    recent = LoginFailure.objects.filter(at__gt=_window_start(now or timezone.now()))
+    return _at_limit(recent, username, ip)
+
+
+def _at_limit(failures, username: object, ip: str | None) -> bool:
     key = username_key(username)
-    if key and recent.filter(username=key).count() >= settings.LOGIN_FAILURES_PER_USERNAME:
+    if key and failures.filter(username=key).count() >= settings.LOGIN_FAILURES_PER_USERNAME:
         return True
-    return ip is not None and (
-        recent.filter(ip=ip).count() >= settings.LOGIN_FAILURES_PER_IP
-    )
+    return ip is not None and failures.filter(ip=ip).count() >= settings.LOGIN_FAILURES_PER_IP
 
 
 LOGIN_LOCK = 7_401_215  # the PostgreSQL advisory lock that orders login attempts
@@ -107,11 +108,7 @@ def login_attempt_begin(*, username: object, ip: str | None,
         LoginFailure.objects.filter(at__lte=_window_start(now)).delete()
         attempt = LoginFailure.objects.create(username=username_key(username), ip=ip, at=now)
         earlier = LoginFailure.objects.filter(at__gt=_window_start(now)).exclude(id=attempt.id)
-        key = username_key(username)
-        over = (key and earlier.filter(username=key).count()
-                >= settings.LOGIN_FAILURES_PER_USERNAME) or (
-            ip is not None and earlier.filter(ip=ip).count() >= settings.LOGIN_FAILURES_PER_IP)
-        if over:
+        if _at_limit(earlier, username, ip):
             attempt.delete()  # a blocked attempt is not counted: it checked nothing
             return None
     return attempt.id

@@ -11,6 +11,8 @@ from training.forms import JobForm
 from training.kinds import KINDS
 from training.models import ModelArtifact, TrainingJob
 
+from .conftest import page_form
+
 pytestmark = pytest.mark.django_db
 
 # One setting away from its default per kind, so the walk shows settings travel too.
@@ -45,18 +47,9 @@ def via_api(api, carol, project, kind, models, export) -> TrainingJob:
 
 
 def via_form(client, carol, project, kind, models, export) -> TrainingJob:
-    form = JobForm(kind=kind, project=project)
-    assert form.unavailable == "", form.unavailable
-    data = {"form": kind.name}
-    for name, field in form.fields.items():
-        value = field.initial
-        if isinstance(value, bool):
-            if value:
-                data[name] = "on"
-        elif value is not None:
-            data[name] = str(value)
-    data |= {slot: choice for slot, choice in models.items()}
-    data |= {name: str(value) for name, value in CHANGED.get(kind.name, {}).items()}
+    assert JobForm(kind=kind, project=project).unavailable == ""
+    data = page_form(project, kind.name, **models, **{
+        name: str(value) for name, value in CHANGED.get(kind.name, {}).items()})
     if kind.takes_export:
         assert data["export"] == str(export.id)  # the only export is preselected
     client.force_login(carol)

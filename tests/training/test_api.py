@@ -178,3 +178,16 @@ def test_the_training_pages(client, carol, alice, project, learnable_export, cat
     assert client.get(f"/projects/{project.slug}/training/").status_code == 403
     assert client.get(f"/training/jobs/{job.id}/").status_code == 403
     assert client.get(f"/training/models/{reward_artifact.id}/").status_code == 403
+
+
+def test_a_model_download_serves_only_the_files_of_its_folder(api, carol, alice,
+                                                             reward_artifact):
+    client = api(carol)
+    url = f"/api/models/{reward_artifact.id}/download/"
+    good = client.get(f"{url}?file=config.json")
+    assert good.status_code == 200 and good["Content-Disposition"].startswith("attachment")
+    for name in ("../../../etc/passwd", "/etc/passwd", "", "config.json/..", "%2e%2e/x"):
+        missing = client.get(url, {"file": name})
+        assert missing.status_code == 404, name
+        assert missing.json()["detail"].startswith("no file ")
+    assert api(alice).get(f"{url}?file=config.json").status_code == 403

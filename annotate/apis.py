@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from . import selectors, services
 from .importers import FORMATS, RowError
-from .models import PROJECT_SETTINGS, Export, Membership, Project
+from .models import PROJECT_SETTINGS, Export, Membership, Project, PromptImport
 from .uploads import UploadTooLarge
 
 
@@ -151,14 +151,23 @@ class ProjectMemberAddApi(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-class ImportOutput(serializers.Serializer):
-    id = serializers.IntegerField()
-    filename = serializers.CharField()
-    file_format = serializers.CharField()
-    prompt_count = serializers.IntegerField()
-    completion_count = serializers.IntegerField()
-    ranking_count = serializers.IntegerField()
-    skipped = serializers.ListField(child=serializers.DictField())
+class ImportOutput(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField(help_text="Poll this for the import's status.")
+    skipped = serializers.ListField(child=serializers.DictField(),
+                                    help_text="Lines left out with skip_invalid: line, field, "
+                                              "message.")
+    errors = serializers.ListField(child=serializers.DictField(),
+                                   help_text="Why a failed import wrote nothing: line, field, "
+                                             "message.")
+
+    class Meta:
+        model = PromptImport
+        fields = ["id", "url", "project", "status", "filename", "file_format", "skip_invalid",
+                  "lines_read", "prompt_count", "completion_count", "ranking_count", "skipped",
+                  "error", "errors", "created_at", "started_at", "finished_at"]
+
+    def get_url(self, record: PromptImport) -> str:
+        return reverse("api_project_import", args=[record.project_id, record.id])
 
 
 class PromptImportInput(serializers.Serializer):
@@ -170,8 +179,9 @@ class PromptImportInput(serializers.Serializer):
 class PromptImportApi(APIView):
     parser_classes = [MultiPartParser]
 
-    @extend_schema(request=PromptImportInput, responses={201: ImportOutput})
+    @extend_schema(request=PromptImportInput, responses={202: ImportOutput})
     def post(self, request, project_id: int):
+        """Store the file and queue its import on a worker: poll `url` for its end."""
         project = project_for_admin(request, project_id)
         try:
             serializer = PromptImportInput(data=request.data)
@@ -179,15 +189,21 @@ class PromptImportApi(APIView):
             error = RowError(0, "file", exc.reason, fatal=True)
             raise services.ImportRejected(exc.filename or "upload", [error]) from None
         serializer.is_valid(raise_exception=True)
-        upload = serializer.validated_data["file"]
         record = services.prompts_import_upload(
             project=project,
-            upload=upload,
+            upload=serializer.validated_data["file"],
             file_format=serializer.validated_data["format"],
             skip_invalid=serializer.validated_data["skip_invalid"],
             imported_by=request.user,
         )
-        return Response(ImportOutput(record).data, status=status.HTTP_201_CREATED)
+        return Response(ImportOutput(record).data, status=status.HTTP_202_ACCEPTED)
+
+
+class PromptImportDetailApi(APIView):
+    @extend_schema(responses=ImportOutput)
+    def get(self, request, project_id: int, import_id: int):
+        project = project_for_admin(request, project_id)
+        return Response(ImportOutput(selectors.prompt_import_get(project, import_id)).data)
 
 
 # --- labeling -----------------------------------------------------------------------------

@@ -147,25 +147,55 @@ class Membership(models.Model):
         return f"{self.user} is {self.role} of {self.project}"
 
 
+class RunStatus(models.TextChoices):
+    """Where a row run on a worker (an export, an import) stands."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
 class PromptImport(models.Model):
-    """One file imported into a project: written only when the whole import succeeded."""
+    """One file imported into a project. An upload is stored under VAR_DIR and imported by a
+    worker, which keeps its status, progress and errors here; the command imports at once.
+    Its prompts are written in one transaction: all of them, or (failed) none."""
+
+    Status = RunStatus
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imports")
     filename = models.CharField(max_length=255)
-    file_format = models.CharField(max_length=20)
+    file_format = models.CharField(max_length=20, help_text="'auto' until the file is read.")
+    skip_invalid = models.BooleanField(default=False)
     imported_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    upload = models.CharField(max_length=500, blank=True,
+                              help_text="The stored upload, under VAR_DIR; removed at the end.")
+    lines_read = models.PositiveIntegerField(default=0)
     prompt_count = models.PositiveIntegerField(default=0)
     completion_count = models.PositiveIntegerField(default=0)
     ranking_count = models.PositiveIntegerField(default=0)
     skipped = models.JSONField(
         default=list, blank=True, help_text="Lines left out with --skip-invalid, with reasons."
     )
+    error = models.TextField(blank=True, help_text="Why it failed, in one line.")
+    errors = models.JSONField(default=list, blank=True,
+                              help_text="A failed import's errors: [{line, field, message}].")
+    # Run on a worker: like an export, the row says who imports it and that it lives.
+    dispatched_at = models.DateTimeField(null=True, blank=True,
+                                         help_text="When the task last reached the broker.")
+    worker = models.CharField(max_length=300, blank=True, help_text="host:pid of the importer.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
-        return f"{self.filename} into {self.project} ({self.prompt_count} prompts)"
+        return f"{self.filename} into {self.project} ({self.status}, {self.prompt_count} prompts)"
 
 
 class Prompt(models.Model):
@@ -391,12 +421,7 @@ class RankingRevision(models.Model):
 class Export(models.Model):
     """A frozen, versioned preference dataset built from a project's rankings."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-
+    Status = RunStatus
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports")

@@ -10,7 +10,16 @@ from django.http import Http404
 from django.utils import timezone
 
 from .agreement import gold_accuracy
-from .models import Assignment, Completion, Export, Membership, Project, Prompt, Ranking
+from .models import (
+    Assignment,
+    Completion,
+    Export,
+    Membership,
+    Project,
+    Prompt,
+    PromptImport,
+    Ranking,
+)
 from .ranking import display_order
 
 
@@ -72,6 +81,14 @@ def export_get_administered(user, export_id: int) -> Export:
         raise Http404("No such export.")
     project_get_administered(user, id=export.project_id)
     return export
+
+
+def prompt_import_get(project: Project, import_id: int) -> PromptImport:
+    """One import of `project` (whose access the caller checked): Http404 if not of it."""
+    record = PromptImport.objects.filter(project=project, id=import_id).first()
+    if record is None:
+        raise Http404("No such import in this project.")
+    return record
 
 
 def user_can_create_projects(user) -> bool:

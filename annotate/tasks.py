@@ -1,7 +1,8 @@
 """Celery tasks: take an id, call one service.
 
-acks_late with reject_on_worker_lost, as for training jobs: a worker killed mid-export
-hands the message back, and export_run builds it again only if its builder is really gone.
+acks_late with reject_on_worker_lost, as for training jobs: a worker killed mid-export or
+mid-import hands the message back, and the service runs it again only if its runner is
+really gone.
 """
 
 from celery import shared_task
@@ -20,7 +21,18 @@ def exports_reap_task() -> dict:
     return services.exports_reap()
 
 
+@shared_task(acks_late=True, reject_on_worker_lost=True, name="annotate.prompt_import_run")
+def prompt_import_run_task(import_id: int) -> None:
+    services.prompt_import_run(import_id)
+
+
+@shared_task(name="annotate.prompt_imports_reap")
+def prompt_imports_reap_task() -> dict:
+    return services.prompt_imports_reap()
+
+
 @worker_ready.connect
-def reap_exports_at_start(**kwargs) -> None:
-    """A restarted worker first looks for exports its predecessor left behind."""
+def reap_at_start(**kwargs) -> None:
+    """A restarted worker first looks for exports and imports its predecessor left behind."""
     exports_reap_task.delay()
+    prompt_imports_reap_task.delay()

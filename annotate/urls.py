@@ -28,6 +28,8 @@ urlpatterns = [
     path(PROJECT_API, apis.ProjectDetailApi.as_view(), name="api_project"),
     path(PROJECT_API + "members/", apis.ProjectMemberAddApi.as_view(), name="api_project_members"),
     path(PROJECT_API + "imports/", apis.PromptImportApi.as_view(), name="api_project_imports"),
+    path(PROJECT_API + "imports/<int:import_id>/", apis.PromptImportDetailApi.as_view(),
+         name="api_project_import"),
     path(PROJECT_API + "next-prompt/", apis.NextPromptApi.as_view(), name="api_next_prompt"),
     path(PROJECT_API + "rankings/", apis.RankingCreateApi.as_view(), name="api_rankings"),
     path(PROJECT_API + "skips/", apis.SkipCreateApi.as_view(), name="api_skips"),

@@ -15,7 +15,7 @@ from config.errors import ApplicationError
 from . import selectors, services
 from .charts import bar_chart
 from .forms import ExportForm, ImportForm, MemberForm, ProjectForm
-from .models import Export, Membership
+from .models import Export, Membership, PromptImport
 from .quality import project_quality
 from .ranking import FLAG_NAMES
 
@@ -70,7 +70,9 @@ def _render_project(request, project, import_form=None, member_form=None, import
             "memberships": project.memberships.select_related("user").order_by(
                 "role", "user__username"
             ),
-            "imports": project.imports.order_by("-created_at")[:10],
+            "imports": project.imports.order_by("-created_at", "-id")[:10],
+            "imports_in_progress": project.imports.filter(
+                status__in=PromptImport.ACTIVE).exists(),
             "export_form": export_form
             or ExportForm(initial={"exclude_flagged": project.gold_exclude_flagged}),
             "exports": project.exports.all()[:20],
@@ -103,10 +105,11 @@ def project_import(request, slug: str):
     except services.ImportRejected as exc:
         errors = [error.describe(exc.filename) for error in exc.errors]
         return _render_project(request, project, import_form=form, import_errors=errors)
-    skipped = f", {len(record.skipped)} lines skipped" if record.skipped else ""
-    messages.success(
-        request, f"Imported {record.prompt_count} prompts from {record.filename}{skipped}."
-    )
+    except ApplicationError as refused:
+        messages.error(request, str(refused))
+        return redirect("project_detail", slug=project.slug)
+    messages.success(request, f"{record.filename} is queued for import; this page updates "
+                              "itself.")
     return redirect("project_detail", slug=project.slug)
 
 

@@ -5,7 +5,8 @@ On PostgreSQL (database `rlhf_bench_labeling` on POSTGRES_URL) or on its embedde
 CELERY_BROKER_URL), served by gunicorn on 127.0.0.1 in production mode. Setup (migrate, one
 project of K=4 completions and N=3 labelers per prompt, one user with an API token per
 simulated labeler) runs in a child process through annotate.services; this process never
-imports Django. The prompts come in over HTTP, `POST /api/projects/{id}/imports/`.
+imports Django. The prompts come in over HTTP, `POST /api/projects/{id}/imports/`, and are
+imported by the service a worker runs, in a child process.
 """
 
 import json
@@ -180,7 +181,9 @@ class RlhfStudio:
     # --- the measured operations ---
 
     def import_prompts(self, jsonl: Path) -> dict:
-        """Upload the prompts file through the API, as an admin would; return the seconds."""
+        """Upload the prompts file through the API, as an admin would (202: stored, queued),
+        and import it with the service a worker runs, in a child process; return the seconds
+        of the upload and of the import (the child's Django start aside)."""
         boundary = secrets.token_hex(16)
         body = b"".join([
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
@@ -192,12 +195,20 @@ class RlhfStudio:
         started = time.perf_counter()
         status, data = loadgen.request(self.port, "POST", f"/api/projects/{self.project}/imports/",
                                        body, headers)
-        seconds = time.perf_counter() - started
-        if status != 201:
+        upload_seconds = time.perf_counter() - started
+        if status != 202:
             raise RuntimeError(f"{self.name}: import answered {status}: {data[:500]!r}")
+        queued = json.loads(data)
+        worker = self._child("import-run", "--import-id", str(queued["id"]))
+        status, data = loadgen.request(self.port, "GET", queued["url"], None,
+                                       {"Authorization": f"Token {self.admin_token}"})
+        record = json.loads(data)
+        if record["status"] != "succeeded":
+            raise RuntimeError(f"{self.name}: import {record['status']}: {record['error']}")
         if self.database == "postgres":  # planner statistics, as autovacuum would have them
             self._query("ANALYZE")
-        return {"seconds": seconds, "prompts": json.loads(data)["prompt_count"]}
+        return {"seconds": upload_seconds + worker["seconds"], "upload_seconds": upload_seconds,
+                "prompts": record["prompt_count"]}
 
     def top_up(self, total: int) -> int:
         """Store labeler rankings in bulk until `total` exist (not timed); then, on PostgreSQL,
@@ -393,13 +404,24 @@ def child_export() -> None:
                       "bytes": sum(path.stat().st_size for path in files)}), flush=True)
 
 
+def child_import_run(import_id: int) -> dict:
+    """What the worker does with the upload's message: the import, timed."""
+    from annotate import services
+
+    started = time.perf_counter()
+    services.prompt_import_run(import_id)
+    return {"seconds": time.perf_counter() - started}
+
+
 def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="child processes of bench/labeler_loop.py")
-    parser.add_argument("--child", choices=("setup", "top-up", "export"), required=True)
+    parser.add_argument("--child", choices=("setup", "top-up", "export", "import-run"),
+                        required=True)
     parser.add_argument("--users", type=int)
     parser.add_argument("--total", type=int)
+    parser.add_argument("--import-id", type=int)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))  # this checkout's code, whatever the venv has installed
     import django
@@ -409,6 +431,8 @@ def main() -> None:
         child_export()
     elif args.child == "setup":
         print(json.dumps(child_setup(args.users)))
+    elif args.child == "import-run":
+        print(json.dumps(child_import_run(args.import_id)))
     else:
         print(json.dumps(child_top_up(args.total)))
 

@@ -217,7 +217,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Several models have a "kind" or a "status": name each set of choices after its model.
     "ENUM_NAME_OVERRIDES": {
-        "ExportStatusEnum": "annotate.models.Export.Status",
+        # Exports and imports share theirs.
+        "RunStatusEnum": "annotate.models.RunStatus",
         "TrainingJobStatusEnum": "training.models.TrainingJob.Status",
         "ModelArtifactKindEnum": "training.models.ModelArtifact.Kind",
     },
@@ -254,11 +255,12 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"training.job_run": {"queue": "gpu"}}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Beat (`celery worker -B`, or `celery beat`) runs the reaper of jobs whose worker is gone.
-# It also sends the jobs and exports that were requested while the broker was down.
+# It also sends the jobs, exports and imports that were requested while the broker was down.
 CELERY_TICK_SECONDS = float(os.environ.get("CELERY_TICK_SECONDS", 60))
 CELERY_BEAT_SCHEDULE = {
     "reap-training-jobs": {"task": "training.jobs_reap", "schedule": CELERY_TICK_SECONDS},
     "reap-exports": {"task": "annotate.exports_reap", "schedule": CELERY_TICK_SECONDS},
+    "reap-imports": {"task": "annotate.prompt_imports_reap", "schedule": CELERY_TICK_SECONDS},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_SERIALIZER = "json"
@@ -281,6 +283,9 @@ MODEL_HUB_ANY = os.environ.get("MODEL_HUB_ANY", "false").lower() in ("1", "true"
 # Exports: the same for an export's builder; at most this many queued or building per project.
 EXPORT_HEARTBEAT_STALE_SECONDS = int(os.environ.get("EXPORT_HEARTBEAT_STALE_SECONDS", 120))
 EXPORT_MAX_ACTIVE = int(os.environ.get("EXPORT_MAX_ACTIVE", 4))
+# Imports: uploads are imported on a worker (queue "default"); the same for their importer.
+IMPORT_HEARTBEAT_STALE_SECONDS = int(os.environ.get("IMPORT_HEARTBEAT_STALE_SECONDS", 120))
+IMPORT_MAX_ACTIVE = int(os.environ.get("IMPORT_MAX_ACTIVE", 4))
 
 LOGGING = {
     "version": 1,

@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 
 from annotate import services
 from annotate.authentication import ExpiringTokenAuthentication
-from annotate.models import Export, Project, Prompt
+from annotate.models import Export, Project, Prompt, PromptImport
 from training.models import ModelArtifact, TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -95,6 +95,7 @@ ROUTES = {
     "training/models/<int:artifact_id>/request-more/": page("admin", "POST"),
     A + "members/": api("admin", "POST"),
     A + "imports/": api("admin", "POST"),
+    A + "imports/<int:import_id>/": api("admin", "GET"),
     A + "prompts/<int:prompt_id>/gold/": api("admin", "PUT", "DELETE"),
     A + "exports/": api("admin", "GET", "POST"),
     A + "prompts/request-more/": api("admin", "POST"),
@@ -140,8 +141,9 @@ def fill(route: str, values: dict) -> str:
 
 
 def furnish(project: Project, labeler, var_dir) -> dict:
-    """Two prompts; the labeler ranked one and holds a lease on the other; an export with
-    its zip on disk, a training job and the model it made. Return the URL values."""
+    """Two prompts; the labeler ranked one and holds a lease on the other; an import, an
+    export with its zip on disk, a training job and the model it made. Return the URL
+    values."""
     for index in range(2):
         prompt = Prompt.objects.create(project=project, text=f"{project.slug} Q{index}")
         for position in range(project.completions_per_prompt):
@@ -162,8 +164,11 @@ def furnish(project: Project, labeler, var_dir) -> dict:
         path=f"models/{project.slug}/rm", job=job, export=export)
     (var_dir / artifact.path).mkdir(parents=True)
     (var_dir / artifact.path / "config.json").write_text("{}")  # a file to download
+    imported = PromptImport.objects.create(project=project, filename=f"{project.slug}.jsonl",
+                                           file_format="jsonl", status="succeeded")
     return {"slug": project.slug, "project_id": project.id, "prompt_id": leased.prompt_id,
-            "job_id": job.id, "artifact_id": artifact.id, "export_id": export.id}
+            "job_id": job.id, "artifact_id": artifact.id, "export_id": export.id,
+            "import_id": imported.id}
 
 
 @pytest.fixture

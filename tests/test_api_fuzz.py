@@ -14,8 +14,9 @@ real rows of P1 and of P2, and at rows that do not exist. Every response must be
   (and for an anonymous client, every row at all; for Lena, P1's admin data too).
 
 Bounded: a few examples per (role, operation), derandomized so CI sees the same requests.
-Nothing heavy runs: exports and training jobs the requests create are only queued, and their
-dispatch (transaction.on_commit) never comes, since each test's transaction is rolled back.
+Nothing heavy runs: imports, exports and training jobs the requests create are only queued, and
+their dispatch (transaction.on_commit) never comes, since each test's transaction is rolled
+back.
 """
 
 import io
@@ -175,10 +176,10 @@ def test_a_blank_project_filter_is_refused_not_read_as_all_projects(path, carol,
 def world(django_db_setup, django_db_blocker, tmp_path_factory):
     """P1 (Lena labels, Ada administers) and P2 (Liam labels, Axel administers).
 
-    Each project has prompts with rankings and open leases, a gold prompt, an export on disk,
-    a queued training job and a registered reward model (whose files are missing). Built once
-    for the module inside a transaction that is rolled back at its end; each test's own
-    transaction (a savepoint inside it) undoes what its requests wrote.
+    Each project has an import, prompts with rankings and open leases, a gold prompt, an
+    export on disk, a queued training job and a registered reward model (whose files are
+    missing). Built once for the module inside a transaction that is rolled back at its end;
+    each test's own transaction (a savepoint inside it) undoes what its requests wrote.
     """
     var_dir = tmp_path_factory.mktemp("var")
     fast = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -200,8 +201,8 @@ def build_world() -> dict:
         services.membership_set(project=project, user=people[labeler], role="labeler")
         services.membership_set(project=project, user=people[admin], role="admin")
         records = [prompt_record(i, k=3) for i in range(4)]
-        services.prompts_import(project=project, filename=f"{slug}.jsonl",
-                                binary=io.BytesIO(jsonl_bytes(records)))
+        imported = services.prompts_import(project=project, filename=f"{slug}.jsonl",
+                                           binary=io.BytesIO(jsonl_bytes(records)))
         first, second, *_ = Prompt.objects.filter(project=project).order_by("id")
         for user in (people[labeler], people[admin]):
             lease = services.assignment_next(project=project, labeler=user)
@@ -226,6 +227,7 @@ def build_world() -> dict:
         ids[slug] = {
             "project_id": [project.id], "prompt_id": [first.id, second.id, gold.id],
             "export_id": [export.id], "job_id": [job.id], "artifact_id": [artifact.id],
+            "import_id": [imported.id],
         }
     tokens = {name: Token.objects.create(user=people[name]).key for name in ("lena", "ada")}
     return {"projects": projects, "people": people, "ids": ids, "tokens": tokens}

@@ -12,7 +12,8 @@ from .exports import (
     export_run,
     labeler_pseudonym,
 )
-from .imports import ImportRejected, prompts_import, prompts_import_upload
+from .import_runs import prompt_import_dispatch, prompt_imports_reap
+from .imports import ImportRejected, prompt_import_run, prompts_import, prompts_import_upload
 from .labeling import (
     RankingVersion,
     assignment_next,
@@ -45,6 +46,9 @@ __all__ = [
     "prompt_gold_clear",
     "prompt_gold_set",
     "prompt_skip",
+    "prompt_import_dispatch",
+    "prompt_import_run",
+    "prompt_imports_reap",
     "prompts_import",
     "prompts_import_upload",
     "prompts_request_more_rankings",

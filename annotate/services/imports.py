@@ -1,20 +1,28 @@
-"""Prompt imports: a whole file in one transaction, or the valid lines with a report."""
+"""Prompt imports: a whole file in one transaction, or the valid lines with a report.
+
+An upload is only stored in the web request (prompts_import_upload); a worker imports it
+(prompt_import_run) and keeps its status, progress and errors on the PromptImport row. The
+command imports at once (prompts_import). Both read and write through _import_file, so a
+file is refused, or imported, the same way.
+"""
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import IO
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
-from config.errors import Invalid
+from config.errors import Invalid, QuotaExceeded, reason_line
 
 from .. import importers
 from ..content import content_key
 from ..importers import PromptRow, RowError
 from ..models import Completion, Project, Prompt, PromptImport, Ranking
+from . import import_runs
 
 IMPORT_BATCH_SIZE = 2000
 # Past this many errors, a failing import stops reading: the file needs fixing anyway.
@@ -36,6 +44,15 @@ class ImportRejected(Invalid):
                          extra={"errors": [error.as_dict() for error in errors]})
         self.message = f"{filename}: nothing imported."  # the answer's detail; rows in extra
 
+    @property
+    def summary(self) -> str:
+        """One line: nothing imported, the first error, and how many more."""
+        first = f" {self.errors[0].describe(self.filename)}" if self.errors else ""
+        more = len(self.errors) - 1
+        if more > 0 or self.truncated:
+            first += f" (and {'more than ' if self.truncated else ''}{more} more errors)"
+        return f"{self.message}{first}"
+
 
 def prompts_import(
     *,
@@ -46,38 +63,143 @@ def prompts_import(
     skip_invalid: bool = False,
     imported_by: AbstractUser | None = None,
 ) -> PromptImport:
-    """Import a prompt file into `project` in one transaction, or raise ImportRejected.
+    """Import a prompt file into `project` now, in one transaction, or raise ImportRejected.
 
-    Without `skip_invalid`, any invalid line rejects the whole file and nothing is written.
-    With it, valid lines are imported and every skipped line is kept on the PromptImport.
-    A file-level error (size, header, format) rejects the file either way.
+    Without `skip_invalid`, any invalid line rejects the whole file and nothing is written
+    (not even the PromptImport). With it, valid lines are imported and every skipped line is
+    kept on the PromptImport. A file-level error (size, header, format) rejects the file
+    either way.
     """
+    record = PromptImport(
+        project=project, filename=filename[:255], file_format=file_format,
+        skip_invalid=skip_invalid, imported_by=imported_by, status=PromptImport.Status.RUNNING,
+        started_at=timezone.now(),
+    )
+    _import_file(record, binary, _Progress())
+    return record
+
+
+def prompts_import_upload(
+    *,
+    project: Project,
+    upload: UploadedFile,
+    file_format: str,
+    skip_invalid: bool,
+    imported_by: AbstractUser | None,
+) -> PromptImport:
+    """Store an uploaded file and queue its import on a worker; return the queued import.
+
+    A file over the size limit is refused here, before it is stored (over HTTP, an upload
+    that large never gets here: annotate.uploads stops it as it arrives). Past
+    IMPORT_MAX_ACTIVE imports queued or running in the project, QuotaExceeded.
+    """
+    if upload.size > settings.IMPORT_MAX_BYTES:
+        error = RowError(
+            0,
+            "file",
+            f"is {upload.size:,} bytes; the limit is {settings.IMPORT_MAX_BYTES:,}",
+            fatal=True,
+        )
+        raise ImportRejected(upload.name, [error])
+    stored = import_runs.upload_store(upload)  # outside the transaction: a copy takes time
+    try:
+        with transaction.atomic():
+            Project.objects.select_for_update().filter(id=project.id).first()
+            if project.imports.filter(status__in=PromptImport.ACTIVE).count() >= (
+                    settings.IMPORT_MAX_ACTIVE):
+                raise QuotaExceeded(
+                    f"This project already has {settings.IMPORT_MAX_ACTIVE} imports queued or "
+                    "running; wait for one to finish.")
+            record = PromptImport.objects.create(
+                project=project, filename=upload.name[:255], file_format=file_format,
+                skip_invalid=skip_invalid, imported_by=imported_by, upload=stored)
+            transaction.on_commit(lambda: import_runs.prompt_import_dispatch(record.id))
+    except BaseException:
+        import_runs.upload_remove_file(stored)
+        raise
+    return record
+
+
+def prompt_import_run(import_id: int) -> None:
+    """Import a queued upload, on a worker. A second delivery finds it claimed and returns,
+    unless its importer is gone: that one's transaction died with it, so the file is imported
+    again from its first line. The row ends succeeded, or failed with its errors and nothing
+    written; either way its stored upload is removed."""
+    record = import_runs.prompt_import_claim(import_id)
+    if record is None:
+        return
+    mine = PromptImport.objects.filter(id=import_id, status=PromptImport.Status.RUNNING,
+                                       worker=record.worker)
+    progress = _Progress()
+    try:
+        with import_runs.ImportHeartbeat(record, lambda: {"lines_read": progress.lines}):
+            with _open_upload(record) as binary:
+                _import_file(record, binary, progress)
+    except _TakenOver:
+        return  # another worker took it over meanwhile: this transaction was rolled back
+    except ImportRejected as rejected:
+        mine.update(status=PromptImport.Status.FAILED, error=rejected.summary,
+                    errors=rejected.extra["errors"], lines_read=progress.lines,
+                    file_format=record.file_format, finished_at=timezone.now())
+    except Exception as exc:
+        # One line for the admins; the traceback goes to the worker's log with the raise.
+        mine.update(status=PromptImport.Status.FAILED, lines_read=progress.lines,
+                    error=f"{record.filename}: nothing imported: {reason_line(exc)}",
+                    finished_at=timezone.now())
+        import_runs.upload_remove(record)
+        raise
+    import_runs.upload_remove(record)
+
+
+def _open_upload(record: PromptImport) -> IO[bytes]:
+    try:
+        return import_runs.upload_path(record).open("rb")
+    except OSError:
+        raise ImportRejected(record.filename, [RowError(
+            0, "file", "is no longer on the server (the web server and the workers must share "
+                       "VAR_DIR); upload it again", True)]) from None
+
+
+class _Progress:
+    """The last line read, for the heartbeat to show."""
+
+    lines = 0
+
+
+class _TakenOver(Exception):
+    """The import's row went to another worker (this one was thought gone): roll back."""
+
+
+def _import_file(record: PromptImport, binary: IO[bytes], progress: _Progress) -> None:
+    """Write the file's prompts under `record` in one transaction, or raise ImportRejected.
+
+    A new `record` is created in that transaction. Its end (counts, skipped lines,
+    succeeded) is written there too, and only while the row is still this runner's.
+    """
+    filename = record.filename
     try:
         stream = importers.open_maybe_gzip(binary, max_bytes=settings.IMPORT_MAX_BYTES)
-        if file_format == "auto":  # peeking decompresses: a corrupt gzip fails here already
-            file_format = importers.detect_format(filename, stream.peek(4096))
+        if record.file_format == "auto":  # peeking decompresses: a corrupt gzip fails here
+            record.file_format = importers.detect_format(filename, stream.peek(4096))
         rows = importers.parse_prompts(
             stream,
-            file_format=file_format,
-            completions_per_prompt=project.completions_per_prompt,
+            file_format=record.file_format,
+            completions_per_prompt=record.project.completions_per_prompt,
             max_bytes=settings.IMPORT_MAX_BYTES,
             max_line_bytes=settings.IMPORT_MAX_LINE_BYTES,
         )
         with transaction.atomic():
-            record = PromptImport.objects.create(
-                project=project,
-                filename=filename[:255],
-                file_format=file_format,
-                imported_by=imported_by,
-            )
-            errors, truncated = _import_rows(record, rows, stop_on_error=not skip_invalid)
-            if errors and (not skip_invalid or any(error.fatal for error in errors)):
+            if record.pk is None:
+                record.save()
+            errors, truncated = _import_rows(record, _counted(rows, progress),
+                                             stop_on_error=not record.skip_invalid)
+            if errors and (not record.skip_invalid or any(error.fatal for error in errors)):
                 raise ImportRejected(filename, errors, truncated)
             if record.prompt_count == 0:
                 no_prompts = RowError(0, "file", "has no prompts (it is empty, or only a header)")
                 raise ImportRejected(filename, errors or [no_prompts])
             record.skipped = [error.as_dict() for error in errors]
-            record.save()
+            _finish(record, lines_read=progress.lines)
     except importers.FileTooLarge:
         limit = f"{settings.IMPORT_MAX_BYTES:,}"
         raise ImportRejected(filename, [RowError(
@@ -93,7 +215,26 @@ def prompts_import(
         ) from exc
     if record.prompt_count >= ANALYZE_AFTER_PROMPTS:
         _refresh_planner_statistics()
-    return record
+
+
+def _counted(rows: Iterable[PromptRow | RowError], progress: _Progress,
+             ) -> Iterator[PromptRow | RowError]:
+    for row in rows:
+        progress.lines = max(progress.lines, row.line)
+        yield row
+
+
+def _finish(record: PromptImport, **fields) -> None:
+    """Write the import's success, in its transaction, if the row is still ours."""
+    record.status, record.finished_at = PromptImport.Status.SUCCEEDED, timezone.now()
+    for name, value in fields.items():
+        setattr(record, name, value)
+    final = ("status", "finished_at", "file_format", "lines_read", "prompt_count",
+             "completion_count", "ranking_count", "skipped")
+    still_ours = PromptImport.objects.filter(
+        id=record.id, status=PromptImport.Status.RUNNING, worker=record.worker)
+    if not still_ours.update(**{name: getattr(record, name) for name in final}):
+        raise _TakenOver
 
 
 ANALYZE_AFTER_PROMPTS = 10_000
@@ -202,34 +343,3 @@ def _write_batch(record: PromptImport, rows: list[PromptRow]) -> None:
 
 def _tiers_of_ids(position_tiers: list[list[int]], completion_ids: list[int]) -> list[list[int]]:
     return [[completion_ids[position] for position in tier] for tier in position_tiers]
-
-
-def prompts_import_upload(
-    *,
-    project: Project,
-    upload: UploadedFile,
-    file_format: str,
-    skip_invalid: bool,
-    imported_by: AbstractUser | None,
-) -> PromptImport:
-    """Import an uploaded file, refusing one over the size limit before reading it.
-
-    (An upload that large never gets here over HTTP: annotate.uploads stops it as it arrives.)
-    """
-    if upload.size > settings.IMPORT_MAX_BYTES:
-        error = RowError(
-            0,
-            "file",
-            f"is {upload.size:,} bytes; the limit is {settings.IMPORT_MAX_BYTES:,}",
-            fatal=True,
-        )
-        raise ImportRejected(upload.name, [error])
-    with upload.open("rb") as binary:
-        return prompts_import(
-            project=project,
-            binary=binary,
-            filename=upload.name,
-            file_format=file_format,
-            skip_invalid=skip_invalid,
-            imported_by=imported_by,
-        )

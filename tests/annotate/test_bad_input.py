@@ -2,8 +2,9 @@
 
 Carol administers the "helpful" project (4 completions a prompt) and already imported two
 prompts. Every bad file below is refused with the file, line and field named, never a 500,
-and leaves her project exactly as it was. Over-size uploads are refused before their bytes
-are read: the tests hand the server a request body that counts what is read from it.
+and leaves her project exactly as it was (through the API, the upload is answered 202 and
+the worker's refusal is on the import's status). Over-size uploads are refused before their
+bytes are read: the tests hand the server a request body that counts what is read from it.
 """
 
 import gzip
@@ -17,7 +18,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
-from annotate import importers, services
+from annotate import importers, services, tasks
 from annotate.importers import parse_prompts
 from annotate.models import Completion, Prompt, PromptImport, Ranking
 from annotate.uploads import UploadLimitHandler
@@ -149,9 +150,28 @@ def existing(project, carol):
     return project
 
 
+@pytest.fixture(autouse=True)
+def var_dir(settings, tmp_path):
+    """Uploads wait under VAR_DIR for the worker: a folder of the test's."""
+    settings.VAR_DIR = tmp_path / "var"
+    settings.VAR_DIR.mkdir()
+    return settings.VAR_DIR
+
+
 def stored_rows() -> tuple[int, int, int, int]:
-    return (Prompt.objects.count(), Completion.objects.count(), PromptImport.objects.count(),
-            Ranking.objects.count())
+    """What an import writes; a failed import's own row (its status and errors) aside."""
+    return (Prompt.objects.count(), Completion.objects.count(),
+            PromptImport.objects.exclude(status="failed").count(), Ranking.objects.count())
+
+
+def upload_and_run(client, project, name: str, data: bytes, **fields) -> dict:
+    """Upload through the API (202: stored, not read), run the worker, return the import."""
+    response = client.post(f"/api/projects/{project.id}/imports/",
+                           {"file": SimpleUploadedFile(name, data), **fields},
+                           format="multipart")
+    assert response.status_code == 202, response.content[:500]
+    tasks.prompt_import_run_task(response.json()["id"])
+    return client.get(response.json()["url"]).json()
 
 
 def by_service(project, carol, name: str, data: bytes, tmp_path) -> Refusal:
@@ -164,11 +184,9 @@ def by_service(project, carol, name: str, data: bytes, tmp_path) -> Refusal:
 def by_api(project, carol, name: str, data: bytes, tmp_path) -> Refusal:
     client = APIClient()
     client.force_authenticate(carol)
-    response = client.post(f"/api/projects/{project.id}/imports/",
-                           {"file": SimpleUploadedFile(name, data)}, format="multipart")
-    assert response.status_code == 400, response.content[:500]
-    body = response.json()
-    assert body["detail"] == f"{name}: nothing imported."
+    body = upload_and_run(client, project, name, data)
+    assert body["status"] == "failed" and body["prompt_count"] == 0
+    assert body["error"].startswith(f"{name}: nothing imported. {name}, line ")
     said = "\n".join(f"{name}, line {e['line']}, field '{e['field']}': {e['message']}"
                      for e in body["errors"])
     return Refusal(body["errors"], said)
@@ -241,9 +259,7 @@ def test_a_bom_and_crlf_line_ends_import_as_the_text_they_hold(name, entry, proj
     elif entry == "api":
         client = APIClient()
         client.force_authenticate(carol)
-        response = client.post(f"/api/projects/{project.id}/imports/",
-                               {"file": SimpleUploadedFile(name, data)}, format="multipart")
-        assert response.status_code == 201, response.content
+        assert upload_and_run(client, project, name, data)["status"] == "succeeded"
     else:
         path = tmp_path / name
         path.write_bytes(data)
@@ -364,10 +380,12 @@ def test_the_counting_body_is_a_real_upload(existing, carol):
     client = APIClient()
     client.force_authenticate(carol)
     response = post_body(client, f"/api/projects/{existing.id}/imports/", body)
-    assert response.status_code == 400
-    assert response.json()["errors"][0]["message"].startswith("invalid JSON")
-    assert response.json()["detail"] == "huge.jsonl: nothing imported."
+    assert response.status_code == 202
     assert body.bytes_read == body.length
+    tasks.prompt_import_run_task(response.json()["id"])
+    refused = client.get(response.json()["url"]).json()
+    assert refused["errors"][0]["message"].startswith("invalid JSON")
+    assert refused["error"].startswith("huge.jsonl: nothing imported.")
 
 
 def test_an_upload_declared_over_the_limit_is_refused_before_a_byte_is_read(
@@ -427,10 +445,8 @@ def test_an_upload_under_the_limit_goes_on_to_be_imported(project, carol, settin
     settings.IMPORT_MAX_BYTES = len(data)  # exactly at the limit is allowed
     client = APIClient()
     client.force_authenticate(carol)
-    response = client.post(f"/api/projects/{project.id}/imports/",
-                           {"file": SimpleUploadedFile("p.jsonl", data)}, format="multipart")
-    assert response.status_code == 201, response.content
-    assert response.json()["prompt_count"] == 50
+    imported = upload_and_run(client, project, "p.jsonl", data)
+    assert imported["status"] == "succeeded" and imported["prompt_count"] == 50
 
 
 def test_a_gzip_bomb_is_refused_before_a_line_is_parsed(existing, settings, monkeypatch):

@@ -18,6 +18,7 @@ from annotate.models import Export
 from annotate.services import export_runs
 from annotate.services import exports as export_services
 from config.errors import QuotaExceeded, status_of
+from config.runners import MAX_ATTEMPTS
 from tests.factories import jsonl_bytes, prompt_record, rank_at_random
 
 pytestmark = pytest.mark.django_db
@@ -124,7 +125,7 @@ def test_a_redelivered_export_stays_with_a_live_builder_and_is_taken_from_a_dead
 def test_an_export_whose_builder_was_lost_too_often_fails(ranked_project):
     export = queue_export(ranked_project)
     Export.objects.filter(id=export.id).update(
-        status="running", attempts=export_runs.MAX_ATTEMPTS,
+        status="running", attempts=MAX_ATTEMPTS,
         worker=f"{socket.gethostname()}:{dead_pid()}", heartbeat_at=timezone.now())
     assert export_runs.export_claim(export.id) is None
     export.refresh_from_db()

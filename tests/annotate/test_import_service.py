@@ -9,7 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
-from annotate import services
+from annotate import services, tasks
 from annotate.models import Completion, Prompt, PromptImport, Ranking
 from tests.factories import hh_record, jsonl_bytes, prompt_record
 
@@ -174,36 +174,77 @@ def upload(data: bytes, name="prompts.jsonl") -> SimpleUploadedFile:
     return SimpleUploadedFile(name, data, content_type="application/octet-stream")
 
 
-def test_import_api_creates_prompts_for_a_project_admin(project, carol, api):
-    response = api(carol).post(
-        f"/api/projects/{project.id}/imports/",
-        {"file": upload(jsonl_bytes([prompt_record(1)]))},
-        format="multipart",
-    )
-    assert response.status_code == 201, response.content
-    assert response.json()["prompt_count"] == 1
-    assert PromptImport.objects.get().imported_by == carol
+@pytest.fixture
+def var_dir(settings, tmp_path):
+    """Uploads are stored under VAR_DIR until a worker imports them: a folder of the test's."""
+    settings.VAR_DIR = tmp_path / "var"
+    settings.VAR_DIR.mkdir()
+    return settings.VAR_DIR
 
 
-def test_import_api_rejects_bad_files_with_every_error(project, carol, api):
+def no_prompts_written() -> bool:
+    return not (Prompt.objects.exists() or Completion.objects.exists()
+                or Ranking.objects.exists())
+
+
+def run_worker(import_id: int) -> None:
+    """What the worker does with the message the upload sent (in a test, nothing is sent)."""
+    tasks.prompt_import_run_task(import_id)
+
+
+def test_the_import_api_stores_the_file_and_a_worker_imports_it(project, carol, api, var_dir):
+    """100,000 prompts took longer than gunicorn's 30 s inside the request, which was killed
+    (issue 15, item 2). The request now only stores the file and answers 202 with the
+    import to poll; nothing is parsed until the worker runs it."""
+    client = api(carol)
+    data = jsonl_bytes([prompt_record(i) for i in range(3)])
+    response = client.post(f"/api/projects/{project.id}/imports/", {"file": upload(data)},
+                           format="multipart")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["status"] == "queued" and body["prompt_count"] == 0
+    assert body["url"] == f"/api/projects/{project.id}/imports/{body['id']}/"
+    assert no_prompts_written()  # not one line read in the request
+    record = PromptImport.objects.get(id=body["id"])
+    assert record.imported_by == carol and (var_dir / record.upload).read_bytes() == data
+
+    run_worker(body["id"])
+    polled = client.get(body["url"])
+    assert polled.status_code == 200
+    result = polled.json()
+    assert result["status"] == "succeeded" and result["finished_at"] is not None
+    assert (result["prompt_count"], result["completion_count"], result["ranking_count"],
+            result["lines_read"], result["file_format"]) == (3, 12, 0, 3, "jsonl")
+    assert Prompt.objects.filter(project=project, source_import=record).count() == 3
+    assert list((var_dir / "imports").iterdir()) == []  # the upload is gone once imported
+
+
+def test_a_bad_upload_ends_failed_with_every_error_and_nothing_written(project, carol, api,
+                                                                       var_dir):
+    client = api(carol)
     data = jsonl_bytes([prompt_record(1, prompt=""), prompt_record(1)])
-    response = api(carol).post(
-        f"/api/projects/{project.id}/imports/", {"file": upload(data)}, format="multipart"
-    )
-    assert response.status_code == 400
-    assert response.json()["errors"] == [
-        {"line": 1, "field": "prompt", "message": "is empty"},
-    ]
-    assert nothing_written()
-    response = api(carol).post(
-        f"/api/projects/{project.id}/imports/",
-        {"file": upload(data), "skip_invalid": "true"},
-        format="multipart",
-    )
-    assert response.status_code == 201 and response.json()["skipped"][0]["line"] == 1
+    response = client.post(f"/api/projects/{project.id}/imports/", {"file": upload(data)},
+                           format="multipart")
+    assert response.status_code == 202
+    run_worker(response.json()["id"])
+    failed = client.get(response.json()["url"]).json()
+    assert failed["status"] == "failed"
+    assert failed["errors"] == [{"line": 1, "field": "prompt", "message": "is empty"}]
+    assert failed["error"] == ("prompts.jsonl: nothing imported. prompts.jsonl, line 1, field "
+                               "'prompt': is empty")
+    assert failed["prompt_count"] == 0 and no_prompts_written()
+    assert list((var_dir / "imports").iterdir()) == []
+
+    response = client.post(f"/api/projects/{project.id}/imports/",
+                           {"file": upload(data), "skip_invalid": "true"}, format="multipart")
+    assert response.status_code == 202
+    run_worker(response.json()["id"])
+    skipped = client.get(response.json()["url"]).json()
+    assert skipped["status"] == "succeeded" and skipped["prompt_count"] == 1
+    assert skipped["skipped"][0]["line"] == 1
 
 
-def test_import_api_names_the_limit_an_upload_passes(project, carol, api, settings):
+def test_import_api_names_the_limit_an_upload_passes(project, carol, api, settings, var_dir):
     # That the body is not read past the limit is shown in test_bad_input.py, with a request
     # body that counts the bytes the server reads.
     settings.IMPORT_MAX_BYTES = 10
@@ -215,10 +256,10 @@ def test_import_api_names_the_limit_an_upload_passes(project, carol, api, settin
     assert (
         response.status_code == 400 and "the limit is 10" in response.json()["errors"][0]["message"]
     )
-    assert nothing_written()
+    assert nothing_written() and not (var_dir / "imports").exists()
 
 
-def test_import_api_is_for_admins_of_the_project_only(project, alice, dave, api):
+def test_import_api_is_for_admins_of_the_project_only(project, alice, dave, api, var_dir):
     data = {"file": upload(jsonl_bytes([prompt_record(1)]))}
     url = f"/api/projects/{project.id}/imports/"
     assert api(alice).post(url, data, format="multipart").status_code == 403
@@ -229,24 +270,66 @@ def test_import_api_is_for_admins_of_the_project_only(project, alice, dave, api)
     assert nothing_written()
 
 
-def test_import_form_shows_errors_then_imports_with_skip(project, carol, client):
+def test_an_import_is_polled_only_by_its_projects_admins(project, other_project, carol, alice,
+                                                        dave, make_user, api, var_dir):
+    response = api(carol).post(f"/api/projects/{project.id}/imports/",
+                               {"file": upload(jsonl_bytes([prompt_record(1)]))},
+                               format="multipart")
+    url = response.json()["url"]
+    assert api(carol).get(url).status_code == 200
+    assert api(alice).get(url).status_code == 403  # she labels the project
+    assert api(dave).get(url).status_code == 404  # he cannot see it
+    assert api().get(url).status_code in (401, 403)
+    # Erin administers the other project: not through hers, nor through this one.
+    erin = make_user("erin")
+    services.membership_set(project=other_project, user=erin, role="admin")
+    import_id = response.json()["id"]
+    assert api(erin).get(f"/api/projects/{other_project.id}/imports/{import_id}/").status_code \
+        == 404
+    assert api(erin).get(url).status_code == 404
+
+
+def test_uploads_past_the_quota_of_imports_queued_are_a_429(project, carol, api, settings,
+                                                           var_dir):
+    settings.IMPORT_MAX_ACTIVE = 2
+    client, url = api(carol), f"/api/projects/{project.id}/imports/"
+    answers = [client.post(url, {"file": upload(jsonl_bytes([prompt_record(i)]))},
+                           format="multipart") for i in range(3)]
+    assert [a.status_code for a in answers] == [202, 202, 429]
+    assert "already has 2 imports queued or running" in answers[2].json()["detail"]
+    assert PromptImport.objects.count() == 2 and len(list((var_dir / "imports").iterdir())) == 2
+    run_worker(answers[0].json()["id"])  # a finished one frees a place
+    again = client.post(url, {"file": upload(jsonl_bytes([prompt_record(9)]))},
+                        format="multipart")
+    assert again.status_code == 202
+
+
+def test_the_import_form_queues_the_file_and_the_page_shows_progress_and_the_result(
+        project, carol, client, var_dir):
     client.force_login(carol)
     data = jsonl_bytes([prompt_record(1), json.dumps(prompt_record(2, completions=["a"]))])
-    page = client.post(
-        f"/projects/{project.slug}/import/", {"file": upload(data), "format": "auto"}
-    )
-    assert page.status_code == 200
+    page = client.post(f"/projects/{project.slug}/import/",
+                       {"file": upload(data), "format": "auto"}, follow=True)
+    assert b"prompts.jsonl is queued for import" in page.content
+    assert b'http-equiv="refresh"' in page.content  # the page polls while it waits
+    assert no_prompts_written()
+    record = PromptImport.objects.get()
+    PromptImport.objects.filter(id=record.id).update(status="running", lines_read=1)
+    assert b"running (1 lines read)" in client.get(f"/projects/{project.slug}/").content
+
+    PromptImport.objects.filter(id=record.id).update(status="queued")
+    run_worker(record.id)
+    page = client.get(f"/projects/{project.slug}/")
     assert b"Nothing was imported" in page.content
-    assert (
-        b"prompts.jsonl, line 2, field &#x27;completions&#x27;: has 1 completions" in page.content
-    )
-    assert nothing_written()
-    page = client.post(
-        f"/projects/{project.slug}/import/",
-        {"file": upload(data), "format": "auto", "skip_invalid": "on"},
-        follow=True,
-    )
-    assert b"Imported 1 prompts from prompts.jsonl, 1 lines skipped" in page.content
+    assert b"prompts.jsonl, line 2, field 'completions': has 1 completions" in page.content
+    assert b'http-equiv="refresh"' not in page.content
+    assert no_prompts_written()
+
+    client.post(f"/projects/{project.slug}/import/",
+                {"file": upload(data), "format": "auto", "skip_invalid": "on"})
+    run_worker(PromptImport.objects.latest("id").id)
+    page = client.get(f"/projects/{project.slug}/")
+    assert b"<td>succeeded</td>" in page.content
     assert Prompt.objects.count() == 1
 
 

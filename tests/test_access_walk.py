@@ -24,7 +24,8 @@ from rest_framework.views import APIView
 from annotate import services
 from annotate.authentication import ExpiringTokenAuthentication
 from annotate.models import Export, Project, Prompt, PromptImport
-from training.models import ModelArtifact, TrainingJob
+from training.models import ModelArtifact, Round, TrainingJob
+from training.services.rounds import DEFAULT_PLAN
 
 pytestmark = pytest.mark.django_db
 
@@ -88,6 +89,8 @@ ROUTES = {
     P + "dashboard/": page("admin", "GET"),
     P + "training/": page("admin", "GET", "POST"),
     P + "rounds/": page("admin", "GET", "POST"),
+    P + "rounds/<int:number>/retry/": page("admin", "POST"),
+    P + "rounds/<int:number>/cancel/": page("admin", "POST"),
     "training/jobs/<int:job_id>/": page("admin", "GET"),
     "training/jobs/<int:job_id>/cancel/": page("admin", "POST"),
     "training/models/<int:artifact_id>/": page("admin", "GET", "POST"),
@@ -166,9 +169,11 @@ def furnish(project: Project, labeler, var_dir) -> dict:
     (var_dir / artifact.path / "config.json").write_text("{}")  # a file to download
     imported = PromptImport.objects.create(project=project, filename=f"{project.slug}.jsonl",
                                            file_format="jsonl", status="succeeded")
+    Round.objects.create(project=project, number=1, status=Round.Status.FAILED, export=export,
+                         plan=DEFAULT_PLAN, error="reward model job failed")
     return {"slug": project.slug, "project_id": project.id, "prompt_id": leased.prompt_id,
             "job_id": job.id, "artifact_id": artifact.id, "export_id": export.id,
-            "import_id": imported.id}
+            "import_id": imported.id, "number": 1}
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ from .catalog import catalog_models, folder_bytes
 from .kinds import KINDS, JobKind, JobRequest
 from .kinds.base import ModelSlot, var_absolute
 from .ml.inspect import GENERATING
-from .models import ModelArtifact
+from .models import ModelArtifact, Round
 from .services.requests import ARTIFACT_PREFIX
+from .services.rounds import round_failed_step
 
 # A refusal that names one of these goes beside that field.
 FIELD_OF_MESSAGE = {"base_model": "base", "base_artifact": "base", "reward_artifact": "reward",
@@ -166,6 +167,31 @@ class RoundForm(forms.Form):
             keep_going = [("", "go on from the last round's")] if has_rounds else []
             self.fields[name].choices = keep_going + list(picker.choices)[1:]
             self.fields[name].initial = "" if has_rounds else picker.initial
+
+
+class RoundRetryForm(forms.Form):
+    """The failed step's settings, as the round's plan holds them, to retry as they are or
+    edited."""
+
+    EXPORT_FIELDS = (("min_votes", forms.IntegerField, "Votes a pair needs"),
+                     ("min_agreement", forms.FloatField, "Agreement a pair needs"),
+                     ("test_fraction", forms.FloatField, "Held-out fraction"))
+
+    def __init__(self, *args, round_: Round, **kwargs):
+        super().__init__(*args, prefix=f"retry{round_.number}", **kwargs)
+        self.part = round_failed_step(round_)
+        plan = round_.plan.get(self.part, {})
+        if self.part == "export":
+            for name, field, label in self.EXPORT_FIELDS:
+                self.fields[name] = field(label=label, initial=plan.get(name))
+            return
+        kind = KINDS[self.part]
+        initial = kind.defaults() | plan.get("params", {})
+        for param, _, plain, optional in kind.param_fields():
+            self.fields[param.name] = _param_field(param, plain, optional, initial[param.name])
+
+    def changes(self) -> dict:
+        return {name: value for name, value in self.cleaned_data.items() if value is not None}
 
 
 class ScoreForm(forms.Form):

@@ -10,6 +10,8 @@ from django.db.models import Q
 
 from annotate.models import Completion, Export, Project
 
+from .ml.progress import eta_seconds
+
 
 class TrainingJob(models.Model):
     class Status(models.TextChoices):
@@ -91,17 +93,17 @@ class TrainingJob(models.Model):
 
     @property
     def eta_seconds(self) -> float | None:
-        """Seconds left at the rate of the steps done since the job (re)started."""
-        if self.status != self.Status.RUNNING or not self.step or not self.total_steps:
+        """Seconds left, from the measured times of the steps completed since the job
+        (re)started (training.ml.progress.eta_seconds), as of the last heartbeat; None while
+        no step's time is measured yet."""
+        if self.status != self.Status.RUNNING or not self.total_steps:
             return None
-        first = next((m for m in self.metrics if m.get("attempt") == self.attempts), None)
-        if first is None or not self.heartbeat_at:
+        done = [m for m in self.metrics if m.get("attempt") == self.attempts]
+        if not done:
             return None
-        done = self.step - first["step"] + 1
-        elapsed = self.heartbeat_at.timestamp() - first["time"]
-        if done <= 0 or elapsed <= 0:
-            return None
-        return elapsed / done * (self.total_steps - self.step)
+        now = self.heartbeat_at.timestamp() if self.heartbeat_at else done[-1]["time"]
+        return eta_seconds([(m["step"], m["time"]) for m in done], self.total_steps, now,
+                           first_step_seconds=done[0].get("seconds"))
 
 
 class ModelArtifact(models.Model):
@@ -166,9 +168,14 @@ class Round(models.Model):
         GENERATING = "generating", "Generating completions"
         RANKING = "ranking", "Ready to rank"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     ACTIVE = (Status.EXPORTING, Status.TRAINING_REWARD, Status.TRAINING_POLICY,
               Status.GENERATING)
+    ENDED_UNFINISHED = (Status.FAILED, Status.CANCELLED)
+    # The steps in order: the plan's part, the field that holds its work, what pages call it.
+    STEPS = (("export", "export", "Dataset snapshot"), ("reward", "reward_job", "Reward model"),
+             ("policy", "policy_job", "Policy"), ("generate", "generation_job", "Generation"))
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rounds")
     number = models.PositiveIntegerField()

@@ -7,13 +7,16 @@ from dataclasses import dataclass, replace
 
 from django.db.models import Count, QuerySet, Sum
 from django.http import Http404
+from django.utils import timezone
 
 from annotate import selectors as annotate_selectors
 from annotate.agreement import pairwise_agreement
 from annotate.consensus import LabeledRanking, consensus_rankings
 from annotate.models import Completion, Project, Prompt, Ranking
+from config.errors import reason_line
 
 from .kinds import JobKind
+from .kinds.policy import evaluation_scope
 from .models import CompletionScore, ModelArtifact, Round, TrainingJob
 
 
@@ -32,6 +35,15 @@ def job_get_for_admin(user, job_id: int) -> TrainingJob:
 
 def artifact_get_for_admin(user, artifact_id: int) -> ModelArtifact:
     return _visible(ModelArtifact.objects.select_related("job", "export"), user, artifact_id)
+
+
+def round_get_for_admin(user, slug: str, number: int) -> Round:
+    """A round of a project the user administers (its number counts within the project)."""
+    project = annotate_selectors.project_get_administered(user, slug=slug)
+    found = project.rounds.select_related("project").filter(number=number).first()
+    if found is None:
+        raise Http404("No such round.")
+    return found
 
 
 def jobs_for_admin(user, project: Project | None = None) -> QuerySet[TrainingJob]:
@@ -81,8 +93,38 @@ def job_metric_series(job: TrainingJob, names: tuple[str, ...]) -> dict[str, lis
             for name, values in series.items()}
 
 
-def rounds_with_progress(project: Project) -> list[tuple[Round, dict]]:
-    """Each round with the ranking progress of the prompts it generated."""
+@dataclass(frozen=True)
+class RoundStep:
+    """One step of a round as its page shows it."""
+
+    part: str  # the plan's part: export, reward, policy, generate
+    label: str
+    status: str  # the export's or job's status; "waiting" before it exists
+    seconds: float | None  # from start to end (or to now while it runs)
+    error: str  # one line, on failure
+    job_id: int | None
+
+
+def round_steps(round_: Round, now=None) -> list[RoundStep]:
+    now = now or timezone.now()
+    steps = []
+    for part, field, label in Round.STEPS:
+        work = getattr(round_, field)
+        if work is None:
+            steps.append(RoundStep(part, label, "waiting", None, "", None))
+            continue
+        seconds = None
+        if work.started_at:
+            seconds = ((work.finished_at or now) - work.started_at).total_seconds()
+        steps.append(RoundStep(
+            part, label, work.status, seconds,
+            reason_line(work.error) if work.error and work.status == "failed" else "",
+            work.id if field != "export" else None))
+    return steps
+
+
+def rounds_with_progress(project: Project) -> list[tuple[Round, dict, list[RoundStep]]]:
+    """Each round with the ranking progress of the prompts it generated, and its steps."""
     found = []
     rounds = project.rounds.select_related(
         "export", "reward_job", "policy_job", "generation_job", "reward_artifact",
@@ -94,7 +136,7 @@ def rounds_with_progress(project: Project) -> list[tuple[Round, dict]]:
                                                             ranked=Sum("ranking_count"))
             progress = {"prompts": totals["prompts"], "ranked": totals["ranked"] or 0,
                         "needed": totals["prompts"] * project.labelers_per_prompt}
-        found.append((round_, progress))
+        found.append((round_, progress, round_steps(round_)))
     return found
 
 
@@ -104,6 +146,32 @@ def kind_initial(project: Project, kind: JobKind) -> dict:
     last = (TrainingJob.objects.filter(project=project, kind=kind.name)
             .order_by("-created_at").values_list("params", flat=True).first()) or {}
     return defaults | {k: v for k, v in last.items() if k in defaults}
+
+
+# --- a policy against its reference -----------------------------------------------------------
+
+
+def policy_evaluation(artifact: ModelArtifact) -> dict | None:
+    """A policy's evaluation as its page shows it: the numbers, what it was judged on in
+    words, and each sample's prompt as chat turns [(role, content), ...] (none for text)."""
+    evaluation = (artifact.metrics or {}).get("eval") if artifact.kind == "policy" else None
+    if not evaluation or "win_rate" not in evaluation:
+        return None
+    samples = [{**row, "turns": prompt_turns(row.get("prompt"))}
+               for row in evaluation.get("samples", [])]
+    return {**evaluation, "scope": evaluation_scope(evaluation), "samples": samples}
+
+
+def prompt_turns(prompt) -> list[tuple[str, str]]:
+    """[(role, content), ...] of a chat prompt; [] for a text prompt.
+
+    >>> prompt_turns([{"role": "user", "content": "Hi"}]), prompt_turns("Hi")
+    ([('user', 'Hi')], [])
+    """
+    if not isinstance(prompt, list):
+        return []
+    return [(str(m.get("role", "")), str(m.get("content", ""))) for m in prompt
+            if isinstance(m, dict)]
 
 
 # --- where a reward model disagrees with the labelers ---------------------------------------

@@ -5,6 +5,10 @@ from . import apis, views
 urlpatterns = [
     path("projects/<slug:slug>/training/", views.project_training, name="project_training"),
     path("projects/<slug:slug>/rounds/", views.project_rounds, name="project_rounds"),
+    path("projects/<slug:slug>/rounds/<int:number>/retry/", views.project_round_retry,
+         name="project_round_retry"),
+    path("projects/<slug:slug>/rounds/<int:number>/cancel/", views.project_round_cancel,
+         name="project_round_cancel"),
     path("training/jobs/<int:job_id>/", views.job_detail, name="training_job"),
     path("training/jobs/<int:job_id>/cancel/", views.job_cancel, name="training_job_cancel"),
     path("training/models/<int:artifact_id>/", views.model_detail, name="training_model"),

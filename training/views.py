@@ -14,7 +14,7 @@ from config.errors import ApplicationError
 from . import selectors, services
 from .apis import model_files
 from .catalog import catalog_models
-from .forms import JobForm, RoundForm, ScoreForm
+from .forms import JobForm, RoundForm, RoundRetryForm, ScoreForm
 from .kinds import KINDS, JobRequest
 from .models import Round
 from .services.requests import ARTIFACT_PREFIX
@@ -64,9 +64,47 @@ def project_rounds(request, slug: str):
         else:
             messages.success(request, f"Round {round_.number} started: exporting the dataset.")
         return redirect("project_rounds", slug=project.slug)
+    rounds = [(round_, progress, steps, RoundRetryForm(round_=round_)
+               if round_.status == Round.Status.FAILED else None)
+              for round_, progress, steps in selectors.rounds_with_progress(project)]
     return render(request, "training/rounds.html", {
-        "project": project, "rounds": selectors.rounds_with_progress(project), "form": form,
-        "active": project.rounds.filter(status__in=Round.ACTIVE).exists()})
+        "project": project, "rounds": rounds, "form": form,
+        "active_statuses": [str(status) for status in Round.ACTIVE],
+        "active": any(round_.status in Round.ACTIVE for round_, *_ in rounds)})
+
+
+@login_required
+@require_POST
+def project_round_retry(request, slug: str, number: int):
+    round_ = selectors.round_get_for_admin(request.user, slug, number)
+    project = round_.project
+    form = RoundRetryForm(request.POST, round_=round_)
+    if not form.is_valid():
+        messages.error(request, "; ".join(f"{name}: {' '.join(errors)}"
+                                          for name, errors in form.errors.items()))
+        return redirect("project_rounds", slug=project.slug)
+    try:
+        round_ = services.round_retry(round_, created_by=request.user, params=form.changes())
+    except ApplicationError as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.success(request, f"Round {round_.number}: {round_.get_status_display()}, "
+                                  "again.")
+    return redirect("project_rounds", slug=project.slug)
+
+
+@login_required
+@require_POST
+def project_round_cancel(request, slug: str, number: int):
+    round_ = selectors.round_get_for_admin(request.user, slug, number)
+    project = round_.project
+    try:
+        services.round_cancel(round_)
+    except ApplicationError as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.success(request, f"Round {round_.number} cancelled.")
+    return redirect("project_rounds", slug=project.slug)
 
 
 @login_required
@@ -115,6 +153,7 @@ def model_detail(request, artifact_id: int):
         "artifact": artifact, "project": artifact.project, "form": form,
         "reward": scores.rewards[0] if scores else None, "cut": bool(scores and scores.truncated),
         "lineage": selectors.lineage(artifact),
+        "evaluation": selectors.policy_evaluation(artifact),
         "disagreements": selectors.disagreements(artifact, limit=30),
         "scored": artifact.scores.exists(), "files": model_files(artifact),
     })

@@ -1,6 +1,7 @@
 """Exports: versioned preference datasets, built prompt by prompt with flat memory."""
 
 import hmac
+import logging
 import shutil
 import zipfile
 from collections.abc import Iterator
@@ -21,7 +22,10 @@ from ..consensus import TIE_POLICIES, LabeledRanking, consensus_rankings, merge_
 from ..exporters import PromptForExport, RankingForExport
 from ..models import Completion, Export, Project, Prompt, Ranking
 from ..quality import flagged_labeler_ids
+from ..signals import export_finished
 from .export_runs import Heartbeat, export_claim, export_dispatch
+
+logger = logging.getLogger(__name__)
 
 FORMATS = ("trl-jsonl", "parquet", "hf-dataset")
 PROGRESS_EVERY = 1000
@@ -116,12 +120,22 @@ def export_run(export_id: int) -> None:
         # One line for the admins; the traceback goes to the worker's log with the raise.
         mine.update(status=Export.Status.FAILED, error=f"Export failed: {reason_line(exc)}",
                     finished_at=timezone.now())
+        _tell_finished(export_id)
         raise
     mine.update(
         status=Export.Status.SUCCEEDED, counts=counts, content_hash=data_hash,
         directory=str(final.relative_to(settings.VAR_DIR)), finished_at=timezone.now(),
         prompts_done=export.prompts_total,
     )
+    _tell_finished(export_id)
+
+
+def _tell_finished(export_id: int) -> None:
+    """A listener's failure is logged, never the export's: it is built either way."""
+    for receiver, outcome in export_finished.send_robust(sender=Export, export_id=export_id):
+        if isinstance(outcome, Exception):
+            logger.error("export %s: %s failed: %s", export_id, receiver, outcome,
+                         exc_info=outcome)
 
 
 def _build(export: Export, directory: Path) -> tuple[dict, str]:

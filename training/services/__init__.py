@@ -4,7 +4,7 @@
 - jobs: create, dispatch, claim, run, cancel, reap;
 - registry: artifact_register;
 - scoring: model_score on request;
-- rounds: round_start, rounds_advance, the minute tick.
+- rounds: round_start, rounds_advance, round_retry, round_cancel, the minute tick.
 
 Views, API endpoints, commands and tasks call `services.<function>`.
 """
@@ -20,7 +20,14 @@ from .jobs import (
 )
 from .registry import artifact_register
 from .requests import job_request, model_resolve
-from .rounds import job_run_and_rounds_advance, round_start, rounds_advance, training_tick
+from .rounds import (
+    job_run_and_rounds_advance,
+    round_cancel,
+    round_retry,
+    round_start,
+    rounds_advance,
+    training_tick,
+)
 from .scoring import model_score
 
 __all__ = [
@@ -36,6 +43,8 @@ __all__ = [
     "jobs_reap",
     "model_resolve",
     "model_score",
+    "round_cancel",
+    "round_retry",
     "round_start",
     "rounds_advance",
     "training_tick",

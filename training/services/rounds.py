@@ -17,7 +17,7 @@ from config.errors import Conflict, Invalid, reason_line
 
 from ..kinds import KINDS, JobRequest
 from ..models import ModelArtifact, Round, TrainingJob
-from .jobs import job_run
+from .jobs import job_cancel, job_run
 from .requests import ARTIFACT_PREFIX, job_request, model_resolve
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,8 @@ def round_start(*, project: Project, created_by: AbstractUser | None, reward_mod
         Project.objects.select_for_update().filter(id=project.id).first()
         if project.rounds.filter(status__in=Round.ACTIVE).exists():
             raise Conflict("A round of this project is still running; wait for it.")
-        last = project.rounds.exclude(status=Round.Status.FAILED).order_by("-number").first()
+        last = project.rounds.exclude(status__in=Round.ENDED_UNFINISHED).order_by(
+            "-number").first()
         plan = _merged(last.plan if last else DEFAULT_PLAN, plan or {})
         plan["reward"]["model"] = reward_model or (
             f"{ARTIFACT_PREFIX}{last.reward_artifact_id}" if last and last.reward_artifact_id
@@ -54,11 +55,11 @@ def round_start(*, project: Project, created_by: AbstractUser | None, reward_mod
             slot = KINDS[part].models[0]  # both kinds declare their base model first
             model_resolve(project, slot, plan[part]["model"], field=f"{part}_model")
         number = (project.rounds.aggregate(n=Max("number"))["n"] or 0) + 1
-        export = annotate_services.export_create(
-            project=project, created_by=created_by,
-            params=annotate_services.ExportParams(**plan["export"], formats=("trl-jsonl",)))
-        return Round.objects.create(project=project, number=number, plan=plan, export=export,
-                                    created_by=created_by)
+        round_ = Round(project=project, number=number, plan=plan, created_by=created_by)
+        round_.status, fields = _start_export(round_)
+        round_.export = fields["export"]
+        round_.save()
+        return round_
 
 
 def _merged(base: dict, changes: dict) -> dict:
@@ -115,38 +116,19 @@ def _after_export(round_: Round) -> bool:
         return _fail(round_, f"export v{export.version} failed: {reason_line(export.error)}")
     if export.status != Export.Status.SUCCEEDED:
         return False
-    plan = round_.plan["reward"]
-    job, _ = job_request(project=round_.project, created_by=round_.created_by,
-                         request=JobRequest("reward", plan["params"], {"base": plan["model"]},
-                                            export_id=export.id))
-    return _moved(round_, Round.Status.TRAINING_REWARD, reward_job=job)
+    return _moved(round_, *_start_reward(round_))
 
 
 def _after_reward(round_: Round) -> bool:
-    job = round_.reward_job
-    if not _finished(round_, job):
+    if not _finished(round_, round_.reward_job):
         return False
-    reward = ModelArtifact.objects.get(job=job)
-    plan = round_.plan["policy"]
-    policy_job, _ = job_request(
-        project=round_.project, created_by=round_.created_by,
-        request=JobRequest("policy", plan["params"], {
-            "base": plan["model"], "reward": f"{ARTIFACT_PREFIX}{reward.id}"}))
-    return _moved(round_, Round.Status.TRAINING_POLICY, reward_artifact=reward,
-                  policy_job=policy_job)
+    return _moved(round_, *_start_policy(round_))
 
 
 def _after_policy(round_: Round) -> bool:
-    job = round_.policy_job
-    if not _finished(round_, job):
+    if not _finished(round_, round_.policy_job):
         return False
-    policy = ModelArtifact.objects.get(job=job)
-    generation, _ = job_request(
-        project=round_.project, created_by=round_.created_by,
-        request=JobRequest("generate", round_.plan["generate"]["params"],
-                           {"base": f"{ARTIFACT_PREFIX}{policy.id}"}))
-    return _moved(round_, Round.Status.GENERATING, policy_artifact=policy,
-                  generation_job=generation)
+    return _moved(round_, *_start_generation(round_))
 
 
 def _after_generation(round_: Round) -> bool:
@@ -154,7 +136,107 @@ def _after_generation(round_: Round) -> bool:
     if job is None or not _finished(round_, job):
         return False
     return _moved(round_, Round.Status.RANKING,
-                  prompt_import_id=job.result.get("prompt_import_id"))
+                  {"prompt_import_id": job.result.get("prompt_import_id")})
+
+
+# --- starting a step: (the round's status while it runs, the round's fields it sets) -------
+
+
+def _start_export(round_: Round) -> tuple[str, dict]:
+    export = annotate_services.export_create(
+        project=round_.project, created_by=round_.created_by,
+        params=annotate_services.ExportParams(**round_.plan["export"], formats=("trl-jsonl",)))
+    return Round.Status.EXPORTING, {"export": export}
+
+
+def _start_reward(round_: Round) -> tuple[str, dict]:
+    plan = round_.plan["reward"]
+    job, _ = job_request(project=round_.project, created_by=round_.created_by,
+                         request=JobRequest("reward", plan["params"], {"base": plan["model"]},
+                                            export_id=round_.export_id))
+    return Round.Status.TRAINING_REWARD, {"reward_job": job}
+
+
+def _start_policy(round_: Round) -> tuple[str, dict]:
+    reward = ModelArtifact.objects.get(job=round_.reward_job)
+    plan = round_.plan["policy"]
+    job, _ = job_request(
+        project=round_.project, created_by=round_.created_by,
+        request=JobRequest("policy", plan["params"], {
+            "base": plan["model"], "reward": f"{ARTIFACT_PREFIX}{reward.id}"}))
+    return Round.Status.TRAINING_POLICY, {"reward_artifact": reward, "policy_job": job}
+
+
+def _start_generation(round_: Round) -> tuple[str, dict]:
+    policy = ModelArtifact.objects.get(job=round_.policy_job)
+    job, _ = job_request(
+        project=round_.project, created_by=round_.created_by,
+        request=JobRequest("generate", round_.plan["generate"]["params"],
+                           {"base": f"{ARTIFACT_PREFIX}{policy.id}"}))
+    return Round.Status.GENERATING, {"policy_artifact": policy, "generation_job": job}
+
+
+STEP_STARTS = {"export": _start_export, "reward": _start_reward, "policy": _start_policy,
+               "generate": _start_generation}
+
+
+def round_failed_step(round_: Round) -> str:
+    """The plan part of the first step that has not succeeded: where a retry starts."""
+    for part, field, _ in Round.STEPS:
+        work = getattr(round_, field)
+        if work is None or work.status != "succeeded":
+            return part
+    return Round.STEPS[-1][0]
+
+
+def round_retry(round_: Round, *, created_by: AbstractUser | None,
+                params: dict | None = None) -> Round:
+    """Start a failed round's failed step again, with its settings changed by `params`
+    (validated as a new request of that step would be); the round goes on from there."""
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(id=round_.project_id).first()
+        round_ = Round.objects.select_related(*(f for _, f, _ in Round.STEPS)).get(
+            id=round_.id)
+        if round_.status != Round.Status.FAILED:
+            raise Conflict(f"Round {round_.number} is {round_.get_status_display().lower()}; "
+                           "only a failed round can be retried.")
+        if round_.project.rounds.filter(status__in=Round.ACTIVE).exists():
+            raise Conflict("Another round of this project is running; wait for it.")
+        part = round_failed_step(round_)
+        if params:
+            if part == "export":
+                round_.plan["export"] = {**round_.plan["export"], **params}
+            else:
+                changed = {**round_.plan[part]["params"], **params}
+                round_.plan[part]["params"] = KINDS[part].validate_params(changed)
+        status, fields = STEP_STARTS[part](round_)
+        Round.objects.filter(id=round_.id).update(status=status, error="", plan=round_.plan,
+                                                  created_by=created_by or round_.created_by,
+                                                  **fields)
+    round_.refresh_from_db()
+    return round_
+
+
+def round_cancel(round_: Round) -> Round:
+    """Stop an active round: its running job is asked to stop, and nothing further starts
+    (an export already building finishes, unused)."""
+    if not Round.objects.filter(id=round_.id, status__in=Round.ACTIVE).update(
+            status=Round.Status.CANCELLED, error="Cancelled."):
+        round_.refresh_from_db()
+        raise Conflict(f"Round {round_.number} is {round_.get_status_display().lower()}; "
+                       "only a running round can be cancelled.")
+    for _, field, _ in Round.STEPS[1:]:
+        job = getattr(round_, field)
+        if job is not None and job.is_active:
+            job_cancel(job)
+    round_.refresh_from_db()
+    return round_
+
+
+def advance_after_export(sender, export_id: int, **kwargs) -> None:
+    """An export ended: move on the round that waits for it (connected in TrainingConfig)."""
+    if Round.objects.filter(export_id=export_id, status=Round.Status.EXPORTING).exists():
+        rounds_advance()
 
 
 def _rounds_for_lone_generations() -> int:
@@ -187,7 +269,7 @@ def _finished(round_: Round, job: TrainingJob) -> bool:
     return job.status == TrainingJob.Status.SUCCEEDED
 
 
-def _moved(round_: Round, status: str, **fields) -> bool:
+def _moved(round_: Round, status: str, fields: dict) -> bool:
     """Move on, unless another advancer moved this round first."""
     return bool(Round.objects.filter(id=round_.id, status=round_.status).update(
         status=status, **fields))

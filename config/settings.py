@@ -227,7 +227,8 @@ SPECTACULAR_SETTINGS = {
 # Celery: a broker that needs no server unless CELERY_BROKER_URL says otherwise.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    _broker_dir = VAR_DIR / "broker"
+    # CELERY_BROKER_DIR moves the folders elsewhere: each test run has its own.
+    _broker_dir = Path(os.environ.get("CELERY_BROKER_DIR") or VAR_DIR / "broker").resolve()
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -248,6 +249,9 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         # The job stays queued and the minute tick sends it later.
         "socket_timeout": float(os.environ.get("CELERY_BROKER_SOCKET_TIMEOUT", 5)),
         "socket_connect_timeout": float(os.environ.get("CELERY_BROKER_SOCKET_TIMEOUT", 5)),
+        # Every key this app makes starts with this: deployments (or test runs) that share a
+        # Redis database never see each other's messages.
+        "global_keyprefix": os.environ.get("CELERY_BROKER_KEY_PREFIX", ""),
     }
 # Job state lives in the database (the TrainingJob row), never in Celery's result backend.
 CELERY_TASK_IGNORE_RESULT = True

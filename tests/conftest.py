@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 
 from annotate import services
 from annotate.models import Membership
+from tests.broker_space import broker_space_clean
 
 
 @pytest.fixture(autouse=True)
@@ -99,7 +100,23 @@ def pytest_report_header(config):
     from django.conf import settings
 
     engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
-    return f"rlhf-studio: database {engine}, broker {settings.CELERY_BROKER_URL.split('://')[0]}"
+    broker = settings.CELERY_BROKER_URL.split("://")[0]
+    space = {k: v for k, v in getattr(settings, "TEST_BROKER_SPACE", {}).items()
+             if k != "CELERY_BROKER_URL"}
+    return f"rlhf-studio: database {engine}, broker {broker}, this run's space {space}"
+
+
+def pytest_unconfigure(config):
+    """Delete the run's broker space (tests/settings.py): what the tests sent and no worker
+    took must not wait for `make run`'s worker or for the next run."""
+    from django.conf import settings
+
+    if not settings.configured or not hasattr(settings, "TEST_BROKER_SPACE"):
+        return
+    try:
+        broker_space_clean(settings.TEST_BROKER_SPACE)
+    except Exception as exc:  # a broker gone by now: say so, and do not hide the run's result
+        print(f"\nrlhf-studio: broker space {settings.TEST_BROKER_SPACE} not deleted: {exc}")
 
 
 @pytest.fixture(autouse=True)

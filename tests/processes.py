@@ -20,6 +20,8 @@ def app_env(**overrides: str) -> dict[str, str]:
         not in {
             "DATABASE_URL",
             "CELERY_BROKER_URL",
+            "CELERY_BROKER_DIR",
+            "CELERY_BROKER_KEY_PREFIX",
             "DJANGO_ENV",
             "SECRET_KEY",
             "ALLOWED_HOSTS",
@@ -30,6 +32,14 @@ def app_env(**overrides: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides)
     return env
+
+
+def run_broker_env() -> dict[str, str]:
+    """The environment of this test run's broker and its space of its own (tests/settings.py):
+    for a worker that must take what the tests send."""
+    from django.conf import settings
+
+    return dict(settings.TEST_BROKER_SPACE)
 
 
 def free_port() -> int:

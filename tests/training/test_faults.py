@@ -139,9 +139,11 @@ def redis(tmp_path):
     if shutil.which("redis-server") is None:
         pytest.skip("needs the redis-server binary (CI has it): these tests stop their own")
     server = Redis(tmp_path)
-    server.start()
-    yield server
-    server.close()
+    try:
+        server.start()
+        yield server
+    finally:  # also when it did not start listening
+        server.close()
 
 
 @pytest.fixture

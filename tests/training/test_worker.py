@@ -11,7 +11,15 @@ import time
 import pytest
 from django.db import connection
 
-from tests.processes import BIN, app_env, port_open, start_logged, stop, wait_for_text
+from tests.processes import (
+    BIN,
+    app_env,
+    port_open,
+    run_broker_env,
+    start_logged,
+    stop,
+    wait_for_text,
+)
 from training.models import ModelArtifact, TrainingJob
 
 from .conftest import FAST_REWARD, import_policy_prompts, request_job
@@ -27,15 +35,18 @@ def worker_env(settings, var_dir):
         pytest.skip("needs Redis as the broker (CI runs it there)")
     db = connection.settings_dict
     url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    return app_env(DATABASE_URL=url, CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
-                   VAR_DIR=str(var_dir), TRAINING_HEARTBEAT_STALE_SECONDS="5")
+    # The run's broker space: the worker takes what these tests send, and nothing else.
+    return app_env(DATABASE_URL=url, **run_broker_env(), VAR_DIR=str(var_dir),
+                   TRAINING_HEARTBEAT_STALE_SECONDS="5")
 
 
-def start_worker(env, log, name):
-    command = [str(BIN / "celery"), "-A", "config", "worker", "-Q", "gpu", "--concurrency", "1",
+def start_worker(env, log, name, queues: str = "gpu"):
+    command = [str(BIN / "celery"), "-A", "config", "worker", "-Q", queues, "--concurrency", "1",
                "--prefetch-multiplier", "1", "--hostname", f"{name}@%h", "--loglevel", "INFO"]
     worker = start_logged(command, env, log)
-    assert wait_for_text(log, "ready.", timeout=60), log.read_text()
+    if not wait_for_text(log, "ready.", timeout=60):
+        stop(worker)
+        raise AssertionError(log.read_text())
     return worker
 
 
@@ -92,12 +103,14 @@ def test_a_job_whose_whole_worker_died_is_requeued_by_the_next_worker(
     """SIGKILL the worker and all its processes: nothing hands the message back, so the next
     worker's reaper (at start, then every minute) finds the silent job and queues it again."""
     first = start_worker(worker_env, tmp_path / "first.log", "first")
-    params = {**FAST_REWARD, "epochs": 40, "batch_size": 4, "checkpoint_every": 20}
-    job, _ = request_job(project, "reward", params=params, base=catalog["reward"],
-                         export=learnable_export)
-    job = wait_for(job, lambda j: "checkpoint at step" in j.log_tail, timeout=120)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
+    try:
+        params = {**FAST_REWARD, "epochs": 40, "batch_size": 4, "checkpoint_every": 20}
+        job, _ = request_job(project, "reward", params=params, base=catalog["reward"],
+                             export=learnable_export)
+        job = wait_for(job, lambda j: "checkpoint at step" in j.log_tail, timeout=120)
+    finally:  # the kill below is the test; a failure before it must not leave the worker
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
     time.sleep(6)  # past TRAINING_HEARTBEAT_STALE_SECONDS
     env = {**worker_env}
     second = start_logged(

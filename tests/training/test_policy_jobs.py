@@ -47,8 +47,12 @@ def test_a_ppo_job_registers_a_policy_with_its_lineage(prompt_project, reward_mo
     assert (policy.kind, policy.name, policy.is_adapter) == ("policy", "helpful-policy", True)
     evaluation = policy.metrics["eval"]
     held_out = Path(services.job_directory(job)) / "eval-prompts.jsonl"
-    assert evaluation["prompts"] == len(held_out.read_text().splitlines()) > 0
-    assert {"policy_reward", "reference_reward", "win_rate", "kl", "samples"} <= set(evaluation)
+    # A tenth of 40 prompts is held out: training prompts fill the evaluation up to 32.
+    assert evaluation["held_out"] == len(held_out.read_text().splitlines()) > 0
+    assert evaluation["prompts"] == 32 and len(evaluation["samples"]) == 8
+    for name in ("policy_reward", "reference_reward", "win_rate", "kl", "policy_length",
+                 "reference_length"):
+        assert isinstance(evaluation[name], float), name
     chain = [kind for kind, _ in selectors.lineage(policy)]
     assert chain == ["model", "job", "reward model"]
 
@@ -98,3 +102,40 @@ def test_the_api_and_the_page_start_policy_jobs(api, client, carol, prompt_proje
     assert started.status_code == 302 and started.url == f"/training/jobs/{job.id}/"
     fragment = client.get(started.url + "?fragment=1")
     assert fragment.content.count(b"<svg") == 6  # reward, KL, entropy, losses, clip, length
+
+
+def a_policy_evaluation(**changes) -> dict:
+    chat = [{"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "How do I boil an egg?"}]
+    return {"prompts": 16, "held_out": 2, "temperature": 0.7, "policy_reward": 0.412,
+            "reference_reward": -0.108, "win_rate": 0.6875, "kl": 1.25, "policy_length": 14.5,
+            "reference_length": 30.0,
+            "samples": [{"prompt": chat, "held_out": True, "policy": "Simmer it 9 minutes.",
+                         "policy_reward": 0.9, "reference": "egg egg egg",
+                         "reference_reward": -0.4},
+                        {"prompt": "Name a colour", "held_out": False, "policy": "Blue.",
+                         "policy_reward": 0.1, "reference": "colour colour",
+                         "reference_reward": 0.2}]} | changes
+
+
+def test_a_policys_page_shows_its_evaluation_and_a_reward_models_its_accuracy(
+        client, carol, project, var_dir):
+    def registered(kind: str, metrics: dict) -> ModelArtifact:
+        return ModelArtifact.objects.create(project=project, name=kind, version=1, kind=kind,
+                                            base_model="tiny", path="/nowhere", metrics=metrics)
+
+    policy = registered("policy", {"algorithm": "ppo", "eval": a_policy_evaluation()})
+    reward_model = registered("reward", {"eval": {"accuracy": 0.8, "mean_margin": 0.25,
+                                                  "pairs": 48}})
+    client.force_login(carol)
+    page = client.get(f"/training/models/{policy.id}/").content.decode()
+    for shown in ("0.412", "-0.108", "0.69", "1.25", "14.5", "30.0",
+                  "16 prompts (2 held out, 14 also trained on)", "<strong>user:</strong> How do "
+                  "I boil an egg?", "<strong>system:</strong> Be brief.", "Simmer it 9 minutes.",
+                  "(0.90)", "(-0.40)", "trained on</span>"):
+        assert shown in page, shown
+    assert "[{" not in page and "&#x27;role&#x27;" not in page and "'role'" not in page
+    assert "pair accuracy" not in page and "Held-out" not in page
+    reward_page = client.get(f"/training/models/{reward_model.id}/").content.decode()
+    assert "pair accuracy 0.800, mean margin 0.250, 48 pairs" in reward_page
+    assert 'id="policy-evaluation"' not in reward_page

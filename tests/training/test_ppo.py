@@ -2,6 +2,8 @@
 may read another tokenizer than the policy."""
 
 import json
+import math
+import re
 
 import pytest
 import torch
@@ -122,6 +124,61 @@ def test_a_merged_policy_is_still_judged_against_its_reference(ppo_setup, tmp_pa
     assert result["eval"]["kl"] > 0
     assert json.loads((tmp_path / "policy" / "training_config.json").read_text())[
         "merge_adapter"] is True
+
+
+EVALUATION_FIELDS = ("policy_reward", "reference_reward", "win_rate", "kl", "policy_length",
+                     "reference_length")
+
+
+def assert_filled(evaluation: dict) -> None:
+    for name in EVALUATION_FIELDS:
+        assert isinstance(evaluation[name], float) and math.isfinite(evaluation[name]), name
+    assert 0 <= evaluation["win_rate"] <= 1 and evaluation["policy_length"] > 0
+    for row in evaluation["samples"]:
+        assert row["policy"] is not None and row["reference"] is not None
+        assert math.isfinite(row["policy_reward"]) and math.isfinite(row["reference_reward"])
+
+
+def test_the_evaluation_judges_32_prompts_held_out_ones_first(ppo_setup, tmp_path):
+    from training.ml.synthetic import policy_prompts, write_rows
+
+    held_out = write_rows(tmp_path / "eval.jsonl", policy_prompts(5, seed=21))
+    result = train_policy(ppo_config(ppo_setup, tmp_path / "out", total_episodes=16,
+                                     eval_prompts_file=str(held_out)), RecordingReporter())
+    evaluation = result["eval"]
+    assert (evaluation["prompts"], evaluation["held_out"]) == (32, 5)  # 64 to train on
+    assert_filled(evaluation)
+    assert [row["held_out"] for row in evaluation["samples"]] == [True] * 5 + [False] * 3
+
+
+def test_the_evaluation_judges_every_prompt_when_there_are_fewer_than_32(ppo_setup,
+                                                                           tmp_path):
+    from training.ml.synthetic import policy_prompts, write_rows
+
+    prompts = write_rows(tmp_path / "prompts.jsonl", policy_prompts(10, seed=22))
+    result = train_policy(ppo_config(ppo_setup, tmp_path / "out", total_episodes=16,
+                                     prompts_file=str(prompts)), RecordingReporter())
+    assert (result["eval"]["prompts"], result["eval"]["held_out"]) == (10, 0)
+    assert_filled(result["eval"])
+
+
+def test_a_randomly_initialised_byte_level_policy_trains_and_is_judged(tiny_models, ppo_setup,
+                                                                        tmp_path):
+    """Models that write clean text hide bugs: this one samples any byte, controls too."""
+    from training.ml.synthetic import write_rows
+
+    prompts = write_rows(tmp_path / "mixed.jsonl", [
+        {"prompt": [{"role": "user", "content": f"Say thing {n}"}] if n % 2 else
+         f"Tell me about {n}"} for n in range(16)])
+    config = ppo_config(ppo_setup, tmp_path / "out", policy=str(tiny_models["policy"]),
+                        prompts_file=str(prompts), total_episodes=32, response_length=24)
+    result = train_policy(config, RecordingReporter())
+    evaluation = result["eval"]
+    assert result["steps"] == 2 and evaluation["prompts"] == 16
+    assert_filled(evaluation)
+    texts = [row[side] for row in evaluation["samples"] for side in ("policy", "reference")]
+    assert all(not re.search("[\x00-\x08\x0b-\x1f]", text) for text in texts)
+    json.dumps(result, allow_nan=False)  # what the job row stores
 
 
 def test_a_bad_prompt_file_names_the_line_and_field(tmp_path):

@@ -53,8 +53,11 @@ class PolicyKind(JobKind):
         Param("lora_alpha", label="LoRA alpha", advanced=True),
         Param("merge_adapter", label="Also save the merged model", advanced=True),
         Param("checkpoint_every", advanced=True),
-        Param("eval_samples", "Held-out samples shown on the model page", advanced=True),
-        Param("threads", "CPU threads (empty: all)", advanced=True),
+        Param("eval_prompts", "Prompts the policy is judged on against the reference: the "
+                              "held-out ones, then training prompts", advanced=True),
+        Param("eval_samples", "Of those, samples shown side by side on the model page",
+              advanced=True),
+        Param("threads", "CPU threads (empty: one for a tiny model, else all)", advanced=True),
     )
     curves = (Curve("Mean reward", ("reward", "rlhf_reward")),
               Curve("KL to the reference", ("kl",)),
@@ -95,8 +98,20 @@ class PolicyKind(JobKind):
             lines.append(
                 f"Mean reward: policy {evaluation['policy_reward']:.4f}, reference "
                 f"{evaluation['reference_reward']:.4f}; win rate {evaluation['win_rate']:.3f}; "
-                f"KL {evaluation['kl']:.3f} on {evaluation['prompts']} prompts")
+                f"KL {evaluation['kl']:.3f} on {evaluation_scope(evaluation)}")
         return lines
+
+
+def evaluation_scope(evaluation: dict) -> str:
+    """"32 prompts (3 held out, 29 also trained on)", or "40 held-out prompts".
+
+    >>> evaluation_scope({"prompts": 16, "held_out": 2}), evaluation_scope({"prompts": 40})
+    ('16 prompts (2 held out, 14 also trained on)', '40 held-out prompts')
+    """
+    prompts, held_out = evaluation["prompts"], evaluation.get("held_out", evaluation["prompts"])
+    if held_out >= prompts:
+        return f"{prompts} held-out prompts"
+    return f"{prompts} prompts ({held_out} held out, {prompts - held_out} also trained on)"
 
 
 def write_project_prompts(project, directory: Path) -> tuple[str, str | None]:

@@ -19,8 +19,10 @@ from .policy import (
     PolicyTrainingConfig,
     RewardModelFunction,
     evaluate_policy,
+    evaluation_prompts,
     read_prompts,
     save_policy,
+    use_threads,
 )
 from .progress import Cancelled, Reporter, quiet, trainer_callback
 
@@ -31,11 +33,11 @@ def train_online(config: PolicyTrainingConfig, reporter: Reporter) -> dict:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
     output = Path(config.output_dir)
     prompts = read_prompts(config.prompts_file)
-    eval_prompts = read_prompts(config.eval_prompts_file) if config.eval_prompts_file else None
+    held_out = read_prompts(config.eval_prompts_file) if config.eval_prompts_file else []
+    policy = AutoModelForCausalLM.from_pretrained(config.policy, use_safetensors=True)
+    use_threads(config, policy)
     tokenizer = load_tokenizer(config.policy)
     tokenizer.padding_side = "left"
     trainer_class, config_class = _trl_classes(config.algorithm)
@@ -73,7 +75,7 @@ def train_online(config: PolicyTrainingConfig, reporter: Reporter) -> dict:
 
     progress = trainer_callback(reporter, step_metrics, str(checkpoints))
     trainer = trainer_class(
-        model=AutoModelForCausalLM.from_pretrained(config.policy, use_safetensors=True),
+        model=policy,
         reward_funcs=RewardModelFunction(config.reward_model),
         args=args, train_dataset=Dataset.from_dict({"prompt": prompts}),
         processing_class=tokenizer, peft_config=peft_config, callbacks=[progress])
@@ -97,7 +99,8 @@ def train_online(config: PolicyTrainingConfig, reporter: Reporter) -> dict:
     # The saved adapter on its base: the base with the adapter off is the reference.
     models = Models(dataclasses.replace(config, policy=policy_dir),
                     reference_path=None if config.lora else config.policy)
-    result["eval"] = evaluate_policy(models, eval_prompts or prompts[:64], config)
+    judged, held_out_count = evaluation_prompts(held_out, prompts, config.eval_prompts)
+    result["eval"] = evaluate_policy(models, judged, config, held_out=held_out_count)
     return result
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from .config import ConfigError, JsonConfig
 from .data import Text
 from .loading import SEQ_CLS_HEADS, is_adapter, load_reward_model, load_tokenizer, save_model
+from .text import clean_text
 
 ALGORITHMS = ("ppo", "rloo", "grpo")
 CHECKPOINT = "checkpoint"
@@ -47,8 +48,9 @@ class PolicyTrainingConfig(JsonConfig):
     max_prompt_length: int = 256
     seed: int = 0
     checkpoint_every: int = 10
-    eval_samples: int = 8
-    threads: int | None = None
+    eval_prompts: int = 32  # evaluated: the held-out prompts, then training ones up to this
+    eval_samples: int = 8  # of those, shown side by side on the model page
+    threads: int | None = None  # None: one for a tiny model, else torch's default (all)
 
     def __post_init__(self):
         problems = []
@@ -71,6 +73,10 @@ class PolicyTrainingConfig(JsonConfig):
             (0 < self.temperature <= 10, "temperature: must be above 0"),
             (self.missing_eos_penalty >= 0, "missing_eos_penalty: must be 0 or more"),
             (self.checkpoint_every >= 0, "checkpoint_every: must be 0 (never) or more"),
+            (1 <= self.eval_prompts <= 10_000, "eval_prompts: must be between 1 and 10000"),
+            (0 <= self.eval_samples <= 1000, "eval_samples: must be between 0 and 1000"),
+            (self.threads is None or 1 <= self.threads <= 256,
+             "threads: must be between 1 and 256"),
             (not self.merge_adapter or self.lora, "merge_adapter: needs lora"),
             (self.algorithm == "ppo" or (self.num_generations >= 2
                                          and self.batch_size % self.num_generations == 0),
@@ -108,6 +114,27 @@ def read_prompts(path: str) -> list[Text]:
 
 
 # --- models -----------------------------------------------------------------------------------
+
+TINY_MODEL = 5_000_000  # parameters: below this, one CPU thread runs a step fastest
+
+
+def use_threads(config: PolicyTrainingConfig, model) -> int:
+    """Set torch's CPU threads to config.threads; unset, to one for a tiny model, else leave
+    torch's default (every core). Return the number in use.
+
+    A tiny model's matrices are too small to share among threads, and on a shared CPU (the
+    web server, a second worker, a reward job) threads that wait on each other spin: on the
+    demo's 110k-parameter policy on 2 busy cores a PPO step took 1.7 s with one thread and
+    7 to 35 s with two (bench/README.md, "Demo round on 2 cores").
+    """
+    import torch
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    elif sum(p.numel() for p in model.parameters()) < TINY_MODEL:
+        torch.set_num_threads(1)
+    return torch.get_num_threads()
+
 
 
 class Models:
@@ -232,6 +259,7 @@ class Rollout:
     texts: list[str]
     has_eos: object
     scores: object  # (B,) after the missing-EOS penalty
+    rewards: object  # (B,) the reward model's scores, before it
     logprobs: object = None
     ref_logprobs: object = None
     values: object = None
@@ -264,9 +292,10 @@ def sample(models: Models, prompts: list[Text], config: PolicyTrainingConfig,
     mask, has_eos = response_mask(responses, models.eos_id, models.pad_id)
     texts = [models.tokenizer.decode(row[:int(n)], skip_special_tokens=True)
              for row, n in zip(responses, mask.sum(1).tolist(), strict=True)]
-    scores = score_texts(models, prompts, texts)
-    scores = scores - config.missing_eos_penalty * (~has_eos).float()
-    return Rollout(prompts, query_ids, query_mask, responses, mask, texts, has_eos, scores)
+    rewards = score_texts(models, prompts, texts)
+    scores = rewards - config.missing_eos_penalty * (~has_eos).float()
+    return Rollout(prompts, query_ids, query_mask, responses, mask, texts, has_eos, scores,
+                   rewards)
 
 
 def score_texts(models: Models, prompts: list[Text], texts: list[str]):
@@ -299,35 +328,80 @@ def response_logprobs(logits, rollout: Rollout, temperature: float, rows=None):
 # --- evaluation and saving --------------------------------------------------------------------
 
 
-def evaluate_policy(models: Models, prompts: list, config: PolicyTrainingConfig) -> dict:
-    """Mean reward of policy and reference samples on the same prompts, the policy's win
-    rate under the reward model, its KL to the reference, and sample generations."""
+def evaluation_prompts(held_out: list, train: list, count: int) -> tuple[list, int]:
+    """The prompts to judge a policy on, `count` of them (all there are if fewer): the
+    held-out ones first, then training prompts; and how many of them are held out.
+
+    A small project holds out few prompts (a tenth of the demo's 16 is 1 or 2): one
+    comparison says nothing, so training prompts fill the rest and the page says so.
+
+    >>> evaluation_prompts(["h1", "h2"], ["t1", "t2", "t3"], count=4)
+    (['h1', 'h2', 't1', 't2'], 2)
+    >>> evaluation_prompts(["h1"], ["t1"], count=32)
+    (['h1', 't1'], 1)
+    """
+    chosen = list(held_out[:count])
+    return chosen + list(train[:count - len(chosen)]), len(chosen)
+
+
+def evaluate_policy(models: Models, prompts: list, config: PolicyTrainingConfig,
+                    held_out: int | None = None) -> dict:
+    """Judge the policy against the reference on `prompts` (the first `held_out` of them not
+    trained on): one sample of each per prompt at the training temperature, from the same
+    seed, both scored by the reward model.
+
+    Returns every field, always: the mean reward model score of each (before the missing-EOS
+    penalty), the policy's win rate (ties count half), its KL to the reference (log pi -
+    log pi_ref on its own samples, summed over a response, mean over prompts), the mean
+    response length in tokens of each, and the first `eval_samples` prompts side by side.
+    """
     import torch
 
     models.policy.eval()
-    seed = torch.random.get_rng_state()
-    torch.manual_seed(config.seed + 1)
-    policy = sample(models, prompts, config)
-    torch.manual_seed(config.seed + 1)
-    reference = sample(models, prompts, config, reference=True)
-    torch.random.set_rng_state(seed)
-    input_ids, attention = full_sequences(policy)
+    rng_state = torch.random.get_rng_state()
+    found: dict[str, list] = {name: [] for name in (
+        "policy_reward", "reference_reward", "policy_length", "reference_length", "kl",
+        "policy_text", "reference_text")}
+    for first in range(0, len(prompts), config.batch_size):  # a batch at a time, as trained
+        chunk = prompts[first:first + config.batch_size]
+        rollouts = {}
+        for name in ("policy", "reference"):
+            torch.manual_seed(config.seed + 1 + first)
+            rollouts[name] = sample(models, chunk, config, reference=name == "reference")
+            found[f"{name}_reward"] += rollouts[name].rewards.tolist()
+            found[f"{name}_length"] += rollouts[name].mask.sum(1).tolist()
+            found[f"{name}_text"] += [clean_text(text) for text in rollouts[name].texts]
+        found["kl"] += _kl_to_reference(models, rollouts["policy"], config).tolist()
+    torch.random.set_rng_state(rng_state)
+    policy, reference = found["policy_reward"], found["reference_reward"]
+    wins = [1.0 if p > r else 0.5 if p == r else 0.0 for p, r in zip(policy, reference,
+                                                                       strict=True)]
+    held_out = len(prompts) if held_out is None else held_out
+    samples = [{"prompt": prompts[i], "held_out": i < held_out,
+                "policy": found["policy_text"][i], "policy_reward": policy[i],
+                "reference": found["reference_text"][i], "reference_reward": reference[i]}
+               for i in range(min(config.eval_samples, len(prompts)))]
+    return {"prompts": len(prompts), "held_out": held_out, "temperature": config.temperature,
+            **{name: _mean(found[name]) for name in (
+                "policy_reward", "reference_reward", "kl", "policy_length",
+                "reference_length")},
+            "win_rate": _mean(wins), "samples": samples}
+
+
+def _kl_to_reference(models: Models, rollout: Rollout, config: PolicyTrainingConfig):
+    import torch
+
+    input_ids, attention = full_sequences(rollout)
     with torch.no_grad():
-        logprobs = response_logprobs(policy_logits(models.policy, input_ids, attention), policy,
+        logprobs = response_logprobs(policy_logits(models.policy, input_ids, attention), rollout,
                                      config.temperature)
-        ref_logprobs = response_logprobs(models.reference_logits(input_ids, attention), policy,
+        ref_logprobs = response_logprobs(models.reference_logits(input_ids, attention), rollout,
                                          config.temperature)
-    kl = ((logprobs - ref_logprobs) * policy.mask).sum(1)
-    wins = (policy.scores > reference.scores).float() + 0.5 * (
-        policy.scores == reference.scores).float()
-    samples = [{"prompt": p, "reference": r, "policy": q, "reference_reward": rs,
-                "policy_reward": qs}
-               for p, r, q, rs, qs in zip(prompts, reference.texts, policy.texts,
-                                          reference.scores.tolist(), policy.scores.tolist(),
-                                          strict=True)][:config.eval_samples]
-    return {"prompts": len(prompts), "policy_reward": policy.scores.mean().item(),
-            "reference_reward": reference.scores.mean().item(),
-            "win_rate": wins.mean().item(), "kl": kl.mean().item(), "samples": samples}
+    return ((logprobs - ref_logprobs) * rollout.mask).sum(1)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def save_policy(policy, tokenizer, directory: Path, config: PolicyTrainingConfig) -> dict:

@@ -27,12 +27,14 @@ from .policy import (
     Models,
     PolicyTrainingConfig,
     evaluate_policy,
+    evaluation_prompts,
     full_sequences,
     policy_logits,
     read_prompts,
     response_logprobs,
     sample,
     save_policy,
+    use_threads,
 )
 from .progress import Cancelled, Reporter
 
@@ -47,15 +49,14 @@ def train_policy(config: PolicyTrainingConfig, reporter: Reporter) -> dict:
 
         return train_online(config, reporter)
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     prompts = read_prompts(config.prompts_file)
-    eval_prompts = read_prompts(config.eval_prompts_file) if config.eval_prompts_file else None
+    held_out = read_prompts(config.eval_prompts_file) if config.eval_prompts_file else []
     random.seed(config.seed)
     torch.manual_seed(config.seed)
     models = Models(config)
+    use_threads(config, models.policy)
     optimizer = torch.optim.AdamW(models.trainable(), lr=config.learning_rate, eps=1e-5)
     state = checkpoints.load(output / CHECKPOINT, _parameters(models))
     start = 0
@@ -83,7 +84,8 @@ def train_policy(config: PolicyTrainingConfig, reporter: Reporter) -> dict:
     seconds = time.perf_counter() - started
     reporter.log("evaluating the policy against the reference")
     # Before saving: merging the adapter would leave no reference to compare with.
-    evaluation = evaluate_policy(models, eval_prompts or prompts[:64], config)
+    judged, held_out_count = evaluation_prompts(held_out, prompts, config.eval_prompts)
+    evaluation = evaluate_policy(models, judged, config, held_out=held_out_count)
     saved = save_policy(models.policy, models.tokenizer, output / "policy", config)
     return {"policy_dir": saved["model"], "merged_dir": saved.get("merged"),
             "steps": config.total_steps, "resumed_from_step": start,

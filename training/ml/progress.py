@@ -3,6 +3,7 @@
 The trainers call `reporter.step(...)` after every optimiser step and stop when it returns
 False. The Celery side reads these reports from the training process's stdout (JsonLinesReporter);
 `--inline` prints them (ConsoleReporter); tests collect them (RecordingReporter).
+eta_seconds() turns the finish times of the steps into the time left, for the job's page.
 """
 
 import json
@@ -101,6 +102,58 @@ class JsonLinesReporter:
     def error(self, message: str) -> None:
         """The run failed: one line for the job's reason (the traceback goes to stderr)."""
         self._emit("error", message=message)
+
+
+def seconds_per_step(finished: list[tuple[int, float]],
+                     first_step_seconds: float | None = None) -> float | None:
+    """The measured time of one step, from the finish times of the completed steps.
+
+    `finished` holds (step, unix time it finished) of the steps this run has completed, in
+    order. Two or more: the time between the first and the last over the steps between them
+    (so loading the models is not counted as a step). One: the step's own duration if the
+    trainer reported it, else None: nothing is measured yet.
+
+    >>> seconds_per_step([(1, 100.0), (2, 110.0), (3, 130.0)])
+    15.0
+    >>> seconds_per_step([(1, 100.0)]), seconds_per_step([(1, 100.0)], 12.5)
+    (None, 12.5)
+    """
+    if len(finished) >= 2:
+        (first, started), (last, ended) = finished[0], finished[-1]
+        if last > first and ended >= started:
+            return (ended - started) / (last - first)
+        return None
+    if finished and first_step_seconds and first_step_seconds > 0:
+        return first_step_seconds
+    return None
+
+
+def eta_seconds(finished: list[tuple[int, float]], total: int, now: float,
+                first_step_seconds: float | None = None) -> float | None:
+    """Seconds left: the measured time per step times the steps left, counted down while
+    the next step runs, never below the whole steps after it. None until a step's time is
+    measured (show "estimating", not a number).
+
+    Only completed steps move the estimate, so it never climbs while a step runs: it falls
+    with `now` and stops at the floor if the step is slower than the ones before.
+
+    >>> eta_seconds([(1, 100.0), (2, 110.0)], total=5, now=110.0)  # 3 steps of 10 s
+    30.0
+    >>> eta_seconds([(1, 100.0), (2, 110.0)], total=5, now=114.0)
+    26.0
+    >>> eta_seconds([(1, 100.0), (2, 110.0)], total=5, now=200.0)  # a slow step: the floor
+    20.0
+    >>> eta_seconds([], total=5, now=0.0) is None
+    True
+    """
+    per_step = seconds_per_step(finished, first_step_seconds)
+    if per_step is None or not total:
+        return None
+    left = max(total - finished[-1][0], 0)
+    if not left:
+        return 0.0
+    running_for = max(now - finished[-1][1], 0.0)
+    return max(per_step * left - running_for, per_step * (left - 1))
 
 
 def trainer_callback(reporter: Reporter, metrics_of, checkpoint_path: str):

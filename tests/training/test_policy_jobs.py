@@ -109,7 +109,7 @@ def a_policy_evaluation(**changes) -> dict:
             {"role": "user", "content": "How do I boil an egg?"}]
     return {"prompts": 16, "held_out": 2, "temperature": 0.7, "policy_reward": 0.412,
             "reference_reward": -0.108, "win_rate": 0.6875, "kl": 1.25, "policy_length": 14.5,
-            "reference_length": 30.0,
+            "reference_length": 30.0, "same_as_reference": 3,
             "samples": [{"prompt": chat, "held_out": True, "policy": "Simmer it 9 minutes.",
                          "policy_reward": 0.9, "reference": "egg egg egg",
                          "reference_reward": -0.4},
@@ -132,7 +132,8 @@ def test_a_policys_page_shows_its_evaluation_and_a_reward_models_its_accuracy(
     for shown in ("0.412", "-0.108", "0.69", "1.25", "14.5", "30.0",
                   "16 prompts (2 held out, 14 also trained on)", "<strong>user:</strong> How do "
                   "I boil an egg?", "<strong>system:</strong> Be brief.", "Simmer it 9 minutes.",
-                  "(0.90)", "(-0.40)", "trained on</span>"):
+                  "(0.90)", "(-0.40)", "trained on</span>",
+                  "3 of 16 samples are the reference's word for word"):
         assert shown in page, shown
     assert "[{" not in page and "&#x27;role&#x27;" not in page and "'role'" not in page
     assert "pair accuracy" not in page and "Held-out" not in page

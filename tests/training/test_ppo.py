@@ -134,6 +134,7 @@ def assert_filled(evaluation: dict) -> None:
     for name in EVALUATION_FIELDS:
         assert isinstance(evaluation[name], float) and math.isfinite(evaluation[name]), name
     assert 0 <= evaluation["win_rate"] <= 1 and evaluation["policy_length"] > 0
+    assert 0 <= evaluation["same_as_reference"] <= evaluation["prompts"]
     for row in evaluation["samples"]:
         assert row["policy"] is not None and row["reference"] is not None
         assert math.isfinite(row["policy_reward"]) and math.isfinite(row["reference_reward"])

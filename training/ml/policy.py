@@ -353,7 +353,8 @@ def evaluate_policy(models: Models, prompts: list, config: PolicyTrainingConfig,
     Returns every field, always: the mean reward model score of each (before the missing-EOS
     penalty), the policy's win rate (ties count half), its KL to the reference (log pi -
     log pi_ref on its own samples, summed over a response, mean over prompts), the mean
-    response length in tokens of each, and the first `eval_samples` prompts side by side.
+    response length in tokens of each, how many policy samples are the reference's word for
+    word (a policy that has barely moved), and the first `eval_samples` prompts side by side.
     """
     import torch
 
@@ -385,7 +386,9 @@ def evaluate_policy(models: Models, prompts: list, config: PolicyTrainingConfig,
             **{name: _mean(found[name]) for name in (
                 "policy_reward", "reference_reward", "kl", "policy_length",
                 "reference_length")},
-            "win_rate": _mean(wins), "samples": samples}
+            "win_rate": _mean(wins), "samples": samples,
+            "same_as_reference": sum(p == r for p, r in zip(
+                found["policy_text"], found["reference_text"], strict=True))}
 
 
 def _kl_to_reference(models: Models, rollout: Rollout, config: PolicyTrainingConfig):

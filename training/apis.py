@@ -57,14 +57,19 @@ class JobOutput(serializers.ModelSerializer):
     result = serializers.SerializerMethodField()
     log_tail = serializers.SerializerMethodField(
         help_text="The training process's log: superusers only (it holds server paths)")
+    models = serializers.SerializerMethodField(
+        help_text="The kind's optional models that were chosen, by slot: what was chosen")
 
     class Meta:
         model = TrainingJob
         fields = ["id", "project", "kind", "status", "params", "export", "base_model",
-                  "base_artifact", "reward_artifact", "step", "total_steps", "eta_seconds",
-                  "metrics", "log_tail", "result", "error", "cancel_requested", "attempts",
-                  "created_at", "dispatched_at", "started_at", "heartbeat_at", "finished_at",
-                  "output_model"]
+                  "base_artifact", "reward_artifact", "models", "step", "total_steps",
+                  "eta_seconds", "metrics", "log_tail", "result", "error", "cancel_requested",
+                  "attempts", "created_at", "dispatched_at", "started_at", "heartbeat_at",
+                  "finished_at", "output_model"]
+
+    def get_models(self, job: TrainingJob) -> dict[str, str]:
+        return {slot: chosen["shown"] for slot, chosen in job.other_models.items()}
 
     def get_output_model(self, job: TrainingJob) -> dict | None:
         artifact = selectors.job_output_artifact(job)
@@ -105,6 +110,11 @@ class JobCreateInput(serializers.Serializer):
         "continue; policy, generate: a policy"))
     reward_artifact = serializers.IntegerField(
         required=False, help_text="policy, score: a registered reward model of the project")
+    models = serializers.DictField(
+        child=serializers.CharField(max_length=500), required=False, default=dict,
+        help_text="A kind's optional models by slot, each a catalog name or \"model:<id>\": "
+        + "; ".join(f"{k.name}: {', '.join(s.slot for s in k.models if not s.required)}"
+                    for k in KINDS.values() if any(not s.required for s in k.models)))
     params = serializers.DictField(required=False, default=dict, help_text=_params_help())
 
     def validate(self, attrs: dict) -> dict:
@@ -115,7 +125,11 @@ class JobCreateInput(serializers.Serializer):
 
     def to_request(self) -> JobRequest:
         data = self.validated_data
-        models = {}
+        models = dict(data["models"])
+        for slot in ("base", "reward"):
+            if slot in models:
+                raise Invalid(f"models.{slot}: give it in its own field (base_model, "
+                              "base_artifact, reward_artifact)")
         if data.get("base_artifact") is not None:
             models["base"] = f"{ARTIFACT_PREFIX}{data['base_artifact']}"
         elif data.get("base_model"):

@@ -61,6 +61,9 @@ class JobForm(forms.Form):
                     if slot.role != "policy" or m.on_hub or _made_for(m, "policy")]
             if base:
                 groups.append(("Base models of this deployment", base))
+        if not slot.required:  # left empty unless chosen: "none" is the default
+            return forms.ChoiceField(choices=[("", "none")] + groups, label=slot.label,
+                                     help_text=slot.help, required=False, initial="")
         if not groups:
             where = ("the deployment's catalog is empty (MODEL_ROOTS)" if slot.catalog
                      else f"this project has no {slot.artifact_kind} model yet")
@@ -107,7 +110,8 @@ class JobForm(forms.Form):
         if data.get("model_name"):
             params["model_name"] = data["model_name"]
         return JobRequest(kind=self.kind.name, params=params,
-                          models={slot.slot: data[slot.slot] for slot in self.kind.models},
+                          models={slot.slot: data[slot.slot] for slot in self.kind.models
+                                  if data[slot.slot]},
                           export_id=int(data["export"]) if data.get("export") else None)
 
     def add_refusal(self, error: ApplicationError) -> None:

@@ -47,6 +47,9 @@ class TrainingJob(models.Model):
     reward_artifact = models.ForeignKey(
         "ModelArtifact", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         help_text="PPO and generation rounds: the reward model it optimises against.")
+    other_models = models.JSONField(
+        default=dict, blank=True, help_text="A kind's optional models beyond base and reward: "
+        "{slot: {shown, location, artifact_id}}; location as base_location. Internal.")
     # Two identical requests share one active job: the key is a hash of dataset and config.
     dedupe_key = models.CharField(max_length=64)
     step = models.PositiveIntegerField(default=0)

@@ -26,18 +26,18 @@ def catalog(settings, tiny_models):
 
 def request_job(project, kind: str, *, params: dict | None = None, base=None, reward=None,
                 export=None, dataset_path: str = "", eval_file: str = "",
-                dispatch: bool = True, created_by=None, allow_paths: bool = False):
+                dispatch: bool = True, created_by=None, allow_paths: bool = False,
+                **other_models):
     """Ask for a job as every interface does (training.services.job_request).
 
-    `base` is a catalog name or a ModelArtifact; `reward` a ModelArtifact."""
+    `base`, `reward` and a kind's optional models (previous=, reference=) are catalog names
+    or ModelArtifacts."""
     from training import services
     from training.kinds import JobRequest
 
-    models = {}
-    if base is not None:
-        models["base"] = base if isinstance(base, str) else f"model:{base.id}"
-    if reward is not None:
-        models["reward"] = reward if isinstance(reward, str) else f"model:{reward.id}"
+    chosen = {"base": base, "reward": reward, **other_models}
+    models = {slot: model if isinstance(model, str) else f"model:{model.id}"
+              for slot, model in chosen.items() if model is not None}
     request = JobRequest(kind, dict(params or {}), models,
                          export_id=export.id if export is not None else None,
                          dataset_path=dataset_path, eval_file=eval_file)

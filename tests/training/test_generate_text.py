@@ -160,7 +160,7 @@ def test_the_skipped_list_in_the_result_is_capped_and_the_file_has_them_all(tmp_
 
 def test_the_biased_policy_really_writes_control_bytes(control_byte_policy, tmp_path):
     config = config_for(tmp_path, control_byte_policy, ["Say something:"])
-    (texts,) = policy_sampler(config)(["Say something:"], 8)
+    (texts,) = policy_sampler(config, config.policy)(["Say something:"], 8)
     written = "".join(texts)
     assert "\x00" in written and "\x1b" in written
 

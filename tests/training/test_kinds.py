@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 from training import services
 from training.forms import JobForm
 from training.kinds import KINDS
+from training.management.kind_command import slot_option
 from training.models import ModelArtifact, TrainingJob
 
 from .conftest import page_form
@@ -16,8 +17,10 @@ from .conftest import page_form
 pytestmark = pytest.mark.django_db
 
 # One setting away from its default per kind, so the walk shows settings travel too.
+# Optional models are all chosen, so they travel too (generate: 2 of K = 4 by others).
 CHANGED = {"reward": {"epochs": 2.0}, "policy": {"total_episodes": 32},
-           "generate": {"temperature": 0.5}, "score": {"alpha": 2.0}}
+           "generate": {"temperature": 0.5, "previous_count": 1, "reference_count": 1},
+           "score": {"alpha": 2.0}}
 
 
 @pytest.fixture
@@ -39,6 +42,8 @@ def via_api(api, carol, project, kind, models, export) -> TrainingJob:
         body["base_model"] = models["base"]
     if "reward" in models:
         body["reward_artifact"] = int(models["reward"].removeprefix("model:"))
+    body["models"] = {slot: choice for slot, choice in models.items()
+                      if slot not in ("base", "reward")}
     if kind.takes_export:
         body["export"] = export.id
     answer = api(carol).post("/api/training-jobs/", body, format="json")
@@ -65,12 +70,10 @@ def via_command(monkeypatch, project, kind, models, export) -> TrainingJob:
 
     monkeypatch.setattr("training.management.kind_command.follow", stop_following)
     monkeypatch.setattr("training.services.jobs.job_dispatch", lambda job_id: False)
-    options = {"base": "--policy" if kind.models[0].role == "policy" else "--base-model",
-               "reward": "--reward-model"}
+    options = {slot.slot: slot_option(kind, slot) for slot in kind.models}
     argv = [kind.name, "--project", project.slug]
     for slot, choice in models.items():
-        argv += [options[slot] if slot == "base" else "--reward-model",
-                 choice.removeprefix("model:")]
+        argv += [options[slot], choice.removeprefix("model:")]
     if kind.takes_export:
         argv += ["--dataset", str(export.id)]
     for name, value in CHANGED.get(kind.name, {}).items():

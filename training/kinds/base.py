@@ -45,6 +45,7 @@ class ModelSlot:
     artifact_kind: str  # the project's registered models of this kind may be chosen
     catalog: bool = True  # the deployment's base-model catalog may be chosen too
     help: str = ""
+    required: bool = True  # an optional slot may be left empty (kept in job.other_models)
 
 
 @dataclass(frozen=True)
@@ -169,11 +170,24 @@ def var_absolute(path: str) -> Path:
 
 
 def model_location(job, slot: str) -> str:
-    """Where the training process loads the job's model in `slot` from."""
+    """Where the training process loads the job's model in `slot` from ("" for an optional
+    slot left empty)."""
+    if slot not in ("base", "reward"):
+        other = job.other_models.get(slot)
+        return location_load(other["location"]) if other else ""
     artifact = job.base_artifact if slot == "base" else job.reward_artifact
     if artifact is not None:
         return str(var_absolute(artifact.path))
     return location_load(job.base_location)
+
+
+def model_shown(job, slot: str) -> str:
+    """What the request chose for `slot`, as pages and completions name it."""
+    if slot == "base":
+        return job.base_model
+    if slot == "reward":
+        return str(job.reward_artifact) if job.reward_artifact else ""
+    return job.other_models.get(slot, {}).get("shown", "")
 
 
 def location_store(model) -> str:

@@ -10,7 +10,15 @@ from config.errors import Invalid
 
 from ..ml.generate import GenerationConfig
 from ..models import Round
-from .base import JobKind, ModelSlot, Param, job_params, model_location, write_jsonl
+from .base import (
+    JobKind,
+    ModelSlot,
+    Param,
+    job_params,
+    model_location,
+    model_shown,
+    write_jsonl,
+)
 
 
 class GenerateKind(JobKind):
@@ -21,7 +29,13 @@ class GenerateKind(JobKind):
     config_class = GenerationConfig
     entry = "training.ml.generate:generate_completions"
     models = (ModelSlot("base", "policy", "Policy", artifact_kind="policy",
-                        help="A policy of this project, or a causal LM of the catalog"),)
+                        help="A policy of this project, or a causal LM of the catalog"),
+              ModelSlot("previous", "policy", "Previous policy", artifact_kind="policy",
+                        required=False, help="Writes previous_count of each prompt's "
+                        "completions, for labelers to judge the policy against"),
+              ModelSlot("reference", "policy", "Reference policy", artifact_kind="policy",
+                        required=False, help="Writes reference_count of each prompt's "
+                        "completions: the model the loop started from, say"))
     takes_prompts_file = True
     params = (
         Param("temperature"),
@@ -29,6 +43,10 @@ class GenerateKind(JobKind):
         Param("max_new_tokens", "Tokens per completion"),
         Param("min_new_tokens", "Tokens before a completion may end", advanced=True),
         Param("seed"),
+        Param("previous_count", "Of each prompt's K completions, how many the previous "
+              "policy writes"),
+        Param("reference_count", "Of each prompt's K completions, how many the reference "
+              "policy writes"),
         Param("max_resamples", "Extra draws for a prompt whose completions came out empty or "
               "repeated, before it is skipped", advanced=True),
         Param("batch_size", "Prompts per generate() call", advanced=True),
@@ -37,7 +55,23 @@ class GenerateKind(JobKind):
     )
     curves = ()  # one step per batch of prompts: the counts say more than a curve
     set_by_job = {"policy": "-", "prompts_file": "-", "output_file": "-", "model_name": "",
-                  "k": 2}
+                  "k": 2, "previous_policy": "", "previous_name": "", "reference_policy": "",
+                  "reference_name": ""}
+    OTHERS = ("previous", "reference")
+
+    def check(self, project, request, resolved: dict) -> None:
+        k = project.completions_per_prompt
+        counts = {slot: request.params.get(f"{slot}_count", 0) for slot in self.OTHERS}
+        for slot, count in counts.items():
+            if count and slot not in resolved:
+                raise Invalid(f"models.{slot}: choose the {slot} policy that writes "
+                              f"{slot}_count = {count} of each prompt's completions")
+            if slot in resolved and not count:
+                raise Invalid(f"{slot}_count: say how many of each prompt's {k} completions "
+                              f"the {slot} policy writes (1 or more), or leave it out")
+        if sum(counts.values()) >= k:
+            raise Invalid(f"previous_count + reference_count: {sum(counts.values())} leaves "
+                          f"the policy none of the project's {k} completions per prompt")
 
     def prepare(self, job, directory: Path) -> GenerationConfig:
         if job.dataset_path:
@@ -49,6 +83,8 @@ class GenerateKind(JobKind):
             policy=model_location(job, "base"), prompts_file=str(prompts_file),
             output_file=str(directory / "generated.jsonl"),
             k=job.project.completions_per_prompt, model_name=job.base_model,
+            **{f"{slot}_{what}": how(job, slot) for slot in self.OTHERS
+               for what, how in (("policy", model_location), ("name", model_shown))},
             **job_params(job))
 
     def complete(self, job, directory: Path, result: dict) -> dict:
@@ -68,9 +104,14 @@ class GenerateKind(JobKind):
         round_ = Round.objects.filter(generation_job=job).first()
         where = f"round {round_.number}" if round_ else "the project"
         result = job.result
-        return [f"{result.get('prompts')} prompts with {result.get('completions')} completions "
-                f"imported into {job.project.slug} as {where}; {result.get('resampled', 0)} "
-                f"samples drawn again, {result.get('skipped', 0)} prompts skipped"]
+        lines = [f"{result.get('prompts')} prompts with {result.get('completions')} "
+                 f"completions imported into {job.project.slug} as {where}; "
+                 f"{result.get('resampled', 0)} samples drawn again, "
+                 f"{result.get('skipped', 0)} prompts skipped"]
+        if len(result.get("sources", [])) > 1:
+            lines.append("Written per prompt by: " + ", ".join(
+                f"{s['model']} ({s['count']})" for s in result["sources"]))
+        return lines
 
 
 def source_prompts(project) -> list:

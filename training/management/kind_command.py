@@ -31,6 +31,8 @@ def slot_option(kind: JobKind, slot: ModelSlot) -> str:
     """--base-model for a reward model's base, --policy for a policy, --reward-model."""
     if slot.slot == "reward":
         return "--reward-model"
+    if slot.slot != "base":  # an optional model: --reference-policy, --previous-policy
+        return f"--{slot.slot}-{'policy' if slot.role == 'policy' else 'model'}"
     return "--policy" if slot.role == "policy" else "--base-model"
 
 
@@ -40,8 +42,9 @@ def add_kind_arguments(parser, kind: JobKind) -> None:
     for slot in kind.models:
         where = ("a catalog name, a registry id, or a local folder" if slot.catalog
                  else "its registry id")
-        parser.add_argument(slot_option(kind, slot), required=True, dest=f"model_{slot.slot}",
-                            help=f"{slot.help}: {where}")
+        parser.add_argument(slot_option(kind, slot), required=slot.required,
+                            dest=f"model_{slot.slot}", help=f"{slot.help}: {where}"
+                            + ("" if slot.required else " (default: none)"))
     if kind.takes_export:
         parser.add_argument("--dataset", required=True, help="An export id, or a JSONL file")
     if kind.takes_prompts_file:
@@ -75,6 +78,8 @@ def request_from_options(kind: JobKind, options: dict) -> tuple[JobRequest, Proj
     models, projects = {}, []
     for slot in kind.models:
         value = options[f"model_{slot.slot}"]
+        if not value:  # an optional model left out
+            continue
         if value.isdigit() and not Path(value).exists():
             artifact = ModelArtifact.objects.filter(id=int(value),
                                                     kind=slot.artifact_kind).first()

@@ -118,9 +118,10 @@ def read_prompts(path: str) -> list[Text]:
 TINY_MODEL = 5_000_000  # parameters: below this, one CPU thread runs a step fastest
 
 
-def use_threads(config: PolicyTrainingConfig, model) -> int:
-    """Set torch's CPU threads to config.threads; unset, to one for a tiny model, else leave
-    torch's default (every core). Return the number in use.
+def use_threads(config, model) -> int:
+    """Set torch's CPU threads to config.threads (a policy's or a generation's config); unset,
+    to one for a tiny model, else leave torch's default (every core). Return the number in
+    use.
 
     A tiny model's matrices are too small to share among threads, and on a shared CPU (the
     web server, a second worker, a reward job) threads that wait on each other spin: on the

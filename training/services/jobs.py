@@ -57,7 +57,7 @@ def job_directory(job: TrainingJob) -> Path:
 def job_create(*, project: Project, kind: str, params: dict, base_model: str,
                created_by: AbstractUser | None, export: Export | None = None,
                dataset_path: str = "", eval_file: str = "", base_location: str = "",
-               base_artifact=None, reward_artifact=None,
+               base_artifact=None, reward_artifact=None, other_models: dict | None = None,
                dispatch: bool = True) -> tuple[TrainingJob, bool]:
     """Create a queued job and dispatch it after commit (unless the caller will run it in
     the foreground); return (job, created). Validated requests come through
@@ -70,7 +70,7 @@ def job_create(*, project: Project, kind: str, params: dict, base_model: str,
                      base_location=base_location, base_model=base_model,
                      base_artifact_id=base_artifact.id if base_artifact else None,
                      reward_artifact_id=reward_artifact.id if reward_artifact else None,
-                     params=params)
+                     params=params, **({"other_models": other_models} if other_models else {}))
     with transaction.atomic():
         # One request at a time per project: the quota below counts what is committed, so
         # two requests counting side by side would both fit under it.
@@ -91,6 +91,7 @@ def job_create(*, project: Project, kind: str, params: dict, base_model: str,
                     export=export, dataset_path=dataset_path, eval_file=eval_file,
                     base_location=base_location, base_artifact=base_artifact,
                     reward_artifact=reward_artifact, dedupe_key=key, created_by=created_by,
+                    other_models=other_models or {},
                 )
         except IntegrityError:  # the same request, committed a moment ago by another process
             return TrainingJob.objects.get(project=project, dedupe_key=key,

@@ -14,7 +14,7 @@ from config.errors import Invalid
 
 from ..catalog import CatalogModel, catalog_model, check_role
 from ..kinds import JobKind, JobRequest, kind_named
-from ..kinds.base import ModelSlot, location_store, var_absolute
+from ..kinds.base import ModelSlot, location_store, var_absolute, var_relative
 from ..models import ModelArtifact, TrainingJob
 from .jobs import job_create
 
@@ -34,10 +34,14 @@ def job_request(*, project: Project, request: JobRequest, created_by: AbstractUs
     if unknown:
         raise Invalid(f"{', '.join(unknown)}: {kind.name} jobs take no such model")
     resolved = {slot.slot: model_resolve(project, slot, request.models.get(slot.slot, ""),
-                                         allow_paths=allow_paths) for slot in kind.models}
+                                         allow_paths=allow_paths)
+                for slot in kind.models if slot.required or request.models.get(slot.slot)}
     export = _export(project, kind, request)
     params |= kind.check(project, request, resolved) or {}
     base, reward = resolved.get("base"), resolved.get("reward")
+    other_models = {slot: {"shown": _shown(model), "location": _stored(model),
+                           "artifact_id": model.id if isinstance(model, ModelArtifact) else None}
+                    for slot, model in resolved.items() if slot not in ("base", "reward")}
     return job_create(
         project=project, kind=kind.name, params=params, created_by=created_by, export=export,
         dataset_path=request.dataset_path, eval_file=request.eval_file,
@@ -45,7 +49,7 @@ def job_request(*, project: Project, request: JobRequest, created_by: AbstractUs
             base, CatalogModel) else "",
         base_artifact=base if isinstance(base, ModelArtifact) else None,
         reward_artifact=reward if isinstance(reward, ModelArtifact) else None,
-        dispatch=dispatch)
+        other_models=other_models, dispatch=dispatch)
 
 
 def model_resolve(project: Project | None, slot: ModelSlot, choice: str, *,
@@ -54,7 +58,7 @@ def model_resolve(project: Project | None, slot: ModelSlot, choice: str, *,
     refusals name `field` (default: the API's field for the slot)."""
     choice = (choice or "").strip()
     is_artifact = choice.startswith(ARTIFACT_PREFIX)
-    field = field or FIELD_OF[(slot.slot, is_artifact)]
+    field = field or FIELD_OF.get((slot.slot, is_artifact), f"models.{slot.slot}")
     if not choice:
         raise Invalid(f"{field}: choose a {slot.label.lower()}")
     if is_artifact:
@@ -99,6 +103,12 @@ def _export(project: Project, kind: JobKind, request: JobRequest) -> Export | No
     if export is None:
         raise Invalid(f"export: no finished export {request.export_id} in this project")
     return export
+
+
+def _stored(model) -> str:
+    """How a job keeps where an optional slot's model is: as base_location does."""
+    return var_relative(var_absolute(model.path)) if isinstance(model, ModelArtifact) \
+        else location_store(model)
 
 
 def _shown(model) -> str:

@@ -5,6 +5,7 @@ when its current step has finished. It runs every minute with the reaper, and at
 a training job ends, so a round needs no process of its own and survives restarts.
 """
 
+import copy
 import logging
 
 from django.contrib.auth.models import AbstractUser
@@ -26,7 +27,10 @@ DEFAULT_PLAN = {
     "export": {"min_votes": 2, "min_agreement": 2 / 3, "test_fraction": 0.1},
     "reward": {"params": {"method": "kway"}},
     "policy": {"params": {"algorithm": "ppo"}},
-    "generate": {"params": {}},
+    # Of each prompt's K completions, the previous round's policy and the reference (the
+    # policy the loop started from) write one each, so that the labelers' rankings say
+    # whether the new policy is better (annotate.winrates).
+    "generate": {"params": {"previous_count": 1, "reference_count": 1}},
 }
 
 
@@ -48,6 +52,8 @@ def round_start(*, project: Project, created_by: AbstractUser | None, reward_mod
         plan["policy"]["model"] = policy_model or (
             f"{ARTIFACT_PREFIX}{last.policy_artifact_id}" if last and last.policy_artifact_id
             else "")
+        # The reference every round's policy is judged against: where the loop started.
+        plan.setdefault("reference_model", plan["policy"]["model"])
         for part in ("reward", "policy"):
             if not plan[part]["model"]:
                 why = "the last round has none" if last else "the first round needs one"
@@ -63,9 +69,12 @@ def round_start(*, project: Project, created_by: AbstractUser | None, reward_mod
 
 
 def _merged(base: dict, changes: dict) -> dict:
-    merged = {part: dict(values) for part, values in base.items()}
+    merged = copy.deepcopy(base)
     for part, values in changes.items():
-        merged.setdefault(part, {}).update(values)
+        if isinstance(values, dict):
+            merged.setdefault(part, {}).update(values)
+        else:  # reference_model: a choice
+            merged[part] = values
     for part in ("reward", "policy", "generate"):
         merged.setdefault(part, {}).setdefault("params", {})
     return merged
@@ -169,11 +178,31 @@ def _start_policy(round_: Round) -> tuple[str, dict]:
 
 def _start_generation(round_: Round) -> tuple[str, dict]:
     policy = ModelArtifact.objects.get(job=round_.policy_job)
+    params, models = generation_mix(round_.plan, round_.project.completions_per_prompt)
     job, _ = job_request(
         project=round_.project, created_by=round_.created_by,
-        request=JobRequest("generate", round_.plan["generate"]["params"],
-                           {"base": f"{ARTIFACT_PREFIX}{policy.id}"}))
+        request=JobRequest("generate", params,
+                           {"base": f"{ARTIFACT_PREFIX}{policy.id}", **models}))
     return Round.Status.GENERATING, {"policy_artifact": policy, "generation_job": job}
+
+
+def generation_mix(plan: dict, k: int) -> tuple[dict, dict]:
+    """The generation's params and other models: the previous policy (the one this round's
+    policy started from) and the reference write their counts of K, fitted to K so that the
+    new policy writes at least half. In round 1 the previous policy is the reference, which
+    then writes both shares."""
+    params = dict(plan["generate"]["params"])
+    previous, reference = plan["policy"]["model"], plan.get("reference_model", "")
+    counts = {"previous": params.pop("previous_count", 0),
+              "reference": params.pop("reference_count", 0) if reference else 0}
+    if previous == reference:
+        counts = {"previous": 0, "reference": counts["previous"] + counts["reference"]}
+    for slot in ("previous", "reference"):  # trim the previous share first
+        while sum(counts.values()) > k // 2 and counts[slot]:
+            counts[slot] -= 1
+    models = {slot: {"previous": previous, "reference": reference}[slot]
+              for slot, count in counts.items() if count}
+    return params | {f"{slot}_count": count for slot, count in counts.items() if count}, models
 
 
 STEP_STARTS = {"export": _start_export, "reward": _start_reward, "policy": _start_policy,

@@ -24,6 +24,7 @@ from typing import Any
 
 from .consensus import ConsensusRanking, PairVerdict
 from .content import prompt_key
+from .winrates import WinRates
 
 PARQUET_BATCH_ROWS = 5000
 DATA_FILES = ("train.jsonl", "test.jsonl", "rankings.jsonl", "consensus.jsonl")
@@ -303,7 +304,8 @@ def write_hf_dataset(directory: Path) -> None:
 
 
 def dataset_card(*, project_name: str, criterion: str, params: dict[str, Any],
-                 counts: ExportCounts, data_hash: str, conversational: bool) -> str:
+                 counts: ExportCounts, data_hash: str, conversational: bool,
+                 judged: WinRates | None = None) -> str:
     """Return the README.md that travels with an export: what it holds and how it was made."""
     histogram = counts.agreement_histogram
     buckets = ["0.5-0.6", "0.6-0.7", "0.7-0.8", "0.8-0.9", "0.9-1.0"]
@@ -349,7 +351,7 @@ prompts in train, {counts.distinct_prompts["test"]} in test, {counts.prompts_in_
 | winner's share | pairs |
 |---|---|
 {rows}
-
+{judgments_section(judged)}
 Data files sha256: `{data_hash}`
 
 Load it:
@@ -357,6 +359,52 @@ Load it:
 from datasets import load_dataset
 {_loading_snippet(counts)}
 ```
+"""
+
+
+def judgments_section(judged: WinRates | None) -> str:
+    """The card's section on the models that wrote the completions, as the labelers' rankings
+    judge them; empty when the completions come from fewer than two models."""
+    if judged is None or not judged.head_to_head:
+        return ""
+    level = f"{round(judged.confidence * 100)}% CI"
+
+    def share(value, low, high) -> str:
+        if value is None:
+            return "-"
+        interval = f" ({low * 100:.0f}-{high * 100:.0f}%)" if low is not None else ""
+        return f"{value * 100:.0f}%{interval}"
+
+    def strength(s) -> str:
+        if s.strength is None:
+            return "-"
+        interval = (f" ({s.strength_low:+.2f} to {s.strength_high:+.2f})"
+                    if s.strength_low is not None else "")
+        return f"{s.strength:+.2f}{interval}"
+
+    standings = "\n".join(
+        f"| {s.model} | {s.comparisons} | {share(s.win_rate, s.win_rate_low, s.win_rate_high)} "
+        f"| {strength(s)} |" for s in judged.standings)
+    pairs = "\n".join(
+        f"| {h.model} | {h.opponent} | {h.comparisons} | "
+        f"{share(h.win_rate, h.win_rate_low, h.win_rate_high)} |"
+        for h in judged.head_to_head if h.model < h.opponent)
+    centre = (f"{judged.reference} at 0" if judged.reference else
+              "centred on their mean")
+    return f"""
+## Models, as the labelers judged them
+Each completion records the model that wrote it. Every pair of completions by two different
+models in one labeler's ranking is a comparison (a tie counts half), from {judged.rankings}
+rankings of {judged.prompts} prompts; intervals ({level}) resample prompts
+({judged.resamples} times). Strength: Bradley-Terry log-strength, {centre}.
+
+| model | comparisons | win rate ({level}) | strength ({level}) |
+|---|---|---|---|
+{standings}
+
+| model | against | comparisons | win rate ({level}) |
+|---|---|---|---|
+{pairs}
 """
 
 

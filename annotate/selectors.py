@@ -21,6 +21,7 @@ from .models import (
     Ranking,
 )
 from .ranking import display_order
+from .winrates import WinRates, win_rates
 
 
 def projects_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Project]:
@@ -192,3 +193,26 @@ def gold_feedback(project: Project, labeler, ranking: Ranking) -> dict | None:
         "onboarding_done": closed_gold,
         "onboarding_total": project.onboarding_gold_count,
     }
+
+
+UNNAMED_MODEL = "(no model named)"
+
+
+def model_win_rates(project: Project, *, source_import_id: int | None = None,
+                    reference: str | None = None, exclude_labelers=(),
+                    resamples: int = 1000) -> WinRates | None:
+    """How the labelers' rankings judge the models that wrote the completions (win rates and
+    Bradley-Terry strengths with prompt-bootstrap intervals); None when the completions in
+    scope (the project's, or one import's) come from fewer than two models."""
+    completions = Completion.objects.filter(prompt__project=project)
+    rankings = Ranking.objects.filter(prompt__project=project, source=Ranking.Source.LABELER)
+    if source_import_id is not None:
+        completions = completions.filter(prompt__source_import_id=source_import_id)
+        rankings = rankings.filter(prompt__source_import_id=source_import_id)
+    if completions.values("model_name").distinct().count() < 2:
+        return None
+    model_of = {cid: name or UNNAMED_MODEL for cid, name in
+                completions.values_list("id", "model_name").iterator(chunk_size=5000)}
+    rows = (rankings.exclude(labeler_id__in=list(exclude_labelers))
+            .values_list("prompt_id", "tiers").iterator(chunk_size=5000))
+    return win_rates(rows, model_of, reference=reference, resamples=resamples)

@@ -3,16 +3,20 @@
 A job or model of a project the user cannot see is a 404; of a project they only label, 403.
 """
 
+import hashlib
 from dataclasses import dataclass, replace
 
-from django.db.models import Count, QuerySet, Sum
+from django.core.cache import cache
+from django.db.models import Count, Max, QuerySet, Sum
 from django.http import Http404
 from django.utils import timezone
 
 from annotate import selectors as annotate_selectors
 from annotate.agreement import pairwise_agreement
+from annotate.charts import line_chart
 from annotate.consensus import LabeledRanking, consensus_rankings
 from annotate.models import Completion, Project, Prompt, Ranking
+from annotate.winrates import HeadToHead, ModelStanding, summary_line
 from config.errors import reason_line
 
 from .kinds import JobKind
@@ -138,6 +142,73 @@ def rounds_with_progress(project: Project) -> list[tuple[Round, dict, list[Round
                         "needed": totals["prompts"] * project.labelers_per_prompt}
         found.append((round_, progress, round_steps(round_)))
     return found
+
+
+@dataclass(frozen=True)
+class RoundJudgment:
+    """A round's policy as the labelers judged it against the reference (from the rankings of
+    the round's mixed completions), beside the reward model's view of it."""
+
+    number: int
+    policy: str
+    reference: str
+    human: HeadToHead | None  # the policy against the reference; None until ranked
+    summary: str  # one line, e.g. "policy v2 beats tiny/policy 62% (95% CI 51-71%, ...)"
+    standings: tuple[ModelStanding, ...]  # every model of the round, strongest first
+    reward_view: dict  # the policy's evaluation: policy_reward, reference_reward, win_rate, kl
+
+
+def rounds_judged(rounds: list[Round]) -> list[RoundJudgment]:
+    """Each round whose generation mixed the policy with a reference, judged by its rankings.
+    Cached per round until its rankings change (the page reloads every few seconds)."""
+    judged = []
+    for round_ in rounds:
+        job = round_.generation_job
+        sources = {s["slot"]: s["model"] for s in (job.result.get("sources", []) if job else [])}
+        if not round_.prompt_import_id or "base" not in sources or len(sources) < 2:
+            continue
+        reference = sources.get("reference") or sources.get("previous")
+        rankings = Ranking.objects.filter(prompt__source_import_id=round_.prompt_import_id,
+                                          source=Ranking.Source.LABELER)
+        state = rankings.aggregate(n=Count("id"), last=Max("updated_at"))
+        changed = state["last"].timestamp() if state["last"] else 0
+        key = (f"round-judged:{round_.id}:{state['n']}:{changed}:"
+               f"{hashlib.sha256(reference.encode()).hexdigest()[:16]}")
+        result = cache.get(key)
+        if result is None:
+            result = annotate_selectors.model_win_rates(
+                round_.project, source_import_id=round_.prompt_import_id, reference=reference)
+            cache.set(key, result, timeout=3600)
+        if result is None:
+            continue
+        policy = sources["base"]
+        known = {s.model for s in result.standings}
+        judged.append(RoundJudgment(
+            number=round_.number, policy=policy, reference=reference,
+            human=result.versus(policy, reference) if policy in known else None,
+            summary=(summary_line(result, policy) if policy in known
+                     else f"{policy}: not ranked yet"),
+            standings=result.standings,
+            reward_view=(round_.policy_artifact.metrics.get("eval") or {})
+            if round_.policy_artifact else {}))
+    return judged
+
+
+def judged_chart(judged: list[RoundJudgment]) -> str:
+    """Win rate of each round's policy against the reference: the labelers' (with its
+    interval) and the reward model's."""
+    human = [j for j in judged if j.human is not None]
+    series = {
+        "labelers": [[j.number, j.human.win_rate] for j in human],
+        "95% low": [[j.number, j.human.win_rate_low] for j in human
+                    if j.human.win_rate_low is not None],
+        "95% high": [[j.number, j.human.win_rate_high] for j in human
+                     if j.human.win_rate_high is not None],
+        "reward model": [[j.number, j.reward_view["win_rate"]] for j in judged
+                         if j.reward_view.get("win_rate") is not None],
+    }
+    return line_chart(series, title="Win rate against the reference, by round",
+                      value_format="{:.0%}")
 
 
 def kind_initial(project: Project, kind: JobKind) -> dict:

@@ -67,8 +67,11 @@ def project_rounds(request, slug: str):
     rounds = [(round_, progress, steps, RoundRetryForm(round_=round_)
                if round_.status == Round.Status.FAILED else None)
               for round_, progress, steps in selectors.rounds_with_progress(project)]
+    judged = selectors.rounds_judged([round_ for round_, *_ in rounds])
     return render(request, "training/rounds.html", {
-        "project": project, "rounds": rounds, "form": form,
+        "project": project, "rounds": rounds, "form": form, "judged": judged,
+        "judged_chart": mark_safe(selectors.judged_chart(judged))  # noqa: S308 - escaped
+        if any(j.human for j in judged) else "",
         "active_statuses": [str(status) for status in Round.ACTIVE],
         "active": any(round_.status in Round.ACTIVE for round_, *_ in rounds)})
 

@@ -22,6 +22,7 @@ from ..consensus import TIE_POLICIES, LabeledRanking, consensus_rankings, merge_
 from ..exporters import PromptForExport, RankingForExport
 from ..models import Completion, Export, Project, Prompt, Ranking
 from ..quality import flagged_labeler_ids
+from ..selectors import model_win_rates
 from ..signals import export_finished
 from .export_runs import Heartbeat, export_claim, export_dispatch
 
@@ -168,6 +169,7 @@ def _build(export: Export, directory: Path) -> tuple[dict, str]:
     card = exporters.dataset_card(
         project_name=project.name, criterion=project.criterion, params=params.as_dict(),
         counts=writer.counts, data_hash=data_hash, conversational=conversational,
+        judged=model_win_rates(project, exclude_labelers=excluded),
     )
     (directory / "README.md").write_text(card, encoding="utf-8")
     exporters.write_manifest(directory, counts=writer.counts, data_hash=data_hash,

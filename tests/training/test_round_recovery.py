@@ -12,6 +12,7 @@ from training import selectors, services
 from training.models import Round, TrainingJob
 
 from .conftest import FAST_REWARD
+from .test_generate_text import silent_policy  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -187,3 +188,43 @@ def _retry_values(page: str) -> dict:
         if chosen:
             values[name] = chosen.group(1)
     return values
+
+
+def test_a_round_whose_generation_failed_is_retried_and_completes(
+        project, learnable_export, local_models, tiny_models, silent_policy):  # noqa: F811
+    """The policy (one that only ever writes EOS) is allowed to stop at once: every prompt
+    comes out empty, the generation fails, and so the round. Retried with min_new_tokens
+    edited, the same policy must write, and the round reaches ranking."""
+    from training.models import ModelArtifact
+
+    plan = {**PLAN, "generate": {"params": {"min_new_tokens": 0, "max_new_tokens": 4,
+                                            "max_resamples": 1, "previous_count": 0,
+                                            "reference_count": 0}}}
+    round_ = services.round_start(project=project, created_by=None, plan=plan,
+                                  reward_model="reward", policy_model="policy")
+    export_run(round_.export_id)
+    round_.refresh_from_db()
+    services.job_run_and_rounds_advance(round_.reward_job_id)
+    round_.refresh_from_db()
+    # The policy step, as if PPO had trained the silent policy.
+    policy_job = round_.policy_job
+    TrainingJob.objects.filter(id=policy_job.id).update(status="succeeded")
+    ModelArtifact.objects.create(project=project, name="silent", version=1, kind="policy",
+                                 base_model="policy", path=str(silent_policy), job=policy_job)
+    services.rounds_advance()
+    round_.refresh_from_db()
+    assert round_.status == "generating"
+    services.job_run_and_rounds_advance(round_.generation_job_id)
+    round_.refresh_from_db()
+    assert round_.status == "failed"
+    assert "every prompt was skipped" in round_.error, round_.error
+    assert selectors.round_steps(round_)[3].status == "failed"
+
+    retried = services.round_retry(round_, created_by=None, params={"min_new_tokens": 3})
+    assert retried.status == "generating"
+    assert retried.generation_job.params["min_new_tokens"] == 3
+    services.job_run_and_rounds_advance(retried.generation_job_id)
+    retried.refresh_from_db()
+    assert retried.status == "ranking", retried.error
+    assert retried.prompt_import.prompts.exists()
+    assert [s.status for s in selectors.round_steps(retried)] == ["succeeded"] * 4

@@ -8,6 +8,7 @@ from html import escape
 
 WIDTH, HEIGHT = 420, 220
 PAD_LEFT, PAD_BOTTOM, PAD_TOP = 40, 30, 34
+MAX_DOTS = 40  # a series with at most this many points marks each
 
 
 def bar_chart(values: Sequence[float], labels: Sequence[str], *, title: str,
@@ -100,15 +101,19 @@ def line_chart(series: dict[str, Sequence[Sequence[float]]], *, title: str,
         y = PAD_TOP + plot_h - plot_h * (point[1] - y_low) / y_span
         return f"{x:.1f},{y:.1f}"
 
+    legend_x = left
     for index, (name, values) in enumerate(series.items()):
-        legend_x = left + 110 * index
         parts.append(f'<text class="label series-{index}" x="{legend_x + 14}" '
                      f'y="{PAD_TOP - 6}">{escape(name)}</text>'
                      f'<line class="line series-{index}" x1="{legend_x}" x2="{legend_x + 10}" '
                      f'y1="{PAD_TOP - 10}" y2="{PAD_TOP - 10}"/>')
+        legend_x += 24 + 7 * len(name)  # the next entry after this one's name
         if values:
             parts.append(f'<polyline class="line series-{index}" '
                          f'points="{" ".join(xy(p) for p in values)}"/>')
+        if 0 < len(values) <= MAX_DOTS:  # few points (rounds, say): each one shows
+            parts.extend(f'<circle class="dot series-{index}" r="2.5" cx="{xy(p).split(",")[0]}"'
+                         f' cy="{xy(p).split(",")[1]}"/>' for p in values)
     base = HEIGHT - PAD_BOTTOM
     parts.append(
         f'<line class="axis" x1="{left}" x2="{WIDTH - 10}" y1="{base}" y2="{base}"/>'

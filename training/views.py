@@ -71,7 +71,7 @@ def project_rounds(request, slug: str):
     return render(request, "training/rounds.html", {
         "project": project, "rounds": rounds, "form": form, "judged": judged,
         "judged_chart": mark_safe(selectors.judged_chart(judged))  # noqa: S308 - escaped
-        if any(j.human for j in judged) else "",
+        if sum(1 for j in judged if j.human) >= 2 else "",  # a line needs two rounds
         "active_statuses": [str(status) for status in Round.ACTIVE],
         "active": any(round_.status in Round.ACTIVE for round_, *_ in rounds)})
 

@@ -62,4 +62,7 @@ def test_round_one_on_the_demo_shows_the_labelers_verdict(page, live_server, dem
         r"\d+ comparisons\)"))
     expect(page.locator("#human-judgment svg")).to_be_visible()
     expect(page.locator("tr.step-generate .status")).to_have_text("succeeded")
+    page.locator("#human-judgment").scroll_into_view_if_needed()
     screenshots(page, "rounds-verdict")
+    page.locator("table.steps").first.scroll_into_view_if_needed()
+    screenshots(page, "rounds-steps")

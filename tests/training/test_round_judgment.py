@@ -20,10 +20,10 @@ pytestmark = pytest.mark.django_db
 POLICY, REFERENCE = "helpful-policy v1", "tiny/policy"
 
 
-def mixed_round(project, prompts: int = 12) -> Round:
+def mixed_round(project, prompts: int = 12, number: int = 1) -> Round:
     """A ranked-to-be round as a mixed generation leaves it: 2 completions per prompt by the
     policy, 2 by the reference."""
-    lines = [{"prompt": f"Question {n}?", "completions": [
+    lines = [{"prompt": f"Round {number}, question {n}?", "completions": [
         {"text": f"policy answer {n}.{j}", "model": POLICY} for j in range(2)] + [
         {"text": f"reference answer {n}.{j}", "model": REFERENCE} for j in range(2)]}
         for n in range(prompts)]
@@ -31,11 +31,12 @@ def mixed_round(project, prompts: int = 12) -> Round:
         project=project, filename="generated.jsonl",
         binary=io.BytesIO("".join(json.dumps(line) + "\n" for line in lines).encode()))
     job = TrainingJob.objects.create(
-        project=project, kind="generate", params={}, base_model=POLICY, dedupe_key="g",
+        project=project, kind="generate", params={}, base_model=POLICY,
+        dedupe_key=f"g{number}",
         status="succeeded", result={"prompt_import_id": record.id, "sources": [
             {"slot": "base", "model": POLICY, "count": 2},
             {"slot": "reference", "model": REFERENCE, "count": 2}]})
-    return Round.objects.create(project=project, number=1, status="ranking",
+    return Round.objects.create(project=project, number=number, status="ranking",
                                 generation_job=job, prompt_import=record)
 
 
@@ -86,7 +87,11 @@ def test_the_rounds_page_shows_the_verdict_with_its_interval(client, carol, proj
     page = client.get(f"/projects/{project.slug}/rounds/").content.decode()
     assert "The labelers&#x27; verdict" in page or "The labelers' verdict" in page
     assert f"{POLICY} beats {REFERENCE} 100% (95% CI 100-100%, 48 comparisons)" in page
-    assert "Win rate against the reference, by round" in page  # the chart
+    assert "Win rate against the reference, by round" not in page  # one point: no line
+    mixed_round(project, number=2)
+    rank(project, make_user("ben"))
+    page = client.get(f"/projects/{project.slug}/rounds/").content.decode()
+    assert "Win rate against the reference, by round" in page  # the chart, across rounds
 
 
 def test_the_dataset_card_states_the_models_standing(project, make_user, settings, tmp_path):

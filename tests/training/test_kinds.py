@@ -20,7 +20,8 @@ pytestmark = pytest.mark.django_db
 # Optional models are all chosen, so they travel too (generate: 2 of K = 4 by others).
 CHANGED = {"reward": {"epochs": 2.0}, "policy": {"total_episodes": 32},
            "generate": {"temperature": 0.5, "previous_count": 1, "reference_count": 1},
-           "score": {"alpha": 2.0}}
+           "score": {"alpha": 2.0}, "sft": {"learning_rate": 0.001},
+           "dpo": {"beta": 0.2}}
 
 
 @pytest.fixture
@@ -119,7 +120,8 @@ def test_the_named_commands_are_the_kinds_commands():
     from django.core.management import load_command_class
 
     named = {"train_reward_model": "reward", "train_policy": "policy",
-             "generate_completions": "generate", "score_completions": "score"}
+             "generate_completions": "generate", "score_completions": "score",
+             "train_sft": "sft", "train_dpo": "dpo"}
     for command, kind in named.items():
         assert load_command_class("training", command).kind_name == kind
     assert set(named.values()) == set(KINDS)

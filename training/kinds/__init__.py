@@ -5,7 +5,7 @@ Adding a kind is one module that declares it and one line below.
 
 from config.errors import Invalid
 
-from . import generate, policy, reward, score
+from . import dpo, generate, policy, reward, score, sft
 from .base import JobKind, JobRequest
 
 KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
@@ -13,6 +13,8 @@ KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
     policy.KIND,
     generate.KIND,
     score.KIND,
+    sft.KIND,
+    dpo.KIND,
 )}
 
 

@@ -42,7 +42,10 @@ def add_kind_arguments(parser, kind: JobKind) -> None:
     for slot in kind.models:
         where = ("a catalog name, a registry id, or a local folder" if slot.catalog
                  else "its registry id")
-        parser.add_argument(slot_option(kind, slot), required=slot.required,
+        flags = [slot_option(kind, slot)]
+        if flags[0] == "--policy":  # a policy to start from is a base model too
+            flags.append("--base-model")
+        parser.add_argument(*flags, required=slot.required,
                             dest=f"model_{slot.slot}", help=f"{slot.help}: {where}"
                             + ("" if slot.required else " (default: none)"))
     if kind.takes_export:

@@ -1,0 +1,26 @@
+"""SFT: fine-tune a policy on demonstrations, with TRL's SFTTrainer; registered as a policy.
+
+On an export, each prompt's best-ranked completion is its demonstration; a file may hold
+{"prompt", "completion"} or {"messages"} lines (training.ml.sft)."""
+
+from ..ml.sft import SFTTrainingConfig, report_lines
+from .base import Curve
+from .finetune import SHARED_PARAMS, FineTuneKind
+
+
+class SFTKind(FineTuneKind):
+    name = "sft"
+    label = "SFT"
+    help = ("Fine-tune a policy on each prompt's best-ranked completion in an export (or on a "
+            "file of demonstrations), with TRL's SFTTrainer; it is registered as a policy.")
+    config_class = SFTTrainingConfig
+    entry = "training.ml.sft:train_sft"
+    params = SHARED_PARAMS
+    curves = (Curve("Loss", ("loss",)), Curve("Token accuracy", ("token_accuracy",)),
+              Curve("Entropy", ("entropy",)))
+
+    def report_lines(self, job) -> list[str]:
+        return [*report_lines(job.result), self.registered_line(job)]
+
+
+KIND = SFTKind()

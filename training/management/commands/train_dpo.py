@@ -1,0 +1,5 @@
+from training.management.kind_command import KindCommand
+
+
+class Command(KindCommand):
+    kind_name = "dpo"

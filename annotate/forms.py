@@ -13,7 +13,8 @@ class ProjectForm(forms.ModelForm):
 
 class ImportForm(forms.Form):
     file = forms.FileField(
-        help_text="JSONL, JSONL.gz, CSV or HH-RLHF pairs (JSONL, may be gzipped)."
+        help_text="JSONL, CSV, HH-RLHF pairs, TRL preference rows or UltraFeedback rows "
+                  "(any of them may be gzipped)."
     )
     format = forms.ChoiceField(
         choices=[("auto", "Detect from the file")] + [(name, name) for name in FORMATS],

@@ -6,12 +6,14 @@ caller can stop at the first error, collect them all, or skip them. Nothing here
 
 Formats:
 - jsonl: {"prompt": str | "messages": [{role, content}], "completions": [str | {text, model,
-  params, id}], "id"?, "metadata"?, "model"?} per line.
+  params, id} | {role: "assistant", content}], "id"?, "metadata"?, "model"?} per line.
 - csv: a header with prompt (or messages, as JSON), completion_1..completion_K, and
   optionally id, model, metadata (JSON object).
 - hh-rlhf: Anthropic's {"chosen": transcript, "rejected": transcript} per line; the shared
   dialogue becomes a chat prompt, the two final assistant turns its completions, and the
   original preference a reference ranking.
+- trl and ultrafeedback: TRL's preference rows and UltraFeedback's scored completions, with
+  the preference they carry as a reference ranking (annotate.preference_formats).
 Any of them may be gzip-compressed (detected by its magic bytes, not its name).
 
 What a spreadsheet writes imports as it is: a UTF-8 byte order mark at the start is skipped
@@ -30,7 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-FORMATS = ("jsonl", "csv", "hh-rlhf")
+FORMATS = ("jsonl", "csv", "hh-rlhf", "trl", "ultrafeedback")
+PAIR_FORMATS = {"hh-rlhf": "HH-RLHF", "trl": "TRL preference"}  # 2 completions per row
 ROLES = ("system", "user", "assistant")
 MAX_ID_LENGTH = 200
 GZIP_MAGIC = b"\x1f\x8b"
@@ -39,6 +42,8 @@ DEFAULT_MAX_LINE_BYTES = 8 * 1024 * 1024
 SKIP_CHUNK_BYTES = 64 * 1024  # how much of an over-long line is read at a time to skip it
 MAX_JSON_DEPTH = 64
 MAX_ERROR_TEXT = 500
+DETECT_BYTES = 256 * 1024  # how much of the file's start detection reads (a line can be long)
+DETECT_LINES = 20
 
 
 @dataclass(frozen=True)
@@ -126,25 +131,99 @@ def open_maybe_gzip(binary: IO[bytes], max_bytes: int | None = None) -> IO[bytes
 GZIP_COUNT_CHUNK = 1 << 20
 
 
+def peekable(stream: IO[bytes]) -> io.BufferedReader:
+    """Return `stream` buffered so that peek() shows its first DETECT_BYTES for detection."""
+    return io.BufferedReader(stream, buffer_size=DETECT_BYTES)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class FormatGuess:
+    file_format: str
+    error: RowError | None = None  # set when no line of the head looked like a known format
+
+
 def detect_format(filename: str, head: bytes) -> str:
     """Guess the format from the file name and its first bytes (already decompressed).
 
     >>> detect_format("prompts.csv", b"prompt,completion_1")
     'csv'
-    >>> detect_format("pairs.jsonl.gz", b'{"chosen": "...", "rejected": "..."}')
+    >>> detect_format("pairs.jsonl.gz", b'{"chosen": "\\\\n\\\\nHuman: Hi", "rejected": "..."}')
     'hh-rlhf'
+    >>> detect_format("pairs.jsonl", b'{"prompt": "Hi", "chosen": "Hello", "rejected": "Go"}')
+    'trl'
+    """
+    return guess_format(filename, head).file_format
+
+
+def guess_format(filename: str, head: bytes) -> FormatGuess:
+    """Guess the format from the name, or from the fields of the first JSON objects in `head`.
+
+    The first object whose fields fit a format decides. If objects were read and none fits,
+    the guess is the closest format, with a fatal error naming it and the formats known. If
+    no line is a JSON object, the guess is jsonl: its parser reports each line.
     """
     name = filename.lower().removesuffix(".gz")
     if name.endswith(".csv"):
-        return "csv"
-    first_line = head.removeprefix(UTF8_BOM).split(b"\n", 1)[0]
-    try:
-        record = json.loads(first_line)
-    except (ValueError, RecursionError):  # RecursionError: e.g. thousands of '['
-        return "jsonl"  # the parser will report the bad line
-    if isinstance(record, dict) and "chosen" in record and "rejected" in record:
-        return "hh-rlhf"
-    return "jsonl"
+        return FormatGuess("csv")
+    first: tuple[int, dict[str, Any]] | None = None
+    lines = head.removeprefix(UTF8_BOM).split(b"\n")[:DETECT_LINES]
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):  # RecursionError: e.g. thousands of '['
+            continue
+        if not isinstance(record, dict):
+            continue
+        file_format = _format_of(record)
+        if file_format:
+            return FormatGuess(file_format)
+        first = first or (number, record)
+    if first is None:
+        return FormatGuess("jsonl")
+    number, record = first
+    closest = _closest_format(record)
+    fields = ", ".join(sorted(record)[:10]) or "none"
+    return FormatGuess(closest, RowError(
+        number, "format",
+        f"cannot tell the format from the fields ({fields}); guessed {closest}, which "
+        f"{FORMAT_NEEDS[closest]}. Known formats: {', '.join(FORMATS)}; name one with "
+        "--format (or the form's and the API's format) if the file is one of them",
+        fatal=True,
+    ))
+
+
+# What each JSON format needs, as detection tells them apart.
+FORMAT_NEEDS = {
+    "jsonl": "needs 'prompt' (or 'messages') and 'completions'",
+    "hh-rlhf": "needs 'chosen' and 'rejected' transcripts starting with '\\n\\nHuman:'",
+    "trl": "needs 'chosen' and 'rejected' (and 'prompt' unless they share it)",
+    "ultrafeedback": "needs 'instruction' and 'completions' with 'response' and scores",
+}
+
+
+def _format_of(record: dict[str, Any]) -> str:
+    """The format whose fields `record` has, or "" if none."""
+    if "chosen" in record and "rejected" in record:
+        chosen = record["chosen"]
+        return "hh-rlhf" if isinstance(chosen, str) and _TURN.match(chosen) else "trl"
+    completions = record.get("completions")
+    first = completions[0] if isinstance(completions, list) and completions else None
+    if "instruction" in record or (isinstance(first, dict) and "response" in first):
+        return "ultrafeedback"
+    if ("prompt" in record or "messages" in record) and completions is not None:
+        return "jsonl"
+    return ""
+
+
+def _closest_format(record: dict[str, Any]) -> str:
+    keys = set(record)
+    overlap = {
+        "trl": len(keys & {"chosen", "rejected"}),
+        "ultrafeedback": len(keys & {"instruction", "models", "source"}),
+        "jsonl": len(keys & {"prompt", "messages", "completions", "id", "metadata", "model"}),
+    }
+    best = max(overlap.values())
+    return next(name for name in ("jsonl", "trl", "ultrafeedback") if overlap[name] == best)
 
 
 def parse_prompts(
@@ -163,11 +242,11 @@ def parse_prompts(
     if file_format not in FORMATS:
         yield RowError(0, "format", f"unknown format {file_format!r}; use one of {FORMATS}", True)
         return
-    if file_format == "hh-rlhf" and completions_per_prompt != 2:
+    if file_format in PAIR_FORMATS and completions_per_prompt != 2:
         yield RowError(
             0,
             "format",
-            f"HH-RLHF rows give 2 completions each, but this project takes "
+            f"{PAIR_FORMATS[file_format]} rows give 2 completions each, but this project takes "
             f"{completions_per_prompt} per prompt",
             True,
         )
@@ -176,7 +255,7 @@ def parse_prompts(
     rows = (
         _parse_csv(lines, completions_per_prompt)
         if file_format == "csv"
-        else _parse_jsonl(lines, completions_per_prompt, hh_rlhf=file_format == "hh-rlhf")
+        else _parse_jsonl(lines, completions_per_prompt, _row_parser(file_format))
     )
     seen_ids: dict[str, int] = {}
     try:
@@ -337,10 +416,21 @@ def _storable(text: str, limit: int) -> str:
 # --- JSONL and HH-RLHF ------------------------------------------------------------------
 
 
+def _row_parser(file_format: str):
+    """The function that turns one JSON object of `file_format` into a PromptRow."""
+    from . import preference_formats  # it builds on this module's field checks
+
+    return {
+        "jsonl": _jsonl_row,
+        "hh-rlhf": _hh_rlhf_row,
+        "trl": preference_formats.trl_row,
+        "ultrafeedback": preference_formats.ultrafeedback_row,
+    }[file_format]
+
+
 def _parse_jsonl(
-    lines: Iterator[tuple[int, str | RowError]], k: int, *, hh_rlhf: bool
+    lines: Iterator[tuple[int, str | RowError]], k: int, to_row
 ) -> Iterator[PromptRow | RowError]:
-    to_row = _hh_rlhf_row if hh_rlhf else _jsonl_row
     for number, text in lines:
         if isinstance(text, RowError):
             yield text
@@ -588,6 +678,8 @@ def _completion(item: Any, where: str, default_model: str) -> CompletionRow:
         return CompletionRow(text=_text(item, where), model_name=default_model)
     if not isinstance(item, dict):
         raise _FieldError(where, "must be a string or an object with 'text'")
+    if "role" in item or "content" in item:  # a chat message: {"role": "assistant", ...}
+        return _message_completion(item, where, default_model)
     unknown = sorted(set(item) - {"text", "model", "params", "id"})
     if unknown:
         raise _FieldError(
@@ -602,6 +694,21 @@ def _completion(item: Any, where: str, default_model: str) -> CompletionRow:
         generation_params=params,
         external_id=_external_id(item.get("id"), f"{where}.id"),
     )
+
+
+def _message_completion(item: dict[str, Any], where: str, default_model: str) -> CompletionRow:
+    """A completion written as a chat message, {"role": "assistant", "content": ...}, with
+    the optional model, params and id of a completion object."""
+    unknown = sorted(set(item) - {"role", "content", "model", "params", "id"})
+    if unknown:
+        raise _FieldError(f"{where}.{unknown[0]}",
+                          "unknown field; allowed: role, content, model, params, id")
+    if item.get("role") != "assistant":
+        raise _FieldError(f"{where}.role", "must be 'assistant' (a completion answers the "
+                                           "prompt)")
+    text = _text(item.get("content"), f"{where}.content")
+    return _completion({"text": text, **{key: item[key] for key in ("model", "params", "id")
+                                         if key in item}}, where, default_model)
 
 
 def _text(value: Any, where: str) -> str:

@@ -180,7 +180,11 @@ def _import_file(record: PromptImport, binary: IO[bytes], progress: _Progress) -
     try:
         stream = importers.open_maybe_gzip(binary, max_bytes=settings.IMPORT_MAX_BYTES)
         if record.file_format == "auto":  # peeking decompresses: a corrupt gzip fails here
-            record.file_format = importers.detect_format(filename, stream.peek(4096))
+            stream = importers.peekable(stream)
+            guess = importers.guess_format(filename, stream.peek(importers.DETECT_BYTES))
+            record.file_format = guess.file_format
+            if guess.error:
+                raise ImportRejected(filename, [guess.error])
         rows = importers.parse_prompts(
             stream,
             file_format=record.file_format,

@@ -8,12 +8,14 @@ from annotate.models import Project
 
 
 class Command(BaseCommand):
-    help = "Import prompts with their completions from JSONL(.gz), CSV or HH-RLHF into a project."
+    help = ("Import prompts with their completions into a project from JSONL, CSV, HH-RLHF, "
+            "TRL preference rows or UltraFeedback (any of them gzipped).")
 
     def add_arguments(self, parser):
         parser.add_argument("project_slug")
         parser.add_argument("file", type=Path)
-        parser.add_argument("--format", default="auto", choices=("auto", *FORMATS))
+        parser.add_argument("--format", default="auto", choices=("auto", *FORMATS),
+                            help="default: detected from the file's name and first lines")
         parser.add_argument(
             "--skip-invalid",
             action="store_true",

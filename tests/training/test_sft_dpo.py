@@ -11,6 +11,7 @@ import json
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 
 from annotate.services import export_file_path
 from training import selectors, services
@@ -54,7 +55,7 @@ def run(job):
 
 @pytest.mark.slow
 def test_sft_on_an_export_lowers_held_out_loss_and_dpo_goes_on_from_it(
-        learnable_export, catalog):
+        learnable_export, catalog, client, carol):
     """SFT learns each prompt's best-ranked completion; DPO trains that policy's adapter
     further, the SFT policy its reference; both are registered with their lineage."""
     project = learnable_export.project
@@ -81,6 +82,15 @@ def test_sft_on_an_export_lowers_held_out_loss_and_dpo_goes_on_from_it(
         "model", "job", "dataset", "model", "job", "dataset"]
     # The adapter saved is the policy's alone (not TRL's frozen reference copy).
     assert not (services.job_directory(dpo_job) / "output" / "policy" / "ref").exists()
+
+    client.force_login(carol)
+    pages = {name: client.get(url).content.decode() for name, url in (
+        ("sft model", reverse("training_model", args=[sft.id])),
+        ("dpo model", reverse("training_model", args=[dpo.id])),
+        ("dpo job", reverse("training_job", args=[dpo_job.id])))}
+    assert 'id="sft-held-out"' in pages["sft model"]
+    assert 'id="dpo-held-out"' in pages["dpo model"]
+    assert "Implied preference accuracy in the batch" in pages["dpo job"]
 
 
 @pytest.mark.slow

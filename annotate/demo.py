@@ -1,5 +1,6 @@
 """The demo that `make run` loads: three accounts and a project of prompts we wrote."""
 
+import json
 from pathlib import Path
 
 from django.conf import settings
@@ -11,6 +12,7 @@ from . import services
 from .models import Membership, Project
 
 DEMO_FILE = Path(__file__).parent / "demo_data" / "prompts.jsonl"
+DEMO_RANKINGS = Path(__file__).parent / "demo_data" / "rankings.json"
 DEMO_SLUG = "demo-helpfulness"
 # Printed by `make run`; refused in production (no default accounts there).
 DEMO_ACCOUNTS = [
@@ -58,8 +60,29 @@ def demo_load() -> list[tuple[str, str]]:
                     filename=DEMO_FILE.name,
                     imported_by=users["admin"],
                 )
+            fresh = True
+        else:
+            fresh = False
         for username in ("alice", "bob"):
             services.membership_set(
                 project=project, user=users[username], role=Membership.Role.LABELER
             )
+        if fresh:
+            for username in ("alice", "bob"):
+                _rank_as_judged(project, users[username])
     return [(username, password) for username, password, _ in DEMO_ACCOUNTS]
+
+
+def _rank_as_judged(project: Project, labeler) -> None:
+    """Rank, as `labeler`, the demo prompts we judged (demo_data/rankings.json), through the
+    labeling service like any labeler; stop at the first prompt we did not judge (it stays
+    leased to them, their first prompt when they log in)."""
+    orders = json.loads(DEMO_RANKINGS.read_text())["orders"]
+    while lease := services.assignment_next(project=project, labeler=labeler):
+        order = orders.get(lease.prompt.external_id)
+        if order is None:
+            return
+        ids = dict(lease.prompt.completions.values_list("position", "id"))
+        services.ranking_submit(project=project, labeler=labeler, prompt_id=lease.prompt_id,
+                                tiers=[[ids[position]] for position in order],
+                                idempotency_key=f"demo-{lease.prompt.external_id}")

@@ -1,10 +1,12 @@
 """The management commands an admin runs from a shell."""
 
+import json
+
 import pytest
 from django.core.management import CommandError, call_command
 
-from annotate.demo import DEMO_SLUG
-from annotate.models import Membership, Project, Prompt
+from annotate.demo import DEMO_RANKINGS, DEMO_SLUG
+from annotate.models import Membership, Project, Prompt, Ranking
 
 pytestmark = pytest.mark.django_db
 
@@ -78,6 +80,15 @@ def test_load_demo_creates_accounts_and_a_project_once(capsys, django_user_model
         "bob": "labeler",
     }
     assert django_user_model.objects.get(username="admin").check_password("admin-demo")
+    # Half the prompts come ranked by alice and bob, as we judged them (the same order for
+    # both), so a round can start at once; loading again adds none.
+    judged = json.loads(DEMO_RANKINGS.read_text())["orders"]
+    rankings = Ranking.objects.filter(prompt__project=project).select_related("prompt")
+    assert rankings.count() == 2 * len(judged) == 16
+    for ranking in rankings:
+        positions = dict(ranking.prompt.completions.values_list("id", "position"))
+        assert [positions[tier[0]] for tier in ranking.tiers] == judged[
+            ranking.prompt.external_id]
 
 
 def test_load_demo_is_refused_in_production(settings):

@@ -228,3 +228,35 @@ def test_a_round_whose_generation_failed_is_retried_and_completes(
     assert retried.status == "ranking", retried.error
     assert retried.prompt_import.prompts.exists()
     assert [s.status for s in selectors.round_steps(retried)] == ["succeeded"] * 4
+
+
+def test_a_round_needs_rankings_before_it_starts(project, local_models):
+    with pytest.raises(Invalid, match="No prompt has 2 rankings yet"):
+        started(project)
+    assert not Round.objects.exists()
+
+
+def test_an_export_that_keeps_no_pairs_fails_the_round_before_training(
+        project, local_models, make_user):
+    """Two labelers ranked the one prompt in opposite orders: no pair reaches 2/3."""
+    import io
+
+    from annotate import services as annotate_services
+
+    annotate_services.prompts_import(project=project, filename="p.jsonl", binary=io.BytesIO(
+        b'{"prompt": "Q", "completions": ["a", "b", "c", "d"]}\n'))
+    for name, reverse in (("ann", False), ("ben", True)):
+        labeler = make_user(name)
+        annotate_services.membership_set(project=project, user=labeler, role="labeler")
+        lease = annotate_services.assignment_next(project=project, labeler=labeler)
+        ids = sorted(lease.prompt.completions.values_list("id", flat=True), reverse=reverse)
+        annotate_services.ranking_submit(project=project, labeler=labeler,
+                                         prompt_id=lease.prompt_id, tiers=[[i] for i in ids],
+                                         idempotency_key=name)
+    round_ = started(project)
+    export_run(round_.export_id)
+    round_.refresh_from_db()
+    assert round_.status == "failed" and round_.reward_job is None
+    assert round_.error == (f"export v{round_.export.version} kept no pairs to train on (a "
+                            "pair needs 2 votes and 0.66 agreement): rank more prompts, then "
+                            "retry")

@@ -10,7 +10,7 @@ import logging
 
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Count, Max
 
 from annotate import services as annotate_services
 from annotate.models import Export, Project
@@ -60,12 +60,24 @@ def round_start(*, project: Project, created_by: AbstractUser | None, reward_mod
                 raise Invalid(f"{part}_model: choose a {part} model to start from ({why})")
             slot = KINDS[part].models[0]  # both kinds declare their base model first
             model_resolve(project, slot, plan[part]["model"], field=f"{part}_model")
+        _check_rankings(project, plan["export"])
         number = (project.rounds.aggregate(n=Max("number"))["n"] or 0) + 1
         round_ = Round(project=project, number=number, plan=plan, created_by=created_by)
         round_.status, fields = _start_export(round_)
         round_.export = fields["export"]
         round_.save()
         return round_
+
+
+def _check_rankings(project: Project, export_plan: dict) -> None:
+    """Refuse a round whose snapshot cannot hold a pair: no prompt has enough rankings."""
+    min_votes = export_plan.get("min_votes", 2)
+    sources = ["labeler", "imported"] if export_plan.get("include_imported") else ["labeler"]
+    enough = (project.prompts.filter(rankings__source__in=sources)
+              .annotate(votes=Count("rankings")).filter(votes__gte=min_votes))
+    if not enough.exists():
+        raise Invalid(f"No prompt has {min_votes} rankings yet, so the round's dataset would "
+                      "hold no pairs: rank some prompts first.")
 
 
 def _merged(base: dict, changes: dict) -> dict:
@@ -125,6 +137,11 @@ def _after_export(round_: Round) -> bool:
         return _fail(round_, f"export v{export.version} failed: {reason_line(export.error)}")
     if export.status != Export.Status.SUCCEEDED:
         return False
+    if not export.counts.get("pairs", {}).get("train"):
+        plan = round_.plan["export"]
+        return _fail(round_, f"export v{export.version} kept no pairs to train on (a pair "
+                     f"needs {plan.get('min_votes', 2)} votes and {plan.get('min_agreement', 0)}"
+                     " agreement): rank more prompts, then retry")
     return _moved(round_, *_start_reward(round_))
 
 

@@ -11,7 +11,11 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.errors import Conflict, QuotaExceeded
+from config.schema import raises
+
 from . import selectors, services
+from .api_fields import CompletionIdsField, FlagsField, MessagesField, TiersField
 from .importers import FORMATS, RowError
 from .models import PROJECT_SETTINGS, Export, Membership, Project, PromptImport
 from .uploads import UploadTooLarge
@@ -180,6 +184,7 @@ class PromptImportApi(APIView):
     parser_classes = [MultiPartParser]
 
     @extend_schema(request=PromptImportInput, responses={202: ImportOutput})
+    @raises(QuotaExceeded)
     def post(self, request, project_id: int):
         """Store the file and queue its import on a worker: poll `url` for its end."""
         project = project_for_admin(request, project_id)
@@ -218,7 +223,7 @@ class PromptOutput(serializers.Serializer):
     id = serializers.IntegerField()
     external_id = serializers.CharField()
     text = serializers.CharField()
-    messages = serializers.JSONField()
+    messages = MessagesField()
 
 
 class NextPromptOutput(serializers.Serializer):
@@ -242,12 +247,12 @@ class NextPromptApi(APIView):
 
 class RankingInput(serializers.Serializer):
     prompt = serializers.IntegerField()
-    tiers = serializers.JSONField(help_text="[[completion id, ...], ...], best tier first.")
+    tiers = TiersField(help_text="[[completion id, ...], ...], best tier first.")
     idempotency_key = serializers.CharField(max_length=100)
-    flags = serializers.JSONField(required=False, default=dict)
+    flags = FlagsField(required=False, default=dict)
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
     time_spent_ms = serializers.IntegerField(required=False, allow_null=True, default=None)
-    displayed_order = serializers.JSONField(required=False, default=list)
+    displayed_order = CompletionIdsField(required=False, default=list)
     base_revision = serializers.IntegerField(
         required=False, allow_null=True, default=None, min_value=0,
         help_text="The revision of your ranking this one replaces (0: none). If yours has "
@@ -258,8 +263,8 @@ class RankingOutput(serializers.Serializer):
     id = serializers.SerializerMethodField()
     prompt = serializers.SerializerMethodField()
     revision = serializers.IntegerField()
-    tiers = serializers.JSONField()
-    flags = serializers.JSONField()
+    tiers = TiersField()
+    flags = FlagsField()
     comment = serializers.CharField()
     time_spent_ms = serializers.IntegerField(allow_null=True)
     idempotency_key = serializers.CharField()
@@ -273,6 +278,7 @@ class RankingOutput(serializers.Serializer):
 
 class RankingCreateApi(APIView):
     @extend_schema(request=RankingInput, responses={201: RankingOutput, 200: RankingOutput})
+    @raises(Conflict)
     def post(self, request, project_id: int):
         project = selectors.project_get_visible(request.user, id=project_id)
         serializer = RankingInput(data=request.data)
@@ -317,6 +323,7 @@ class LeaseOutput(serializers.Serializer):
 
 class LeaseRenewApi(APIView):
     @extend_schema(request=None, responses={200: LeaseOutput})
+    @raises(Conflict)
     def post(self, request, project_id: int, prompt_id: int):
         project = selectors.project_get_visible(request.user, id=project_id)
         assignment = services.lease_renew(project=project, labeler=request.user,
@@ -325,7 +332,7 @@ class LeaseRenewApi(APIView):
 
 
 class GoldInput(serializers.Serializer):
-    tiers = serializers.JSONField(help_text="The reference ranking: [[completion id, ...], ...]")
+    tiers = TiersField(help_text="The reference ranking: [[completion id, ...], ...]")
     mode = serializers.ChoiceField(choices=("ranking", "best"), default="ranking")
 
 
@@ -405,6 +412,7 @@ class ProjectExportsApi(APIView):
         return Response(ExportOutput(project.exports.all()[:100], many=True).data)
 
     @extend_schema(request=ExportInput, responses={202: ExportOutput})
+    @raises(QuotaExceeded)
     def post(self, request, project_id: int):
         project = project_for_admin(request, project_id)
         serializer = ExportInput(data=request.data)
@@ -431,9 +439,10 @@ class ExportDownloadApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("file", str, description="One file (default: the zip)")],
         responses={(200, media_type): OpenApiTypes.BINARY
-                   for media_type in ("application/zip", "application/x-ndjson",
-                                      "application/json", "text/markdown",
-                                      "application/octet-stream")},
+                   # Bytes first: a generated client reads the first type it knows.
+                   for media_type in ("application/octet-stream", "application/zip",
+                                      "application/x-ndjson", "application/json",
+                                      "text/markdown")},
     )
     def get(self, request, export_id: int):
         export = export_for_admin(request, export_id)

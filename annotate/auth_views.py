@@ -14,6 +14,7 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
@@ -48,6 +49,8 @@ class LoginView(auth_views.LoginView):
 class TokenObtainApi(ObtainAuthToken):
     """POST: a token for a username and password (a new one once the old has expired);
     DELETE: revoke the token of the request."""
+
+    parser_classes = [JSONParser]  # as the whole API: ObtainAuthToken also takes forms
 
     def _deleting(self) -> bool:
         return getattr(getattr(self, "request", None), "method", None) == "DELETE"

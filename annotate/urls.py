@@ -2,7 +2,7 @@ from django.contrib.auth import views as django_auth_views
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
-from . import apis, auth_views, views
+from . import api_docs, apis, auth_views, views
 
 PROJECT_API = "api/projects/<int:project_id>/"
 
@@ -24,6 +24,8 @@ urlpatterns = [
     # API
     path("api/auth/token/", auth_views.TokenObtainApi.as_view(), name="api_token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("api/docs/", api_docs.SwaggerUiView.as_view(url_name="api_schema"), name="api_docs"),
+    path("api/redoc/", api_docs.RedocView.as_view(url_name="api_schema"), name="api_redoc"),
     path("api/projects/", apis.ProjectListCreateApi.as_view(), name="api_projects"),
     path(PROJECT_API, apis.ProjectDetailApi.as_view(), name="api_project"),
     path(PROJECT_API + "members/", apis.ProjectMemberAddApi.as_view(), name="api_project_members"),

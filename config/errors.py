@@ -39,7 +39,9 @@ class QuotaExceeded(ApplicationError):
 
 
 class Unavailable(ApplicationError):
-    """Not now: try again later (`extra["retry_after"]` seconds, when known)."""
+    """Not now: try again after the seconds the Retry-After header says.
+
+    `extra["retry_after"]` holds them, when known."""
 
 
 # Every application error maps to one status, here and nowhere else.

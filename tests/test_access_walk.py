@@ -64,6 +64,8 @@ ROUTES = {
     "admin/login/": page("public", *METHODS),  # a redirect to accounts/login/
     "api/auth/token/": api("public", "POST"),
     "api/schema/": api("public", "GET"),
+    "api/docs/": api("public", "GET"),  # Swagger UI, as public as the schema it shows
+    "api/redoc/": api("public", "GET"),
     # lists and creation: no object in the URL, scoped by the user
     "": page("user", "GET"),
     "projects/new/": page("staff", "GET", "POST"),
@@ -437,7 +439,8 @@ def test_with_the_token_the_same_writes_go_through(world, root):
     client.get("/accounts/login/")
     token = client.cookies["csrftoken"].value
     body = {"name": "N", "slug": "with-token", "criterion": "c"}
-    response = client.post("/api/projects/", body, HTTP_X_CSRFTOKEN=token)
+    response = client.post("/api/projects/", body, content_type="application/json",
+                           HTTP_X_CSRFTOKEN=token)
     assert response.status_code == 201
     response = client.post(f"/projects/{world['P1']['slug']}/members/",
                            {"username": "erin", "role": "labeler", "csrfmiddlewaretoken": token})

@@ -52,7 +52,7 @@ def page_login(client: Client, username: str, password: str, **extra):
 
 def api_login(client: Client, username: str, password: str, **extra):
     return client.post("/api/auth/token/", {"username": username, "password": password},
-                       **extra)
+                       content_type="application/json", **extra)
 
 
 def without_csrf_token(html: bytes) -> str:

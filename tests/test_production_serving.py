@@ -1,6 +1,7 @@
 """Production serving, run as the Docker entrypoint runs it: DJANGO_ENV=production, static
 files collected into the manifest storage, gunicorn, whitenoise. The login page, the
-ranking page and every static file they name load (issue 15, item 11)."""
+ranking page, the API's documentation pages and every static file they name load (issue 15,
+item 11; issue 18, item 6: Swagger UI and Redoc from our own files, no CDN)."""
 
 import http.client
 import re
@@ -84,6 +85,15 @@ def test_gunicorn_in_production_mode_serves_the_pages_and_their_static_files(tmp
         assert answer.status == 200 and re.search(r"/rank/\d+/$", path), (answer.status, path)
         assert b"Hello?" in page and b'id="rank-app"' in page
         statics |= set(STATIC_URL.findall(page.decode()))
+        for docs in ("/api/docs/", "/api/redoc/"):  # public, as the schema is
+            answer, page = Browser(port).request("GET", docs)
+            assert answer.status == 200, (docs, page[:2000])
+            assert b"https://" not in page, docs  # nothing from a CDN
+            docs_statics = set(STATIC_URL.findall(page.decode()))
+            assert any("drf_spectacular_sidecar" in url for url in docs_statics), docs
+            statics |= docs_statics
+        answer, script = Browser(port).request("GET", "/api/docs/?script")
+        assert answer.status == 200 and b"SwaggerUIBundle" in script
         assert any(url.endswith(".js") for url in statics)
         for url in sorted(statics):
             # Manifest names: a content hash in each (app.3f2a9c1b.css), cached for ever.

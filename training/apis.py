@@ -10,8 +10,10 @@ from rest_framework.views import APIView
 
 from annotate import selectors as annotate_selectors
 from annotate import services as annotate_services
+from annotate.api_fields import TextOrMessagesField
 from annotate.apis import project_for_admin
-from config.errors import Invalid, NotFound
+from config.errors import Conflict, Invalid, NotFound, QuotaExceeded, Unavailable
+from config.schema import raises
 
 from . import selectors, services
 from .catalog import catalog_models
@@ -159,11 +161,13 @@ def _filtered_project(request):
 
 class TrainingJobsApi(APIView):
     @extend_schema(parameters=[ProjectFilter], responses=JobListOutput(many=True))
+    @raises(NotFound)  # ?project= of none the user may see
     def get(self, request):
         jobs = selectors.jobs_for_admin(request.user, _filtered_project(request))[:200]
         return Response(JobListOutput(jobs, many=True).data)
 
     @extend_schema(request=JobCreateInput, responses={201: JobOutput, 200: JobOutput})
+    @raises(NotFound, QuotaExceeded)  # its project, export or models may name none
     def post(self, request):
         serializer = _validator(JobCreateInput, request.data)
         project = project_for_admin(request, serializer.validated_data["project"])
@@ -190,6 +194,7 @@ class TrainingJobCancelApi(APIView):
 
 class ModelsApi(APIView):
     @extend_schema(parameters=[ProjectFilter], responses=ArtifactOutput(many=True))
+    @raises(NotFound)
     def get(self, request):
         artifacts = selectors.artifacts_for_admin(request.user, _filtered_project(request))[:200]
         return Response(ArtifactOutput(artifacts, many=True).data)
@@ -203,11 +208,11 @@ class ModelDetailApi(APIView):
 
 
 class ScoreInput(serializers.Serializer):
-    class Item(serializers.Serializer):
-        prompt = serializers.JSONField(help_text="Text, or chat messages [{role, content}]")
-        response = serializers.JSONField(help_text="Text, or [{role: assistant, content}]")
+    class ScoreItem(serializers.Serializer):
+        prompt = TextOrMessagesField(help_text="Text, or chat messages [{role, content}]")
+        response = TextOrMessagesField(help_text="Text, or [{role: assistant, content}]")
 
-    items = Item(many=True, allow_empty=False)
+    items = ScoreItem(many=True, allow_empty=False)
     alpha = serializers.FloatField(default=1.0, help_text="Scale applied to every reward")
 
 
@@ -218,6 +223,7 @@ class ModelScoreApi(APIView):
             child=serializers.IntegerField(),
             help_text="Indexes of the items longer than the model's max length: their "
                       "response was kept and their prompt cut from the left")}))
+    @raises(Conflict, Unavailable)  # its files are missing or broken; it is loading
     def post(self, request, artifact_id: int):
         artifact = selectors.artifact_get_for_admin(request.user, artifact_id)
         data = _valid(ScoreInput, request.data)

@@ -88,7 +88,8 @@ def test_anonymous_users_get_401_from_the_api_and_the_login_page_from_pages(proj
 
 
 def test_a_token_from_the_api_authenticates_until_the_user_is_deactivated(project, alice, client):
-    response = client.post("/api/auth/token/", {"username": "alice", "password": "alice-pw"})
+    response = client.post("/api/auth/token/", {"username": "alice", "password": "alice-pw"},
+                           content_type="application/json")
     token = response.json()["token"]
     auth = {"HTTP_AUTHORIZATION": f"Token {token}"}
     assert client.get("/api/projects/", **auth).status_code == 200
@@ -98,7 +99,8 @@ def test_a_token_from_the_api_authenticates_until_the_user_is_deactivated(projec
 
 
 def test_a_wrong_password_gets_no_token(alice, client):
-    response = client.post("/api/auth/token/", {"username": "alice", "password": "nope"})
+    response = client.post("/api/auth/token/", {"username": "alice", "password": "nope"},
+                           content_type="application/json")
     assert response.status_code == 400 and "token" not in response.json()
 
 

@@ -447,11 +447,17 @@ class ExportDownloadApi(APIView):
     def get(self, request, export_id: int):
         export = export_for_admin(request, export_id)
         path = services.export_file_path(export, request.query_params.get("file"))
-        filename = f"{export.project.slug}-v{export.version}-{path.name}"
+        filename = _download_name(export, path)
         # Always a download, never a page of the app's origin, whatever a file holds.
         content_type = DOWNLOAD_TYPES.get(path.suffix, "application/octet-stream")
         return FileResponse(path.open("rb"), as_attachment=True, filename=filename,
                             content_type=content_type)
+
+
+def _download_name(export: Export, path) -> str:
+    """Name a download after its project and version: helpful-v3.zip, helpful-v3-train.jsonl."""
+    stem = f"{export.project.slug}-v{export.version}"
+    return f"{stem}.zip" if path.name == f"v{export.version}.zip" else f"{stem}-{path.name}"
 
 
 DOWNLOAD_TYPES = {

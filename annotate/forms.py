@@ -1,7 +1,44 @@
+from fractions import Fraction
+
 from django import forms
 
 from .importers import FORMATS
 from .models import PROJECT_SETTINGS, Membership, Project
+
+
+def share_text(value: float) -> str:
+    """Write a share as people would: a simple fraction exactly, else at most 3 decimals.
+
+    >>> share_text(2 / 3), share_text(0.7), share_text(0.125), share_text(0.61803)
+    ('2/3', '0.7', '0.125', '0.618')
+    """
+    fraction = Fraction(value).limit_denominator(12)
+    if fraction.denominator > 1 and abs(float(fraction) - value) < 1e-9 and (
+            round(value, 3) != value):
+        return f"{fraction.numerator}/{fraction.denominator}"
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+class ShareField(forms.FloatField):
+    """A share from 0 to 1, typed as a decimal (0.67) or a fraction (2/3).
+
+    A float field would show the model's default 2/3 as 0.6666666666666666; rounding it to
+    0.67 would instead raise the bar (a 2-of-3 vote is 0.667), so a fraction stays a fraction.
+    """
+
+    widget = forms.TextInput(attrs={"inputmode": "decimal"})
+
+    def prepare_value(self, value):
+        return share_text(value) if isinstance(value, float) else value
+
+    def to_python(self, value):
+        if isinstance(value, str) and "/" in value:
+            try:
+                return float(Fraction(value.strip()))
+            except (ValueError, ZeroDivisionError):
+                raise forms.ValidationError("Enter a number such as 0.7 or a fraction such as "
+                                            "2/3.", code="invalid") from None
+        return super().to_python(value)
 
 
 class ProjectForm(forms.ModelForm):
@@ -9,6 +46,7 @@ class ProjectForm(forms.ModelForm):
         model = Project
         fields = PROJECT_SETTINGS
         widgets = {"instructions": forms.Textarea(attrs={"rows": 6})}
+        field_classes = {"consensus_min_agreement": ShareField}
 
 
 class ImportForm(forms.Form):

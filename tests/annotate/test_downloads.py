@@ -72,7 +72,8 @@ def test_every_file_of_an_export_downloads_as_an_attachment(exported, carol):
     folder = services.export_file_path(exported, None).with_suffix("")
     for name, content_type in CONTENT_TYPES.items():
         url = f"/api/exports/{exported.id}/download/" + (f"?file={name}" if name else "")
-        body = assert_a_download(client.get(url), f"helpful-v1-{name or 'v1.zip'}", content_type)
+        expected_name = f"helpful-v1-{name}" if name else "helpful-v1.zip"  # not -v1-v1.zip
+        body = assert_a_download(client.get(url), expected_name, content_type)
         assert body == (folder / name if name else folder.with_suffix(".zip")).read_bytes()
 
 

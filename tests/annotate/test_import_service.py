@@ -159,8 +159,15 @@ def test_import_prompts_command_imports_and_reports(project, write_file, capsys)
     assert nothing_written()
     call_command("import_prompts", "helpful", str(path), "--skip-invalid")
     out, err = capsys.readouterr()
-    assert "Imported 2 prompts, 8 completions" in out and "skipped 1 lines" in out
+    assert "Imported 2 prompts, 8 completions" in out and "skipped 1 line." in out
     assert "line 2, field 'line'" in err
+
+
+def test_import_prompts_command_counts_one_prompt_in_the_singular(project, write_file, capsys):
+    path = write_file("one.jsonl", jsonl_bytes([prompt_record(1)]))
+    call_command("import_prompts", "helpful", str(path))
+    out = capsys.readouterr().out
+    assert "Imported 1 prompt, 4 completions and 0 reference rankings from" in out
 
 
 def test_import_prompts_command_errors_name_the_problem(project, tmp_path):

@@ -48,7 +48,13 @@ class Command(BaseCommand):
                 f"skipped {path}, line {skip['line']}, field '{skip['field']}': {skip['message']}"
             )
         self.stdout.write(
-            f"Imported {record.prompt_count} prompts, {record.completion_count} completions and "
-            f"{record.ranking_count} reference rankings from {path}"
-            + (f"; skipped {len(record.skipped)} lines." if record.skipped else ".")
+            f"Imported {_count(record.prompt_count, 'prompt')}, "
+            f"{_count(record.completion_count, 'completion')} and "
+            f"{_count(record.ranking_count, 'reference ranking')} from {path}"
+            + (f"; skipped {_count(len(record.skipped), 'line')}." if record.skipped else ".")
         )
+
+
+def _count(number: int, noun: str) -> str:
+    """Return '1 prompt' or '2 prompts'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"

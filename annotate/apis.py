@@ -3,7 +3,7 @@
 from django.http import FileResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
@@ -17,7 +17,7 @@ from config.schema import raises
 from . import selectors, services
 from .api_fields import CompletionIdsField, FlagsField, MessagesField, TiersField
 from .importers import FORMATS, RowError
-from .models import PROJECT_SETTINGS, Export, Membership, Project, PromptImport
+from .models import PROJECT_SETTINGS, Export, Project, PromptImport
 from .uploads import UploadTooLarge
 
 
@@ -113,46 +113,31 @@ class ProjectListCreateApi(APIView):
         return Response(output.data, status=status.HTTP_201_CREATED)
 
 
+class ProjectUpdateInput(serializers.ModelSerializer):
+    """The settings to change; any left out stay as they are."""
+
+    class Meta:
+        model = Project
+        fields = PROJECT_SETTINGS
+        extra_kwargs = {name: {"required": False} for name in PROJECT_SETTINGS}
+
+
 class ProjectDetailApi(APIView):
     @extend_schema(responses=ProjectOutput)
     def get(self, request, project_id: int):
         project = selectors.project_get_visible(request.user, id=project_id)
         return Response(ProjectOutput(project, context={"request": request}).data)
 
-
-class MemberAddInput(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    role = serializers.ChoiceField(choices=Membership.Role.choices, default="labeler")
-    password = serializers.CharField(required=False, write_only=True, min_length=8)
-
-
-class ProjectMemberAddApi(APIView):
-    @extend_schema(
-        request=MemberAddInput,
-        responses={
-            201: inline_serializer(
-                "MemberOutput",
-                {
-                    "username": serializers.CharField(),
-                    "role": serializers.CharField(),
-                    "created": serializers.BooleanField(),
-                },
-            )
-        },
-    )
-    def post(self, request, project_id: int):
+    @extend_schema(request=ProjectUpdateInput, responses=ProjectOutput)
+    @raises(Conflict)
+    def patch(self, request, project_id: int):
+        """Change the project's settings (its admins). Completions per prompt cannot change
+        once the project has prompts (409, saying why)."""
         project = project_for_admin(request, project_id)
-        serializer = MemberAddInput(data=request.data)
+        serializer = ProjectUpdateInput(project, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        user, created = services.labeler_add(
-            project=project, username=data["username"], password=data.get("password")
-        )
-        if data["role"] == Membership.Role.ADMIN:
-            services.membership_set(project=project, user=user, role=Membership.Role.ADMIN)
-        role = selectors.project_role(user, project)
-        body = {"username": user.username, "role": role, "created": created}
-        return Response(body, status=status.HTTP_201_CREATED)
+        project = services.project_update(project=project, **serializer.validated_data)
+        return Response(ProjectOutput(project, context={"request": request}).data)
 
 
 class ImportOutput(serializers.ModelSerializer):

@@ -6,7 +6,13 @@ checking the password; a wrong password and an unknown username answer alike.
 """
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import SetPasswordForm
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_http_methods
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -18,6 +24,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from . import services
 from .authentication import ExpiringTokenAuthentication, token_expired
 from .services import auth
 
@@ -98,3 +105,25 @@ class TokenObtainApi(ObtainAuthToken):
             token.delete()
             token = Token.objects.create(user=serializer.validated_data["user"])
         return Response({"token": token.key})
+
+
+@never_cache
+@sensitive_post_parameters("new_password1", "new_password2")
+@require_http_methods(["GET", "POST"])
+def invitation_accept(request, token: str):
+    """An invitation link: its holder sets the account's password once, then logs in."""
+    try:
+        user = services.invitation_user(token)
+    except services.InvitationRefused as refused:
+        return render(request, "registration/invitation.html", {"refused": str(refused)},
+                      status=410)
+    form = SetPasswordForm(user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.invitation_accept(token=token, password=form.cleaned_data["new_password1"])
+        except services.InvitationRefused as refused:
+            return render(request, "registration/invitation.html", {"refused": str(refused)},
+                          status=410)
+        messages.success(request, f"Your password is set, {user.username}: log in with it.")
+        return redirect("login")
+    return render(request, "registration/invitation.html", {"form": form, "invitee": user})

@@ -70,8 +70,28 @@ class MemberForm(forms.Form):
         required=False,
         min_length=8,
         widget=forms.PasswordInput,
-        help_text="Only for a new user; leave empty for an existing one.",
+        help_text="Only for a new account: leave it empty to get an invitation link instead "
+                  "(shown once). An existing account keeps its own password.",
     )
+
+
+class ProjectSettingsForm(ProjectForm):
+    """A project's settings after creation: K is shown but fixed once there are prompts."""
+
+    def __init__(self, *args, fixed: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, reason in (fixed or {}).items():
+            self.fields[name].disabled = True
+            self.fields[name].help_text = reason
+
+
+class MemberRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Membership.Role.choices)
+
+
+class MemberPasswordForm(forms.Form):
+    password = forms.CharField(min_length=8, widget=forms.PasswordInput(
+        attrs={"autocomplete": "new-password"}))
 
 
 class ExportForm(forms.Form):

@@ -2,7 +2,7 @@ from django.contrib.auth import views as django_auth_views
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
-from . import api_docs, apis, auth_views, views
+from . import api_docs, apis, auth_views, project_admin_apis, project_admin_views, views
 
 PROJECT_API = "api/projects/<int:project_id>/"
 
@@ -11,10 +11,17 @@ urlpatterns = [
     path("healthz/", views.healthz, name="healthz"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", django_auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/invitation/<str:token>/", auth_views.invitation_accept,
+         name="invitation_accept"),
     path("projects/new/", views.project_create, name="project_create"),
     path("projects/<slug:slug>/", views.project_detail, name="project_detail"),
     path("projects/<slug:slug>/import/", views.project_import, name="project_import"),
-    path("projects/<slug:slug>/members/", views.project_member_add, name="project_member_add"),
+    path("projects/<slug:slug>/settings/", project_admin_views.project_settings,
+         name="project_settings"),
+    path("projects/<slug:slug>/members/", project_admin_views.project_members,
+         name="project_members"),
+    path("projects/<slug:slug>/members/<int:user_id>/", project_admin_views.project_member_update,
+         name="project_member_update"),
     path("projects/<slug:slug>/exports/", views.project_export_create,
          name="project_export_create"),
     path("projects/<slug:slug>/dashboard/", views.project_dashboard, name="project_dashboard"),
@@ -28,7 +35,14 @@ urlpatterns = [
     path("api/redoc/", api_docs.RedocView.as_view(url_name="api_schema"), name="api_redoc"),
     path("api/projects/", apis.ProjectListCreateApi.as_view(), name="api_projects"),
     path(PROJECT_API, apis.ProjectDetailApi.as_view(), name="api_project"),
-    path(PROJECT_API + "members/", apis.ProjectMemberAddApi.as_view(), name="api_project_members"),
+    path(PROJECT_API + "members/", project_admin_apis.MembersApi.as_view(),
+         name="api_project_members"),
+    path(PROJECT_API + "members/<int:user_id>/", project_admin_apis.MemberApi.as_view(),
+         name="api_project_member"),
+    path(PROJECT_API + "members/<int:user_id>/password/",
+         project_admin_apis.MemberPasswordApi.as_view(), name="api_project_member_password"),
+    path(PROJECT_API + "members/<int:user_id>/invitation/",
+         project_admin_apis.MemberInvitationApi.as_view(), name="api_project_member_invitation"),
     path(PROJECT_API + "imports/", apis.PromptImportApi.as_view(), name="api_project_imports"),
     path(PROJECT_API + "imports/<int:import_id>/", apis.PromptImportDetailApi.as_view(),
          name="api_project_import"),

@@ -14,7 +14,7 @@ from config.errors import ApplicationError
 
 from . import selectors, services
 from .charts import bar_chart
-from .forms import ExportForm, ImportForm, MemberForm, ProjectForm
+from .forms import ExportForm, ImportForm, ProjectForm
 from .models import Export, Membership, PromptImport
 from .quality import project_quality
 from .ranking import FLAG_NAMES
@@ -58,14 +58,12 @@ def project_detail(request, slug: str):
     return _render_project(request, project)
 
 
-def _render_project(request, project, import_form=None, member_form=None, import_errors=None,
-                    export_form=None):
+def _render_project(request, project, import_form=None, import_errors=None, export_form=None):
     is_admin = selectors.project_role(request.user, project) == Membership.Role.ADMIN
     context = {"project": project, "is_admin": is_admin, "prompt_count": project.prompts.count()}
     if is_admin:
         context |= {
             "import_form": import_form or ImportForm(),
-            "member_form": member_form or MemberForm(),
             "import_errors": import_errors,
             "memberships": project.memberships.select_related("user").order_by(
                 "role", "user__username"
@@ -110,24 +108,6 @@ def project_import(request, slug: str):
         return redirect("project_detail", slug=project.slug)
     messages.success(request, f"{record.filename} is queued for import; this page updates "
                               "itself.")
-    return redirect("project_detail", slug=project.slug)
-
-
-@login_required
-@require_POST
-def project_member_add(request, slug: str):
-    project = _project_for_admin(request, slug)
-    form = MemberForm(request.POST)
-    if not form.is_valid():
-        return _render_project(request, project, member_form=form)
-    user, created = services.labeler_add(
-        project=project,
-        username=form.cleaned_data["username"],
-        password=form.cleaned_data["password"] or None,
-    )
-    if form.cleaned_data["role"] == Membership.Role.ADMIN:
-        services.membership_set(project=project, user=user, role=Membership.Role.ADMIN)
-    messages.success(request, f"{user.username} {'created and ' if created else ''}added.")
     return redirect("project_detail", slug=project.slug)
 
 

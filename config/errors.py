@@ -26,6 +26,10 @@ class Invalid(ApplicationError):
     """The request itself is wrong: a field, a file, a value out of range."""
 
 
+class Forbidden(ApplicationError):
+    """Not for this caller: the rules keep it from them whatever the state of things."""
+
+
 class NotFound(ApplicationError):
     """It names something that does not exist (or that the caller may not know of)."""
 
@@ -45,7 +49,8 @@ class Unavailable(ApplicationError):
 
 
 # Every application error maps to one status, here and nowhere else.
-STATUS_OF = {Invalid: 400, NotFound: 404, Conflict: 409, QuotaExceeded: 429, Unavailable: 503}
+STATUS_OF = {Invalid: 400, Forbidden: 403, NotFound: 404, Conflict: 409, QuotaExceeded: 429,
+             Unavailable: 503}
 
 
 def status_of(error: ApplicationError) -> int:

@@ -156,6 +156,9 @@ LOGIN_FAILURE_WINDOW_SECONDS = int(os.environ.get("LOGIN_FAILURE_WINDOW_SECONDS"
 # An API token works this long after it was issued (0: for ever); DELETE /api/auth/token/
 # revokes the caller's token at once.
 API_TOKEN_TTL_SECONDS = int(os.environ.get("API_TOKEN_TTL_SECONDS", 30 * 24 * 3600))
+# An invitation link (a project admin's way to let someone set their password) works this
+# long, and once.
+INVITATION_MAX_AGE_SECONDS = int(os.environ.get("INVITATION_MAX_AGE_SECONDS", 3 * 24 * 3600))
 LOGIN_FAILURES_PER_USERNAME = int(os.environ.get("LOGIN_FAILURES_PER_USERNAME", 20))
 LOGIN_FAILURES_PER_IP = int(os.environ.get("LOGIN_FAILURES_PER_IP", 100))
 # Behind the reverse proxy (production), the client is the last X-Forwarded-For entry.

@@ -39,19 +39,24 @@ class Route:
 
     access: "public" (anyone), "user" (any logged-in user, no object), "staff", "labeler"
     (any member of the object's project) or "admin" (the project's admins).
+    admin_methods: those of a "labeler" route that only its admins may use (PATCH a project).
     """
 
     access: str
     methods: tuple[str, ...]
     api: bool = False
+    admin_methods: tuple[str, ...] = ()
+
+    def for_admins(self, method: str) -> bool:
+        return self.access == "admin" or method in self.admin_methods
 
 
 def page(access: str, *methods: str) -> Route:
     return Route(access, methods)
 
 
-def api(access: str, *methods: str) -> Route:
-    return Route(access, methods, api=True)
+def api(access: str, *methods: str, admin_methods: tuple[str, ...] = ()) -> Route:
+    return Route(access, (*methods, *admin_methods), api=True, admin_methods=admin_methods)
 
 
 P = "projects/<slug:slug>/"
@@ -61,6 +66,8 @@ ROUTES = {
     "healthz/": page("public", "GET"),
     "accounts/login/": page("public", "GET", "POST"),
     "accounts/logout/": page("public", "POST"),
+    # an invitation link: the signed token is the credential (tests/annotate/test_members.py)
+    "accounts/invitation/<str:token>/": page("public", "GET", "POST"),
     "admin/login/": page("public", *METHODS),  # a redirect to accounts/login/
     "api/auth/token/": api("public", "POST"),
     "api/schema/": api("public", "GET"),
@@ -78,7 +85,7 @@ ROUTES = {
     P + "rank/": page("labeler", "GET"),
     P + "rank/<int:prompt_id>/": page("labeler", "GET"),
     P + "my-rankings/": page("labeler", "GET"),
-    A: api("labeler", "GET"),
+    A: api("labeler", "GET", admin_methods=("PATCH",)),  # PATCH: change its settings
     A + "next-prompt/": api("labeler", "GET"),
     A + "rankings/": api("labeler", "POST"),
     A + "skips/": api("labeler", "POST"),
@@ -86,7 +93,9 @@ ROUTES = {
     A + "progress/": api("labeler", "GET"),
     # a project's management: its admins
     P + "import/": page("admin", "POST"),
-    P + "members/": page("admin", "POST"),
+    P + "settings/": page("admin", "GET", "POST"),
+    P + "members/": page("admin", "GET", "POST"),
+    P + "members/<int:user_id>/": page("admin", "POST"),
     P + "exports/": page("admin", "POST"),
     P + "dashboard/": page("admin", "GET"),
     P + "training/": page("admin", "GET", "POST"),
@@ -98,7 +107,11 @@ ROUTES = {
     "training/models/<int:artifact_id>/": page("admin", "GET", "POST"),
     "training/models/<int:artifact_id>/score-project/": page("admin", "POST"),
     "training/models/<int:artifact_id>/request-more/": page("admin", "POST"),
-    A + "members/": api("admin", "POST"),
+    A + "members/": api("admin", "GET", "POST"),
+    # Before the member's own URL: the walk's DELETE there removes the member.
+    A + "members/<int:user_id>/password/": api("admin", "POST"),
+    A + "members/<int:user_id>/invitation/": api("admin", "POST"),
+    A + "members/<int:user_id>/": api("admin", "PATCH", "DELETE"),
     A + "imports/": api("admin", "POST"),
     A + "imports/<int:import_id>/": api("admin", "GET"),
     A + "prompts/<int:prompt_id>/gold/": api("admin", "PUT", "DELETE"),
@@ -173,9 +186,11 @@ def furnish(project: Project, labeler, var_dir) -> dict:
                                            file_format="jsonl", status="succeeded")
     Round.objects.create(project=project, number=1, status=Round.Status.FAILED, export=export,
                          plan=DEFAULT_PLAN, error="reward model job failed")
+    member = services.member_add(project=project, username=f"{project.slug}-member",
+                                 password="member-password-1").user
     return {"slug": project.slug, "project_id": project.id, "prompt_id": leased.prompt_id,
             "job_id": job.id, "artifact_id": artifact.id, "export_id": export.id,
-            "import_id": imported.id, "number": 1}
+            "import_id": imported.id, "number": 1, "user_id": member.id, "token": "no-token"}
 
 
 @pytest.fixture
@@ -282,14 +297,14 @@ def test_the_walk_reaches_real_objects(world, dave, root):
     as_dave, as_root = client_of(dave), client_of(root)
     for route, spec in OBJECT_ROUTES.items():
         url = fill(route, world["P2"])
-        reacher = as_root if spec.access == "admin" else as_dave
         for method in spec.methods:
+            reacher = as_root if spec.for_admins(method) else as_dave
             status = send(reacher, method, url, spec).status_code
             if method == "GET":
                 assert status in (200, 204, 302), (url, status)
             else:  # an empty body: refused as invalid, or done; never not found or denied
                 assert status not in (401, 403, 404, 405) and status < 500, (method, url, status)
-            if spec.access == "admin":
+            if spec.for_admins(method):
                 assert send(as_dave, method, url, spec).status_code == 403, (method, url)
 
 
@@ -300,10 +315,10 @@ def test_a_labeler_gets_403_from_every_admin_endpoint_of_their_own_project(world
     client, body = client_of(alice), attack_body(world)
     before = snapshot()
     for route, spec in ROUTES.items():
-        if spec.access not in ("admin", "staff"):
-            continue
         url = fill(route, world["P1"])
         for method in spec.methods:
+            if spec.access != "staff" and not spec.for_admins(method):
+                continue
             response = send(client, method, url, spec, body)
             assert response.status_code == 403, (method, url)
     assert snapshot() == before
@@ -399,13 +414,15 @@ def test_views_find_objects_only_through_the_selectors():
     import inspect
 
     from annotate import apis as annotate_apis
+    from annotate import project_admin_apis, project_admin_views
     from annotate import views as annotate_views
     from training import apis as training_apis
     from training import views as training_views
 
     lookup = re.compile(r"\b(\w+)\.objects\.(get|filter|exclude|all)\(|get_object_or_404\(")
     allowed = {annotate_apis: ["Project.objects.filter("]}  # is a new slug taken, by any project
-    for module in (annotate_views, annotate_apis, training_views):
+    for module in (annotate_views, annotate_apis, training_views, project_admin_views,
+                   project_admin_apis):
         found = [m.group(0) for m in lookup.finditer(inspect.getsource(module))]
         assert found == allowed.get(module, []), (module.__name__, found)
     source = inspect.getsource(training_apis)
@@ -443,7 +460,8 @@ def test_with_the_token_the_same_writes_go_through(world, root):
                            HTTP_X_CSRFTOKEN=token)
     assert response.status_code == 201
     response = client.post(f"/projects/{world['P1']['slug']}/members/",
-                           {"username": "erin", "role": "labeler", "csrfmiddlewaretoken": token})
+                           {"username": "erin", "role": "labeler", "password": "erin-password-1",
+                            "csrfmiddlewaretoken": token})
     assert response.status_code == 302
 
 

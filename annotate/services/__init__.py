@@ -14,6 +14,7 @@ from .exports import (
 )
 from .import_runs import prompt_import_dispatch, prompt_imports_reap
 from .imports import ImportRejected, prompt_import_run, prompts_import, prompts_import_upload
+from .invitations import InvitationRefused, invitation_accept, invitation_user
 from .labeling import (
     RankingVersion,
     assignment_next,
@@ -25,7 +26,16 @@ from .labeling import (
     prompts_request_more_rankings,
     ranking_submit,
 )
-from .projects import labeler_add, membership_set, project_create
+from .members import (
+    MemberAdded,
+    member_add,
+    member_invitation_create,
+    member_password_set,
+    member_remove,
+    member_role_set,
+    password_refusal,
+)
+from .projects import FIXED_ONCE_PROMPTS, membership_set, project_create, project_update
 
 __all__ = [
     "RankingVersion",
@@ -38,7 +48,18 @@ __all__ = [
     "labeler_pseudonym",
     "ImportRejected",
     "assignment_next",
-    "labeler_add",
+    "FIXED_ONCE_PROMPTS",
+    "InvitationRefused",
+    "MemberAdded",
+    "invitation_accept",
+    "invitation_user",
+    "member_add",
+    "member_invitation_create",
+    "member_password_set",
+    "member_remove",
+    "member_role_set",
+    "password_refusal",
+    "project_update",
     "lease_renew",
     "membership_set",
     "project_create",

@@ -2,9 +2,12 @@
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from ..models import Membership, Project
+from config.errors import Conflict, Invalid
+
+from ..models import PROJECT_SETTINGS, Membership, Project
 
 User = get_user_model()
 
@@ -28,23 +31,33 @@ def membership_set(*, project: Project, user: AbstractUser, role: str) -> Member
     return membership
 
 
-def labeler_add(
-    *, project: Project, username: str, password: str | None = None
-) -> tuple[AbstractUser, bool]:
-    """Add `username` to `project` as a labeler, creating the user if needed.
+# Settings that cannot change once the project has prompts, and why.
+FIXED_ONCE_PROMPTS = {
+    "completions_per_prompt": (
+        "Completions per prompt (K) cannot change once the project has prompts: every prompt "
+        "was imported with exactly K completions and every ranking orders all of them, so "
+        "another K would make them invalid. Start a new project for another K."
+    ),
+}
 
-    Return the user and whether it was created. An existing member keeps an admin role.
-    `password` is set only on a user created here: an existing user's password is theirs
-    (else any project's admin could take over any account, a superuser's included).
-    """
+
+def project_update(*, project: Project, **fields) -> Project:
+    """Change settings of `project` (names from PROJECT_SETTINGS). Rankings already given
+    stay as they were; the new settings apply from now on, except those FIXED_ONCE_PROMPTS."""
+    unknown = set(fields) - set(PROJECT_SETTINGS)
+    if unknown:
+        raise Invalid(f"Not a project setting: {', '.join(sorted(unknown))}.")
     with transaction.atomic():
-        user, created = User.objects.get_or_create(username=username)
-        if created:
-            if password:
-                user.set_password(password)
-            else:
-                user.set_unusable_password()
-            user.save(update_fields=["password"])
-        if not Membership.objects.filter(project=project, user=user).exists():
-            membership_set(project=project, user=user, role=Membership.Role.LABELER)
-    return user, created
+        project = Project.objects.select_for_update().get(id=project.id)
+        for name, reason in FIXED_ONCE_PROMPTS.items():
+            if name in fields and fields[name] != getattr(project, name) and (
+                    project.prompts.exists()):
+                raise Conflict(reason, extra={"field": name})
+        for name, value in fields.items():
+            setattr(project, name, value)
+        try:
+            project.full_clean()
+        except ValidationError as exc:
+            raise Invalid(" ".join(exc.messages), extra={"errors": exc.message_dict}) from None
+        project.save(update_fields=list(fields) or None)
+    return project

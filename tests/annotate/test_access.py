@@ -75,10 +75,15 @@ def test_project_create_validates_k(root, api):
 def test_an_admin_adds_labelers_creating_users_once(project, carol, api, django_user_model):
     url = f"/api/projects/{project.id}/members/"
     response = api(carol).post(url, {"username": "erin", "password": "a-long-password"})
-    assert response.json() == {"username": "erin", "role": "labeler", "created": True}
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["username"], body["role"], body["created"], body["invitation"]) == (
+        "erin", "labeler", True, None)
     assert django_user_model.objects.get(username="erin").check_password("a-long-password")
-    again = api(carol).post(url, {"username": "erin"}).json()
-    assert again == {"username": "erin", "role": "labeler", "created": False}
+    again = api(carol).post(url, {"username": "erin"})
+    assert again.status_code == 200
+    assert (again.json()["created"], again.json()["message"]) == (
+        False, "erin is already a labeler.")
 
 
 def test_anonymous_users_get_401_from_the_api_and_the_login_page_from_pages(project, client):

@@ -34,7 +34,8 @@ def test_create_project_then_add_labelers(capsys, django_user_model):
     call_command("add_labeler", "qa", "erin", "--password", "erin-secret-1")
     call_command("add_labeler", "qa", "erin")
     out = capsys.readouterr().out
-    assert "Created user and added erin to qa." in out and "Added erin to qa." in out
+    assert "qa: erin created and added as a labeler." in out
+    assert "qa: erin is already a labeler." in out
     erin = django_user_model.objects.get(username="erin")
     assert erin.check_password("erin-secret-1")
     assert Membership.objects.get(project=project, user=erin).role == "labeler"
@@ -60,6 +61,13 @@ def test_create_project_refuses_a_bad_k_and_a_taken_slug():
 def test_add_labeler_keeps_an_admin_an_admin(project, carol):
     call_command("add_labeler", project.slug, "carol")
     assert Membership.objects.get(user=carol).role == "admin"
+
+
+def test_add_labeler_without_a_password_prints_an_invitation(project, capsys, django_user_model):
+    call_command("add_labeler", project.slug, "ghost")
+    out = capsys.readouterr().out
+    assert "ghost has no password yet: send them /accounts/invitation/" in out
+    assert not django_user_model.objects.get(username="ghost").has_usable_password()
 
 
 def test_add_labeler_to_a_missing_project_fails():

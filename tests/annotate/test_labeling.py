@@ -96,7 +96,7 @@ def test_open_leases_hold_slots_and_expired_ones_free_them(small_project, labele
     assert next_prompt_id(small_project, labelers["dave"], now=now) == c1
     # After the leases expire, the prompts go back to the pool.
     later = now + timedelta(minutes=31)
-    eve = services.labeler_add(project=small_project, username="eve")[0]
+    eve = services.member_add(project=small_project, username="eve").user
     assert next_prompt_id(small_project, eve, now=now) is None
     assert next_prompt_id(small_project, eve, now=later) in {a1, c1}
 

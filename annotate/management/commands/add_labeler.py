@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
 
 from annotate import services
 from annotate.models import Project
@@ -19,11 +20,16 @@ class Command(BaseCommand):
             project = Project.objects.get(slug=options["project_slug"])
         except Project.DoesNotExist:
             raise CommandError(f"No project with slug {options['project_slug']!r}.") from None
-        user, created = services.labeler_add(
+        added = services.member_add(
             project=project, username=options["username"], password=options["password"]
         )
-        action = "Created user and added" if created else "Added"
-        self.stdout.write(f"{action} {user.username} to {project.slug}.")
-        if options["password"] and not created:
+        user = added.user
+        self.stdout.write(f"{project.slug}: {added.message()}")
+        if added.invitation is not None:
+            path = reverse("invitation_accept", args=[added.invitation.token])
+            until = f"{added.invitation.expires_at:%Y-%m-%d %H:%M} UTC"
+            self.stdout.write(f"{user.username} has no password yet: send them {path} on "
+                              f"this site (works once, until {until}).")
+        if options["password"] and not added.created:
             self.stdout.write(f"{user.username} exists: their password is unchanged "
                               "(manage.py changepassword sets it).")

@@ -16,7 +16,6 @@ chosen completion than for the rejected one (TRL's eval "rewards/accuracies").
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError
 from .data import DataError, read_preferences
 from .finetune import (
     FineTuneConfig,
@@ -45,11 +44,6 @@ class DPOTrainingConfig(FineTuneConfig):
         if not 0 < self.beta <= 100:
             found.append("beta: must be above 0 and at most 100")
         return found
-
-    def __post_init__(self):
-        problems = self.problems()
-        if problems:
-            raise ConfigError("; ".join(problems))
 
 
 def read_pairs(path: str | Path) -> list[dict]:

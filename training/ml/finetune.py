@@ -48,6 +48,7 @@ class FineTuneConfig(JsonConfig):
     threads: int | None = None  # None: one for a tiny model, else torch's default (all)
 
     def problems(self) -> list[str]:
+        """Every bad setting, in words (a subclass adds its own)."""
         checks = [
             (bool(self.policy.strip()), "policy: give a model name or a local path"),
             (0 < self.epochs <= 100, "epochs: must be above 0 and at most 100"),
@@ -164,7 +165,8 @@ def train(trainer, progress, reporter: Reporter, config: FineTuneConfig) -> dict
                         f"{trainer.state.max_steps}")
     return {"steps": trainer.state.global_step, "train_loss": state.training_loss,
             "resumed_from_step": int(resume.rsplit("-", 1)[1]) if resume else 0,
-            "train_seconds": round(time.perf_counter() - started, 3)}
+            "train_seconds": round(time.perf_counter() - started, 3),
+            "loop_seconds": round(state.metrics.get("train_runtime", 0.0), 3)}
 
 
 def save_policy(model, tokenizer, config: FineTuneConfig) -> dict[str, str]:

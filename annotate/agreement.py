@@ -464,3 +464,34 @@ def agreement_histogram(
         if low <= value <= high:
             counts[min(int((value - low) * bins / (high - low)), bins - 1)] += 1
     return counts
+
+
+PAIR_SHARE_BINS = ("split", "0.5-0.6", "0.6-0.7", "0.7-0.8", "0.8-0.9", "0.9-1")
+
+
+def pair_share_histogram(
+    rankings: Iterable[LabeledRanking], *, min_votes: int = 2, tie_policy: TiePolicy = "half"
+) -> list[int]:
+    """Count every pair with at least `min_votes` votes by its larger side's share of them.
+
+    Bins as PAIR_SHARE_BINS: a split vote (shares equal, no winner) first, then the
+    winner's share in tenths from 0.5 to 1. Every pair voted on enough counts, whether or not
+    it has a majority: consensus.merge_votes keeps only pairs with a winner, and counting
+    those alone hid every 1-1 split between two labelers.
+
+    >>> split = [LabeledRanking(1, "a", [[7], [8], [9]]), LabeledRanking(1, "b", [[8], [7], [9]])]
+    >>> pair_share_histogram(split)  # (7, 8) split 1-1; (7, 9) and (8, 9) unanimous
+    [1, 0, 0, 0, 0, 2]
+    """
+    counts = [0] * len(PAIR_SHARE_BINS)
+    for _prompt_id, group in rankings_by_prompt(rankings):
+        for tally in tally_pairs(group, tie_policy).values():
+            total = tally.low_wins + tally.high_wins
+            if tally.votes < min_votes or total <= 0:
+                continue
+            if tally.low_wins == tally.high_wins:
+                counts[0] += 1
+            else:
+                share = max(tally.low_wins, tally.high_wins) / total
+                counts[1 + min(int((share - 0.5) * 10), 4)] += 1
+    return counts

@@ -6,7 +6,7 @@ annotate.agreement and annotate.consensus.
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from statistics import median
 
 from django.db.models import Count
@@ -14,15 +14,15 @@ from django.utils import timezone
 
 from .agreement import (
     PositionRecord,
-    agreement_histogram,
     gold_accuracy,
     krippendorff_alpha_ordinal,
     labeler_pair_taus,
     leave_one_out_agreement,
+    pair_share_histogram,
     position_bias,
     position_bias_by_labeler,
 )
-from .consensus import LabeledRanking, merge_votes
+from .consensus import LabeledRanking
 from .models import Assignment, Project, Ranking
 
 
@@ -65,11 +65,20 @@ class ProjectQuality:
     labelers: list[LabelerQuality]
     alpha: float | None
     rankings: int
-    pairs_voted: int  # pairs with at least two votes
-    pair_agreement_histogram: list[int]  # 5 bins from 0.5 to 1.0
+    pairs_voted: int  # pairs with at least two votes, split or not
+    pair_agreement_histogram: list[int]  # agreement.PAIR_SHARE_BINS: split, then 0.5 to 1.0
     top_share_by_position: list[float]
     expected_top_share: float | None
     rankings_per_day: list[tuple[str, int]]
+    throughput: "Throughput"
+
+
+@dataclass
+class Throughput:
+    """Rankings per hour (a project younger than two days) or per day, oldest first."""
+
+    unit: str  # "hour" or "day"
+    buckets: list[tuple[datetime, int]]  # (start of the hour or day, rankings in it)
 
 
 def project_quality(project: Project, days: int = 14) -> ProjectQuality:
@@ -97,18 +106,18 @@ def project_quality(project: Project, days: int = 14) -> ProjectQuality:
     _add_skips(project, labelers)
     _add_agreement(regular, labelers, project.gold_min_accuracy)
     _add_position_bias(positions, labelers)
-    verdicts = merge_votes(regular, min_votes=2, min_agreement=0.5)
+    pair_shares = pair_share_histogram(regular, min_votes=2)
     bias = position_bias(positions)
     return ProjectQuality(
         labelers=sorted(labelers.values(), key=lambda q: q.username),
         alpha=krippendorff_alpha_ordinal(regular),
         rankings=len(rows),
-        pairs_voted=len(verdicts),
-        pair_agreement_histogram=agreement_histogram(
-            [v.agreement for v in verdicts], bins=5, low=0.5, high=1.0),
+        pairs_voted=sum(pair_shares),
+        pair_agreement_histogram=pair_shares,
         top_share_by_position=bias.top_share_by_position,
         expected_top_share=bias.expected_share,
         rankings_per_day=_rankings_per_day(project, days),
+        throughput=_throughput(project, days),
     )
 
 
@@ -155,6 +164,41 @@ def _rankings_per_day(project: Project, days: int) -> list[tuple[str, int]]:
     per_day = Counter(timezone.localdate(moment) for moment in created)
     return [((start + timedelta(days=n)).strftime("%d"), per_day[start + timedelta(days=n)])
             for n in range(days)]
+
+
+def _throughput(project: Project, days: int) -> Throughput:
+    created = list(Ranking.objects.filter(
+        prompt__project=project, source=Ranking.Source.LABELER,
+        created_at__gte=timezone.now() - timedelta(days=days),
+    ).values_list("created_at", flat=True))
+    return throughput(created, timezone.localtime(), days=days)
+
+
+def throughput(moments: list[datetime], now: datetime, *, days: int = 14) -> Throughput:
+    """Bucket ranking times by hour when they all fall in the last 48 hours, else by day.
+
+    A day's buckets start at local midnight; `now` carries the time zone.
+
+    >>> from datetime import UTC
+    >>> now = datetime(2026, 12, 5, 14, 30, tzinfo=UTC)
+    >>> t = throughput([now - timedelta(hours=2), now - timedelta(hours=2, minutes=5)], now)
+    >>> t.unit, len(t.buckets), t.buckets[-3][1]
+    ('hour', 48, 2)
+    >>> throughput([now - timedelta(days=3)], now).unit
+    'day'
+    """
+    if all(now - moment <= timedelta(hours=48) for moment in moments):
+        unit, step, count = "hour", timedelta(hours=1), 48
+        last = now.replace(minute=0, second=0, microsecond=0)
+    else:
+        unit, step, count = "day", timedelta(days=1), days
+        last = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    starts = [last - step * n for n in range(count - 1, -1, -1)]
+    counts = Counter(
+        (moment.astimezone(now.tzinfo) - starts[0]) // step for moment in moments
+        if moment.astimezone(now.tzinfo) >= starts[0]
+    )
+    return Throughput(unit, [(start, counts[n]) for n, start in enumerate(starts)])
 
 
 def flagged_labeler_ids(project: Project) -> set[int]:

@@ -6,7 +6,7 @@ never as markup; links keep only http, https and mailto; images are not fetched.
 cleans the result again as a second line of defence.
 """
 
-from html import escape
+from html import escape, unescape
 
 import nh3
 from django.utils.safestring import SafeString, mark_safe
@@ -63,3 +63,23 @@ def markdown_to_safe_html(text: str) -> SafeString:
         link_rel="noopener noreferrer nofollow",
     )
     return mark_safe(clean)  # noqa: S308 - sanitized by nh3 just above
+
+
+def plain_preview(text: str, limit: int = 120) -> str:
+    """Return the text a reader sees, without Markdown marks, on one line of at most `limit`.
+
+    For lists of rankings: the Markdown is rendered and its tags dropped, so `code` and **bold**
+    read as words; the caller's template escapes what is left.
+
+    >>> plain_preview("Use `print()` and **bold**.\\n\\n```python\\nx = 1\\n```")
+    'Use print() and bold. x = 1'
+    >>> plain_preview("word " * 40, limit=20)
+    'word word word word…'
+    >>> plain_preview("<b>raw</b> & 1 < 2")
+    '<b>raw</b> & 1 < 2'
+    """
+    words = unescape(nh3.clean(_markdown.render(text), tags=set())).split()
+    line = " ".join(words)
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0].rstrip(" ,.;:") + "…"

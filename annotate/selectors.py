@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
@@ -21,6 +21,7 @@ from .models import (
     Ranking,
 )
 from .ranking import display_order
+from .rendering import plain_preview
 from .winrates import WinRates, win_rates
 
 
@@ -171,6 +172,67 @@ def rankings_of_labeler(project: Project, labeler) -> QuerySet[Ranking]:
         .select_related("prompt")
         .order_by("-updated_at")
     )
+
+
+def project_labeler_get(project: Project, username: str):
+    """Return the user who is a member of the project or ranked in it, or raise Http404."""
+    from django.contrib.auth import get_user_model
+
+    user = (get_user_model().objects.filter(username=username)
+            .filter(Q(memberships__project=project) | Q(rankings__prompt__project=project))
+            .distinct().first())
+    if user is None:
+        raise Http404("No such labeler in this project.")
+    return user
+
+
+@dataclass(frozen=True)
+class RankedCompletion:
+    key: str  # the key the labeler saw on its card ("1" .. "K"), or "" when not recorded
+    preview: str  # plain text, one line
+
+
+@dataclass(frozen=True)
+class RankingSummary:
+    """A ranking as a list shows it: the prompt and the tiers, best first, in short."""
+
+    ranking: Ranking
+    prompt_preview: str
+    tiers: list[list[RankedCompletion]]
+
+
+def ranking_summaries(project: Project, labeler, *, limit: int | None = None,
+                      ) -> list[RankingSummary]:
+    """Return the labeler's rankings in the project, latest first, with short previews."""
+    rankings = list(rankings_of_labeler(project, labeler)[:limit])
+    texts = dict(Completion.objects.filter(prompt__in=[r.prompt_id for r in rankings])
+                 .values_list("id", "text"))
+    return [_summary(ranking, texts) for ranking in rankings]
+
+
+def _summary(ranking: Ranking, texts: dict[int, str]) -> RankingSummary:
+    shown = ranking.displayed_order or []
+    keys = {completion_id: str(n + 1) for n, completion_id in enumerate(shown)}
+    tiers = [[RankedCompletion(keys.get(i, ""), plain_preview(texts.get(i, "")))
+              for i in tier] for tier in ranking.tiers]
+    return RankingSummary(ranking, plain_preview(ranking.prompt.last_text), tiers)
+
+
+@dataclass(frozen=True)
+class SkipSummary:
+    prompt_id: int
+    prompt_preview: str
+    reason: str
+    skipped_at: object  # datetime
+
+
+def skips_of_labeler(project: Project, labeler) -> list[SkipSummary]:
+    """Return the prompts the labeler skipped, latest first, with the reason they gave."""
+    skipped = (Assignment.objects.filter(prompt__project=project, labeler=labeler,
+                                         status=Assignment.Status.SKIPPED)
+               .select_related("prompt").order_by("-closed_at"))
+    return [SkipSummary(a.prompt_id, plain_preview(a.prompt.last_text), a.skip_reason,
+                        a.closed_at) for a in skipped]
 
 
 def gold_feedback(project: Project, labeler, ranking: Ranking) -> dict | None:

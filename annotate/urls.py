@@ -25,6 +25,8 @@ urlpatterns = [
     path("projects/<slug:slug>/exports/", views.project_export_create,
          name="project_export_create"),
     path("projects/<slug:slug>/dashboard/", views.project_dashboard, name="project_dashboard"),
+    path("projects/<slug:slug>/dashboard/labelers/<str:username>/", views.project_labeler,
+         name="project_labeler"),
     path("projects/<slug:slug>/rank/", views.rank_next, name="rank_next"),
     path("projects/<slug:slug>/rank/<int:prompt_id>/", views.rank_page, name="rank_page"),
     path("projects/<slug:slug>/my-rankings/", views.my_rankings, name="my_rankings"),

@@ -13,7 +13,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from config.errors import ApplicationError
 
 from . import selectors, services
-from .charts import bar_chart
+from .agreement import PAIR_SHARE_BINS
+from .charts import bar_chart, line_chart
 from .forms import ExportForm, ImportForm, ProjectForm
 from .models import Export, Membership, PromptImport
 from .quality import project_quality
@@ -59,8 +60,11 @@ def project_detail(request, slug: str):
 
 
 def _render_project(request, project, import_form=None, import_errors=None, export_form=None):
-    is_admin = selectors.project_role(request.user, project) == Membership.Role.ADMIN
-    context = {"project": project, "is_admin": is_admin, "prompt_count": project.prompts.count()}
+    role = selectors.project_role(request.user, project)
+    is_admin = role == Membership.Role.ADMIN
+    context = {"project": project, "is_admin": is_admin, "prompt_count": project.prompts.count(),
+               "is_member": role is not None,
+               "progress": selectors.labeler_progress(project, request.user)}
     if is_admin:
         context |= {
             "import_form": import_form or ImportForm(),
@@ -167,8 +171,12 @@ def rank_page(request, slug: str, prompt_id: int):
 @require_GET
 def my_rankings(request, slug: str):
     project = selectors.project_get_visible(request.user, slug=slug)
-    rankings = selectors.rankings_of_labeler(project, request.user)
-    return render(request, "annotate/my_rankings.html", {"project": project, "rankings": rankings})
+    return render(request, "annotate/my_rankings.html", {
+        "project": project,
+        "rankings": selectors.ranking_summaries(project, request.user),
+        "skips": selectors.skips_of_labeler(project, request.user),
+        "progress": selectors.labeler_progress(project, request.user),
+    })
 
 
 @login_required
@@ -195,23 +203,51 @@ def project_dashboard(request, slug: str):
     project = _project_for_admin(request, slug)
     quality = project_quality(project)
     progress = selectors.labeler_progress(project, request.user)
-    histogram_labels = ["0.5-0.6", "0.6-0.7", "0.7-0.8", "0.8-0.9", "0.9-1"]
     charts = {
-        "agreement": bar_chart(quality.pair_agreement_histogram, histogram_labels,
-                               title="Pairs by the winner's share of votes"),
+        "agreement": bar_chart(quality.pair_agreement_histogram, PAIR_SHARE_BINS,
+                               title="Pairs with 2+ votes, by agreement",
+                               x_label="larger side's share of the votes",
+                               y_label="pairs"),
         "position": bar_chart(
             quality.top_share_by_position,
-            [f"shown {n + 1}" for n in range(len(quality.top_share_by_position))],
-            title="Share ranked first, by position shown", value_format="{:.0%}",
+            [f"#{n + 1}" for n in range(len(quality.top_share_by_position))],
+            title="Ranked first, by position shown", value_format="{:.0%}",
             reference=quality.expected_top_share, reference_label="no bias",
+            x_label="position on the page", y_label="share ranked first",
         ),
-        "throughput": bar_chart([count for _, count in quality.rankings_per_day],
-                                [day for day, _ in quality.rankings_per_day],
-                                title="Rankings per day, last 14 days"),
+        "throughput": _throughput_chart(quality.throughput),
     }
     return render(request, "annotate/dashboard.html", {
         "project": project, "quality": quality, "progress": progress,
         "exports": project.exports.all()[:20],
         "export_form": ExportForm(initial={"exclude_flagged": project.gold_exclude_flagged}),
         "charts": {name: mark_safe(svg) for name, svg in charts.items()},  # noqa: S308 - escaped
+    })
+
+
+def _throughput_chart(throughput) -> str:
+    starts = [start for start, _ in throughput.buckets]
+    hourly = throughput.unit == "hour"
+    label = "%d %b %H:00" if hourly else "%d %b"
+    return line_chart(
+        {f"rankings per {throughput.unit}": [[n, count] for n, (_, count)
+                                             in enumerate(throughput.buckets)]},
+        title=f"Rankings per {throughput.unit}, last {'48 hours' if hourly else '14 days'}",
+        value_format="{:g}", x_label="hour" if hourly else "day", y_label="rankings",
+        x_format=lambda n: starts[int(n)].strftime(label), width=860,
+    )
+
+
+@login_required
+@require_GET
+def project_labeler(request, slug: str, username: str):
+    """One labeler as the project's admins see them: their numbers and latest rankings."""
+    project = _project_for_admin(request, slug)
+    labeler = selectors.project_labeler_get(project, username)
+    quality = next((q for q in project_quality(project).labelers if q.user_id == labeler.id),
+                   None)
+    return render(request, "annotate/labeler.html", {
+        "project": project, "labeler": labeler, "quality": quality,
+        "rankings": selectors.ranking_summaries(project, labeler, limit=20),
+        "skips": selectors.skips_of_labeler(project, labeler),
     })

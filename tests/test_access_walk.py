@@ -98,6 +98,7 @@ ROUTES = {
     P + "members/<int:user_id>/": page("admin", "POST"),
     P + "exports/": page("admin", "POST"),
     P + "dashboard/": page("admin", "GET"),
+    P + "dashboard/labelers/<str:username>/": page("admin", "GET"),
     P + "training/": page("admin", "GET", "POST"),
     P + "rounds/": page("admin", "GET", "POST"),
     P + "rounds/<int:number>/retry/": page("admin", "POST"),
@@ -190,7 +191,8 @@ def furnish(project: Project, labeler, var_dir) -> dict:
                                  password="member-password-1").user
     return {"slug": project.slug, "project_id": project.id, "prompt_id": leased.prompt_id,
             "job_id": job.id, "artifact_id": artifact.id, "export_id": export.id,
-            "import_id": imported.id, "number": 1, "user_id": member.id, "token": "no-token"}
+            "import_id": imported.id, "number": 1, "user_id": member.id, "token": "no-token",
+            "username": labeler.username}
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from annotate.agreement import (
+    PAIR_SHARE_BINS,
     LooSummary,
     PositionBias,
     PositionRecord,
@@ -21,6 +22,7 @@ from annotate.agreement import (
     labeler_pair_taus,
     leave_one_out_agreement,
     ordinal_alpha,
+    pair_share_histogram,
     pairwise_agreement,
     position_bias,
     position_bias_by_labeler,
@@ -571,3 +573,30 @@ def test_histogram_counts_every_value_in_range_once(values, bins):
     counts = agreement_histogram(values, bins=bins, low=-1.0, high=1.0)
     assert len(counts) == bins
     assert sum(counts) == sum(-1.0 <= value <= 1.0 for value in values)
+
+
+# --- pairs by share of votes (the dashboard's agreement chart) --------------------------------
+
+
+def test_the_pair_share_histogram_counts_split_pairs():
+    # Two labelers who agree on the first prompt and disagree on the top pair of the second:
+    # that pair splits 1-1 and must show, not vanish for lack of a majority.
+    rankings = [
+        LabeledRanking(1, "ann", [[1], [2], [3]]), LabeledRanking(1, "bob", [[1], [2], [3]]),
+        LabeledRanking(2, "ann", [[4], [5], [6]]), LabeledRanking(2, "bob", [[5], [4], [6]]),
+    ]
+    assert pair_share_histogram(rankings) == [1, 0, 0, 0, 0, 5]
+    assert sum(pair_share_histogram(rankings)) == 6  # every pair with two votes
+
+
+def test_the_pair_share_histogram_bins_shares_and_leaves_out_single_votes():
+    rankings = [
+        LabeledRanking(1, "ann", [[1], [2]]), LabeledRanking(1, "bob", [[1], [2]]),
+        LabeledRanking(1, "cal", [[2], [1]]),  # 2 of 3: 0.67
+        LabeledRanking(2, "ann", [[3], [4]]), LabeledRanking(2, "bob", [[3, 4]]),  # 0.75
+        LabeledRanking(3, "ann", [[5], [6]]),  # one vote: not counted
+        LabeledRanking(4, "ann", [[7, 8]]), LabeledRanking(4, "bob", [[7, 8]]),  # tie-tie: split
+    ]
+    assert pair_share_histogram(rankings) == [1, 0, 1, 1, 0, 0]
+    assert pair_share_histogram(rankings, min_votes=1) == [1, 0, 1, 1, 0, 1]
+    assert len(pair_share_histogram([])) == len(PAIR_SHARE_BINS)

@@ -76,10 +76,24 @@ def test_the_dashboard_metrics_tell_the_outlier_apart(story):
     assert by_name["ann"].median_seconds == 1.0
     # Three of four labelers agree on each pair of the 3 regular prompts: 18 pairs at 0.75.
     assert quality.pairs_voted == 18
-    assert quality.pair_agreement_histogram == [0, 0, 18, 0, 0]
+    assert quality.pair_agreement_histogram == [0, 0, 0, 18, 0, 0]
     assert quality.top_share_by_position == [0.75, 0.0, 0.0, 0.25]
     assert 0 < quality.alpha < 1
     assert quality.rankings_per_day[-1][1] == 16
+
+
+def test_pairs_two_labelers_split_on_count_in_the_agreement_chart(project, make_user):
+    # ann and bob rank 2 prompts in opposite orders: every pair splits 1-1 and none has a
+    # majority, yet each was voted on twice and belongs in the chart.
+    services.prompts_import(project=project, filename="p.jsonl",
+                            binary=io.BytesIO(jsonl_bytes([prompt_record(i) for i in range(2)])))
+    for name in ("ann", "bob"):
+        labeler = make_user(name)
+        services.membership_set(project=project, user=labeler, role="labeler")
+        rank_everything(project, labeler, reverse=name == "bob", time_spent_ms=500)
+    quality = project_quality(project)
+    assert quality.pairs_voted == 12  # 6 pairs of 4 completions, 2 prompts
+    assert quality.pair_agreement_histogram == [12, 0, 0, 0, 0, 0]
 
 
 def test_skips_count_in_the_skip_rate(project, make_user):

@@ -17,6 +17,7 @@ from annotate.services import export_file_path
 from training import selectors, services
 from training.forms import JobForm, RoundForm
 from training.kinds import KINDS
+from training.ml.checkpoints import OtherRunsCheckpoint
 from training.ml.data import DataError
 from training.ml.progress import Cancelled, RecordingReporter
 from training.ml.sft import read_examples
@@ -209,18 +210,28 @@ def test_sft_data_forms_and_their_errors(tmp_path):
 
 
 @pytest.mark.parametrize("trainer", ["sft", "dpo"])
-def test_a_run_asked_to_stop_is_cancelled_at_the_end_of_a_step(trainer, tiny_models,
-                                                               tmp_path):
+def test_a_run_asked_to_stop_is_cancelled_at_the_end_of_a_step_and_resumes(trainer,
+                                                                           tiny_models,
+                                                                           tmp_path):
     from training.ml.dpo import DPOTrainingConfig, train_dpo
     from training.ml.sft import SFTTrainingConfig, train_sft
 
     config_class, entry = {"sft": (SFTTrainingConfig, train_sft),
                            "dpo": (DPOTrainingConfig, train_dpo)}[trainer]
     data = write_rows(tmp_path / "pairs.jsonl", preference_rows(8, k=3, seed=1))
+
+    def config(**changes):
+        return config_class(**{"policy": str(tiny_models["policy"]), "train_file": str(data),
+                               "output_dir": str(tmp_path / "out"), "batch_size": 4,
+                               "threads": 1, "checkpoint_every": 1, **changes})
+
     reporter = RecordingReporter(stop_after=2)
     with pytest.raises(Cancelled, match="stopped after step 2 of"):
-        entry(config_class(policy=str(tiny_models["policy"]), train_file=str(data),
-                           output_dir=str(tmp_path / "out"), batch_size=2, threads=1,
-                           checkpoint_every=0), reporter)
+        entry(config(), reporter)
     assert [step for step, _, _ in reporter.steps] == [1, 2]
     assert not (tmp_path / "out" / "policy").exists()
+    with pytest.raises(OtherRunsCheckpoint, match="learning_rate"):
+        entry(config(learning_rate=0.01), RecordingReporter())
+    result = entry(config(threads=2), RecordingReporter())  # threads may change
+    assert result["resumed_from_step"] == 2 and result["steps"] == reporter.steps[0][1]
+    assert not (tmp_path / "out" / "checkpoints").exists()

@@ -7,16 +7,18 @@ file, line and field of a bad row) and the evaluation on held-out data before an
 """
 
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoints import last_trainer_checkpoint
+from .checkpoints import check_run, last_trainer_checkpoint, read_run, write_run
 from .config import LR_SCHEDULERS, ConfigError, JsonConfig
 from .loading import is_adapter, load_tokenizer, require_safetensors, save_model
 from .progress import Cancelled, Reporter, quiet, trainer_callback
 
 CHECKPOINTS = "checkpoints"
+RESUMABLE_CHANGES = ("threads", "checkpoint_every", "eval_batch_size")  # a resumed run may differ
 
 
 @dataclass(frozen=True)
@@ -152,12 +154,17 @@ def bridge(reporter: Reporter, config: FineTuneConfig, renames: dict[str, str]):
 
 
 def train(trainer, progress, reporter: Reporter, config: FineTuneConfig) -> dict:
-    """Run the trainer (from its newest checkpoint, if any); Cancelled if the reporter asked
-    to stop. Return the run's steps, time and training loss."""
+    """Run the trainer, from the newest checkpoint of this run if any (one of a run with
+    other settings is refused: OtherRunsCheckpoint); Cancelled if the reporter asked to
+    stop. Return the run's steps, time and training loss."""
     quiet(trainer)
-    resume = last_trainer_checkpoint(Path(config.output_dir) / CHECKPOINTS)
+    folder = Path(config.output_dir) / CHECKPOINTS
+    resume = last_trainer_checkpoint(folder)
+    run = {k: v for k, v in config.as_dict().items() if k not in RESUMABLE_CHANGES}
     if resume:
+        check_run(read_run(folder), run, folder)
         reporter.log(f"resuming from {resume}")
+    write_run(folder, run)
     started = time.perf_counter()
     state = trainer.train(resume_from_checkpoint=resume)
     if progress.stopped:
@@ -171,9 +178,12 @@ def train(trainer, progress, reporter: Reporter, config: FineTuneConfig) -> dict
 
 def save_policy(model, tokenizer, config: FineTuneConfig) -> dict[str, str]:
     """Save the policy (an adapter as an adapter) under output_dir/policy, as the other
-    policy trainers do; TRL's frozen "ref" adapter copy, if it made one, is left out."""
+    policy trainers do; TRL's frozen "ref" adapter copy, if it made one, is left out. The
+    run's checkpoints go: the saved policy is what it made."""
     if "ref" in getattr(model, "peft_config", {}):
         model.delete_adapter("ref")
     tokenizer.padding_side = "right"
-    return save_model(model, tokenizer, Path(config.output_dir) / "policy",
-                      merge_adapter=config.merge_adapter, extra=config.as_dict())
+    saved = save_model(model, tokenizer, Path(config.output_dir) / "policy",
+                       merge_adapter=config.merge_adapter, extra=config.as_dict())
+    shutil.rmtree(Path(config.output_dir) / CHECKPOINTS, ignore_errors=True)  # done with them
+    return saved

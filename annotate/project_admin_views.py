@@ -12,7 +12,7 @@ from config.errors import ApplicationError
 
 from . import selectors, services
 from .forms import MemberForm, MemberPasswordForm, MemberRoleForm, ProjectSettingsForm
-from .models import PROJECT_SETTINGS
+from .models import PROJECT_SETTINGS, Membership
 
 
 def _fixed_settings(project) -> dict[str, str]:
@@ -120,4 +120,6 @@ def project_member_update(request, slug: str, user_id: int):
             messages.error(request, "Unknown action.")
     except ApplicationError as refused:
         messages.error(request, str(refused))
+    if selectors.project_role(request.user, project) != Membership.Role.ADMIN:
+        return redirect("home")  # they removed themselves or gave up their admin role
     return redirect("project_members", slug=project.slug)

@@ -235,3 +235,22 @@ def test_a_run_asked_to_stop_is_cancelled_at_the_end_of_a_step_and_resumes(train
     result = entry(config(threads=2), RecordingReporter())  # threads may change
     assert result["resumed_from_step"] == 2 and result["steps"] == reporter.steps[0][1]
     assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_chats_for_a_tokenizer_without_a_chat_template_are_refused_in_one_line(tiny_models,
+                                                                                tmp_path):
+    import shutil
+
+    from training.ml.dpo import DPOTrainingConfig, train_dpo
+    from training.ml.sft import SFTTrainingConfig, train_sft
+
+    plain = shutil.copytree(tiny_models["policy"], tmp_path / "plain")
+    (plain / "chat_template.jinja").unlink()
+    chats = write_rows(tmp_path / "chats.jsonl", preference_rows(4, k=2, seed=1, chat=True))
+    for config_class, entry in ((SFTTrainingConfig, train_sft), (DPOTrainingConfig, train_dpo)):
+        config = config_class(policy=str(plain), train_file=str(chats),
+                              output_dir=str(tmp_path / "out"), threads=1)
+        with pytest.raises(DataError, match=r"^chats.jsonl: the \w+ are chats, but the "
+                                            "model's tokenizer has no chat template; give "
+                                            r"plain-text [a-z ]+$"):
+            entry(config, RecordingReporter())

@@ -34,9 +34,9 @@ def bar_chart(values: Sequence[float], labels: Sequence[str], *, title: str,
     plot_h = HEIGHT - PAD_BOTTOM - PAD_TOP - HEADROOM
     base = HEIGHT - PAD_BOTTOM
     step = plot_w / max(len(values), 1)
-    parts = [_frame(title, WIDTH), _axis_labels(x_label, y_label, PAD_LEFT, WIDTH)]
     if not values:
-        return "".join([*parts, _no_data(WIDTH)])
+        return _frame(title, WIDTH) + _no_data(WIDTH)
+    parts = [_frame(title, WIDTH), _axis_labels(x_label, y_label, PAD_LEFT, WIDTH)]
     for index, (value, label) in enumerate(zip(values, labels, strict=True)):
         bar_h = plot_h * value / top
         x = PAD_LEFT + index * step + step * 0.15
@@ -117,9 +117,9 @@ def line_chart(series: dict[str, Sequence[Sequence[float]]], *, title: str,
     """
     points = [p for values in series.values() for p in values]
     left = PAD_LEFT + 6  # room for a negative y label
-    parts = [_frame(title, width), _axis_labels(x_label, y_label, left, width)]
     if not points:
-        return "".join([*parts, _no_data(width)])
+        return _frame(title, width) + _no_data(width)
+    parts = [_frame(title, width), _axis_labels(x_label, y_label, left, width)]
     x_low, x_high = min(p[0] for p in points), max(p[0] for p in points)
     y_low, y_high = min(0.0, *(p[1] for p in points)), max(p[1] for p in points)
     x_span, y_span = (x_high - x_low) or 1, (y_high - y_low) or 1

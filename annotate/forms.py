@@ -69,7 +69,7 @@ class MemberForm(forms.Form):
     password = forms.CharField(
         required=False,
         min_length=8,
-        widget=forms.PasswordInput,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text="Only for a new account: leave it empty to get an invitation link instead "
                   "(shown once). An existing account keeps its own password.",
     )

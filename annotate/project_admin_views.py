@@ -99,9 +99,9 @@ def project_member_update(request, slug: str, user_id: int):
                 messages.error(request, "Choose admin or labeler.")
         elif action == "remove":
             user, released = services.member_remove(project=project, user_id=user_id)
-            messages.success(request, f"{user.username} removed; their rankings stay"
-                                      + (f", {released} open lease(s) released." if released
-                                         else "."))
+            held = (f"; the {released} prompt{'s' if released > 1 else ''} they held "
+                    "went back to the others" if released else "")
+            messages.success(request, f"{user.username} removed; their rankings stay{held}.")
         elif action == "password":
             form = MemberPasswordForm(request.POST)
             if form.is_valid():

@@ -10,6 +10,7 @@ import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -72,6 +73,7 @@ def pages_of(world) -> dict[str, str]:
         "job": f"/training/jobs/{world['job'].id}/",
         "model": f"/training/models/{world['artifact'].id}/",
         "my rankings": f"/projects/{slug}/my-rankings/",
+        "labeler": f"/projects/{slug}/dashboard/labelers/{quote(world['labeler'].username)}/",
         "rank": f"/projects/{slug}/rank/{world['prompt']}/",
     }
 
@@ -112,7 +114,8 @@ SHOWN = {
     "rounds": ["name"],
     "job": ["job-error"],  # the log: superusers only, checked below
     "model": ["artifact", "artifact-base"],
-    "my rankings": ["name"],
+    "my rankings": ["name", "prompt", "completion-a", "completion-b"],  # plain-text previews
+    "labeler": ["name", "prompt", "completion-a", "completion-b"],
     "rank": ["criterion", "instructions", "prompt", "completion-a", "completion-b"],
 }
 

@@ -75,6 +75,8 @@ def pages_of(world) -> dict[str, str]:
         "my rankings": f"/projects/{slug}/my-rankings/",
         "labeler": f"/projects/{slug}/dashboard/labelers/{quote(world['labeler'].username)}/",
         "rank": f"/projects/{slug}/rank/{world['prompt']}/",
+        "settings": f"/projects/{slug}/settings/",
+        "members": f"/projects/{slug}/members/",
     }
 
 
@@ -117,6 +119,8 @@ SHOWN = {
     "my rankings": ["name", "prompt", "completion-a", "completion-b"],  # plain-text previews
     "labeler": ["name", "prompt", "completion-a", "completion-b"],
     "rank": ["criterion", "instructions", "prompt", "completion-a", "completion-b"],
+    "settings": ["name"],  # the form's values are attributes: escaped, checked by the parser
+    "members": ["name"],
 }
 
 ESCAPED = "&lt;script&gt;window.__xss=1&lt;/script&gt;"

@@ -18,6 +18,7 @@ from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
+from rest_framework.authtoken.models import Token
 
 from config.errors import Conflict
 
@@ -78,4 +79,5 @@ def invitation_accept(*, token: str, password: str) -> AbstractUser:
         password_validation.validate_password(password, user)
         user.set_password(password)
         user.save(update_fields=["password"])
+        Token.objects.filter(user=user).delete()  # a reset ends API access with the old one
     return user

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
+from rest_framework.authtoken.models import Token
 
 from config.errors import Conflict, Forbidden, NotFound
 
@@ -162,6 +163,7 @@ def member_password_set(*, project: Project, actor: AbstractUser, user_id: int,
         user = _member_for_password(project, actor, user_id)
         user.set_password(password)
         user.save(update_fields=["password"])
+        Token.objects.filter(user=user).delete()  # a reset ends API access with the old one
     return user
 
 

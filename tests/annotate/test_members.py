@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.core import signing
 from django.test import Client
+from rest_framework.authtoken.models import Token
 
 from annotate import services
 from annotate.models import Assignment, Membership, Project, Ranking
@@ -275,8 +276,10 @@ def test_the_api_manages_members(project, alice, carol, api, django_user_model):
                           format="json").status_code == 409
     assert as_carol.post(f"{member}password/", {"password": "short"},
                          format="json").status_code == 400
+    alices_token = Token.objects.create(user=alice)
     assert as_carol.post(f"{member}password/", {"password": "alices-new-pw-3"},
                          format="json").status_code == 204
+    assert not Token.objects.filter(key=alices_token.key).exists()  # the reset ends it
     link = as_carol.post(f"{member}invitation/", format="json")
     assert link.status_code == 201 and "/accounts/invitation/" in link.json()["url"]
     assert as_carol.delete(member).status_code == 204

@@ -40,18 +40,21 @@ OVERLAPS = """() => {
 }"""
 
 
-def rank(project, labeler, prompt, order: list[int]) -> None:
+def rank(project, labeler, prompt, order: list[int], *, shown_reversed: bool = False) -> None:
     """`labeler` ranks the completions of `prompt` in this order of their import positions."""
     services.assignment_next(project=project, labeler=labeler)
     ids = list(prompt.completions.order_by("position").values_list("id", flat=True))
+    shown = ids[::-1] if shown_reversed else ids
     services.ranking_submit(project=project, labeler=labeler, prompt_id=prompt.id,
-                            tiers=[[ids[i]] for i in order], displayed_order=ids,
+                            tiers=[[ids[i]] for i in order], displayed_order=shown,
                             idempotency_key=f"{labeler.username}-{prompt.id}", time_spent_ms=9000)
 
 
 @pytest.fixture
 def split_project(django_user_model):
-    """ann and ben rank both prompts; on the second they swap the top two: one split pair."""
+    """ann and ben rank both prompts; on the second they swap the top two: one split pair.
+    ann was shown the completions last to first, so the last position shown is ranked first
+    half the time: its bar stands above the "no bias" line, where that label used to be."""
     project = make_project("split-votes", labelers_per_prompt=2)
     tess = django_user_model.objects.create_user("tess", password=PASSWORD)
     services.membership_set(project=project, user=tess, role=Membership.Role.ADMIN)
@@ -60,9 +63,9 @@ def split_project(django_user_model):
         services.membership_set(project=project, user=labeler, role=Membership.Role.LABELER)
     first, second = project.prompts.order_by("id")
     ann, ben = django_user_model.objects.filter(username__in=["ann", "ben"]).order_by("username")
-    for labeler in (ann, ben):
-        rank(project, labeler, first, [0, 1, 2, 3])
-    rank(project, ann, second, [0, 1, 2, 3])
+    rank(project, ann, first, [0, 1, 2, 3], shown_reversed=True)
+    rank(project, ben, first, [0, 1, 2, 3])
+    rank(project, ann, second, [0, 1, 2, 3], shown_reversed=True)
     rank(project, ben, second, [1, 0, 2, 3])
     return project, tess
 

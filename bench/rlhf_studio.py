@@ -312,7 +312,7 @@ def child_setup(users: int) -> dict:
     )
     tokens = []
     for i in range(users):
-        user, _ = services.labeler_add(project=project, username=f"labeler-{i:04d}")
+        user = services.member_add(project=project, username=f"labeler-{i:04d}").user
         tokens.append(Token.objects.create(user=user).key)
     return {"project": project.id, "admin_token": Token.objects.create(user=admin).key,
             "tokens": tokens}

@@ -83,7 +83,7 @@ def child_setup(jsonl: Path, users: int) -> dict:
                                 imported_by=admin)
     tokens = []
     for i in range(users):
-        user, _ = services.labeler_add(project=project, username=f"soak-{i:04d}")
+        user = services.member_add(project=project, username=f"soak-{i:04d}").user
         tokens.append(Token.objects.create(user=user).key)
     # Jobs name a model of the deployment's catalog (a folder under MODEL_ROOTS, by its path
     # below the root), never a path: the tiny model goes into the catalog.

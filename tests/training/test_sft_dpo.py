@@ -73,7 +73,8 @@ def test_sft_on_an_export_lowers_held_out_loss_and_dpo_goes_on_from_it(
     assert {"loss", "token_accuracy"} <= set(sft_job.metrics[-1])
     assert [kind for kind, _ in selectors.lineage(sft)] == ["model", "job", "dataset"]
 
-    dpo_job, _ = request_job(project, "dpo", params={**FAST_DPO, "model_name": "dpo"},
+    dpo_job, _ = request_job(project, "dpo",
+                             params={**FAST_DPO, "epochs": 1.0, "model_name": "dpo"},
                              base=sft, export=learnable_export)
     dpo_job, dpo = run(dpo_job)
     assert dpo_job.base_artifact == sft and dpo.is_adapter

@@ -14,6 +14,7 @@ from config.errors import (
     STATUS_OF,
     ApplicationError,
     Conflict,
+    Forbidden,
     Invalid,
     NotFound,
     QuotaExceeded,
@@ -34,8 +35,8 @@ def all_subclasses(cls) -> set[type]:
 
 
 def test_every_application_error_maps_to_exactly_one_status_in_one_place():
-    assert STATUS_OF == {Invalid: 400, NotFound: 404, Conflict: 409, QuotaExceeded: 429,
-                         Unavailable: 503}
+    assert STATUS_OF == {Invalid: 400, Forbidden: 403, NotFound: 404, Conflict: 409,
+                         QuotaExceeded: 429, Unavailable: 503}
     for error_type in all_subclasses(ApplicationError):
         categories = [c for c in error_type.__mro__ if c in STATUS_OF]
         assert len(categories) == 1, f"{error_type} is in {categories}"

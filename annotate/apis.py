@@ -52,6 +52,7 @@ class ProjectCreateInput(serializers.Serializer):
     completions_per_prompt = serializers.IntegerField(min_value=2, max_value=9, default=4)
     labelers_per_prompt = serializers.IntegerField(min_value=1, default=3)
     allow_ties = serializers.BooleanField(default=False)
+    auto_place_last = serializers.BooleanField(default=True)
 
     def validate_slug(self, slug: str) -> str:
         if Project.objects.filter(slug=slug).exists():

@@ -32,6 +32,10 @@ class Project(models.Model):
         default=3, validators=[MinValueValidator(1)]
     )
     allow_ties = models.BooleanField(default=False)
+    auto_place_last = models.BooleanField(
+        default=True,
+        help_text="When a labeler has ranked all but one completion, place the last one last.",
+    )
     consensus_min_votes = models.PositiveSmallIntegerField(
         default=2,
         validators=[MinValueValidator(1)],
@@ -116,6 +120,7 @@ PROJECT_SETTINGS = [
     "completions_per_prompt",
     "labelers_per_prompt",
     "allow_ties",
+    "auto_place_last",
     "consensus_min_votes",
     "consensus_min_agreement",
     "consensus_tie_policy",
@@ -221,6 +226,9 @@ class Prompt(models.Model):
     gold_mode = models.CharField(
         max_length=10, blank=True, choices=[("ranking", "whole ranking"), ("best", "best only")]
     )
+    # A retired prompt (junk, a duplicate) stays with its rankings but is handed to no one
+    # and left out of exports; clearing the field brings it back.
+    retired_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -257,6 +265,10 @@ class Prompt(models.Model):
     @property
     def is_gold(self) -> bool:
         return self.gold_tiers is not None
+
+    @property
+    def is_retired(self) -> bool:
+        return self.retired_at is not None
 
     @property
     def is_chat(self) -> bool:

@@ -141,6 +141,7 @@ def rank_page(request, slug: str, prompt_id: int):
         "projectId": project.id,
         "promptId": page.prompt.id,
         "allowTies": project.allow_ties,
+        "autoPlaceLast": project.auto_place_last,
         "frozen": project.is_frozen,
         "completions": [{"id": c.id, "key": keys[i]} for i, c in enumerate(page.completions)],
         "displayedOrder": [c.id for c in page.completions],

@@ -107,12 +107,13 @@ def project_list_with_counts(user) -> QuerySet[Project]:
 def labeler_progress(project: Project, labeler, now=None) -> dict[str, int]:
     """Return the labeler's and the project's counts for the progress bar.
 
-    The project's counts leave gold prompts out: every labeler may rank those, so they have
-    no target to reach.
+    The project's counts leave gold prompts out (every labeler may rank those, so they have
+    no target to reach) and retired ones (no one is handed them).
     """
     now = now or timezone.now()
     mine = Assignment.objects.filter(prompt__project=project, labeler=labeler)
-    totals = Prompt.objects.filter(project=project, gold_tiers__isnull=True).aggregate(
+    totals = Prompt.objects.filter(project=project, gold_tiers__isnull=True,
+                                   retired_at__isnull=True).aggregate(
         prompts=Count("id"),
         ranked=Coalesce(Sum("ranking_count"), 0),
         extra=Coalesce(Sum("extra_rankings"), 0),

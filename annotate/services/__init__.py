@@ -36,6 +36,7 @@ from .members import (
     password_refusal,
 )
 from .projects import FIXED_ONCE_PROMPTS, membership_set, project_create, project_update
+from .prompts import prompt_gold_mark, prompt_restore, prompt_retire
 
 __all__ = [
     "RankingVersion",
@@ -65,7 +66,10 @@ __all__ = [
     "project_create",
     "gold_done_count",
     "prompt_gold_clear",
+    "prompt_gold_mark",
     "prompt_gold_set",
+    "prompt_restore",
+    "prompt_retire",
     "prompt_skip",
     "prompt_import_dispatch",
     "prompt_import_run",

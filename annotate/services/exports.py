@@ -89,7 +89,7 @@ def export_create(*, project: Project, params: ExportParams,
         latest = project.exports.aggregate(latest=Max("version"))["latest"] or 0
         export = Export.objects.create(
             project=project, version=latest + 1, params=params.as_dict(), created_by=created_by,
-            prompts_total=project.prompts.count(),
+            prompts_total=project.prompts.filter(retired_at__isnull=True).count(),
         )
         if not run_now:
             transaction.on_commit(lambda: export_dispatch(export.id))
@@ -180,11 +180,12 @@ def _build(export: Export, directory: Path) -> tuple[dict, str]:
 def prompts_with_rankings(
     project: Project, params: ExportParams
 ) -> Iterator[tuple[PromptForExport, list[RankingForExport]]]:
-    """Stream the project's prompts in id order, each with its completions and rankings.
+    """Stream the project's prompts in id order, each with its completions and rankings;
+    retired prompts are left out.
 
     Three ordered queries read side by side (a merge join), so only one prompt is in memory.
     """
-    prompts = (Prompt.objects.filter(project=project).order_by("id")
+    prompts = (Prompt.objects.filter(project=project, retired_at__isnull=True).order_by("id")
                .values_list("id", "external_id", "text", "messages")
                .iterator(chunk_size=STREAM_CHUNK))
     completions = _peekable(

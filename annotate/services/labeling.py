@@ -118,8 +118,8 @@ def _candidates(project: Project, labeler: AbstractUser,
     leased_to_others = Assignment.objects.filter(
         prompt__project=project, status=Assignment.Status.LEASED, expires_at__gt=now,
     ).exclude(labeler=labeler).values("prompt_id")
-    open_prompts = Prompt.objects.filter(project=project, gold_tiers__isnull=True).exclude(
-        id__in=done_by_labeler)
+    open_prompts = Prompt.objects.filter(project=project, gold_tiers__isnull=True,
+                                         retired_at__isnull=True).exclude(id__in=done_by_labeler)
     n = project.labelers_per_prompt
     started = (
         open_prompts.filter(Q(ranking_count__gt=0, ranking_count__lt=n)
@@ -158,7 +158,7 @@ def _gold_candidates(project: Project, labeler: AbstractUser) -> QuerySet[Prompt
         status=Assignment.Status.LEASED
     )
     return (
-        Prompt.objects.filter(project=project, gold_tiers__isnull=False)
+        Prompt.objects.filter(project=project, gold_tiers__isnull=False, retired_at__isnull=True)
         .exclude(id__in=closed.values("prompt_id"))
         .order_by("id")
     )

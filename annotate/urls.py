@@ -2,7 +2,15 @@ from django.contrib.auth import views as django_auth_views
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
-from . import api_docs, apis, auth_views, project_admin_apis, project_admin_views, views
+from . import (
+    api_docs,
+    apis,
+    auth_views,
+    project_admin_apis,
+    project_admin_views,
+    prompt_views,
+    views,
+)
 
 PROJECT_API = "api/projects/<int:project_id>/"
 
@@ -22,6 +30,13 @@ urlpatterns = [
          name="project_members"),
     path("projects/<slug:slug>/members/<int:user_id>/", project_admin_views.project_member_update,
          name="project_member_update"),
+    path("projects/<slug:slug>/prompts/", prompt_views.prompt_list, name="prompt_list"),
+    path("projects/<slug:slug>/prompts/<int:prompt_id>/", prompt_views.prompt_detail,
+         name="prompt_detail"),
+    path("projects/<slug:slug>/prompts/<int:prompt_id>/gold/", prompt_views.prompt_gold,
+         name="prompt_gold"),
+    path("projects/<slug:slug>/prompts/<int:prompt_id>/retire/", prompt_views.prompt_retire,
+         name="prompt_retire"),
     path("projects/<slug:slug>/exports/", views.project_export_create,
          name="project_export_create"),
     path("projects/<slug:slug>/dashboard/", views.project_dashboard, name="project_dashboard"),

@@ -99,6 +99,11 @@ ROUTES = {
     P + "exports/": page("admin", "POST"),
     P + "dashboard/": page("admin", "GET"),
     P + "dashboard/labelers/<str:username>/": page("admin", "GET"),
+    # the prompt browser; its POSTs come after the labeling URLs, which the retire ends
+    P + "prompts/": page("admin", "GET"),
+    P + "prompts/<int:prompt_id>/": page("admin", "GET"),
+    P + "prompts/<int:prompt_id>/gold/": page("admin", "POST"),
+    P + "prompts/<int:prompt_id>/retire/": page("admin", "POST"),
     P + "training/": page("admin", "GET", "POST"),
     P + "rounds/": page("admin", "GET", "POST"),
     P + "rounds/<int:number>/retry/": page("admin", "POST"),

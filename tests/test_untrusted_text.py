@@ -77,6 +77,8 @@ def pages_of(world) -> dict[str, str]:
         "rank": f"/projects/{slug}/rank/{world['prompt']}/",
         "settings": f"/projects/{slug}/settings/",
         "members": f"/projects/{slug}/members/",
+        "prompts": f"/projects/{slug}/prompts/",
+        "prompt": f"/projects/{slug}/prompts/{world['prompt']}/",
     }
 
 
@@ -121,6 +123,8 @@ SHOWN = {
     "rank": ["criterion", "instructions", "prompt", "completion-a", "completion-b"],
     "settings": ["name"],  # the form's values are attributes: escaped, checked by the parser
     "members": ["name"],
+    "prompts": ["name", "prompt"],
+    "prompt": ["prompt", "completion-a", "completion-b", "comment", "model"],
 }
 
 ESCAPED = "&lt;script&gt;window.__xss=1&lt;/script&gt;"

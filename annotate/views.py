@@ -150,6 +150,7 @@ def rank_page(request, slug: str, prompt_id: int):
         "initialComment": page.ranking.comment if page.ranking else "",
         "revision": page.ranking.revision if page.ranking else 0,
         "draftKey": f"rlhf-studio:draft:{request.user.id}:{page.prompt.id}",
+        "layoutKey": f"rlhf-studio:layout:{request.user.id}",
         "leaseMinutes": project.lease_minutes,
         "urls": {
             "rankings": reverse("api_rankings", args=[project.id]),

@@ -43,7 +43,8 @@
     leaseNotice: $("#lease-notice"),
     storageNotice: $("#storage-notice"),
     cheatToggle: $("#cheatsheet-toggle"),
-    cheatMore: $("#cheatsheet-more"),
+    keyHelp: $("#key-help"),
+    keyHelpClose: $("#key-help-close"),
     skipReason: $("#skip-reason"),
     skipButton: $("#skip-button"),
     skipStatus: $("#skip-status"),
@@ -65,7 +66,10 @@
     const snippet = text.length > SNIPPET_LENGTH
       ? `${text.slice(0, SNIPPET_LENGTH).trimEnd()}…`
       : text || "(empty completion)";
-    completions.set(id, { id, key, card, badge: $("[data-rank-badge]", card), snippet });
+    completions.set(id, {
+      id, key, card, badge: $("[data-rank-badge]", card), snippet,
+      text: $(".completion-text", card), expand: $("[data-expand]", card),
+    });
     idByKey.set(key, id);
   }
   const completionCount = completions.size;
@@ -153,6 +157,21 @@
     return flags;
   }
 
+  // The completion last placed for the labeler, and the tiers just after: Backspace right
+  // after takes back both it and the completion whose placing placed it.
+  let autoPlaced = null;
+
+  /** With the project's setting on, a placing that leaves one completion unranked puts it last. */
+  function placeLastIfOneLeft() {
+    if (!data.autoPlaceLast) return;
+    const ranked = new Set(rankedIds());
+    const left = [...completions.keys()].filter((id) => !ranked.has(id));
+    if (left.length !== 1) return;
+    state.tiers.push([left[0]]);
+    autoPlaced = { id: left[0], tiers: JSON.stringify(state.tiers) };
+    announce(`Completion ${completions.get(left[0]).key} placed last: all ${completionCount} ranked.`);
+  }
+
   /** Put a completion next in the ranking; a ranked one moves to the end of the ranked. */
   function rankNext(id) {
     removeFromTiers(id);
@@ -160,6 +179,7 @@
     state.selected = id;
     const { key } = completions.get(id);
     announce(`Completion ${key} ranked ${state.tiers.length}.`);
+    placeLastIfOneLeft();
     changed();
   }
 
@@ -218,11 +238,19 @@
     changed();
   }
 
-  function undoLast() {
+  function popLast() {
     const last = state.tiers[state.tiers.length - 1];
     if (!last) return;
     last.pop();
     if (!last.length) state.tiers.pop();
+  }
+
+  function undoLast() {
+    if (!state.tiers.length) return;
+    const placedForThem = autoPlaced !== null && autoPlaced.tiers === JSON.stringify(state.tiers);
+    autoPlaced = null;
+    popLast();
+    if (placedForThem) popLast();
     const order = rankedIds();
     state.selected = order.length ? order[order.length - 1] : null;
     changed();
@@ -256,6 +284,7 @@
     if (index === -1) state.tiers.push([id]);
     else state.tiers.splice(where === "before" ? index : index + 1, 0, [id]);
     state.selected = id;
+    placeLastIfOneLeft();
     changed();
   }
 
@@ -727,12 +756,105 @@
     return false;
   }
 
-  function toggleCheatsheet(force) {
-    if (!ui.cheatMore) return;
-    const open = force === undefined ? ui.cheatMore.hidden : force;
-    ui.cheatMore.hidden = !open;
-    ui.cheatToggle.setAttribute("aria-expanded", String(open));
-    ui.cheatToggle.firstChild.textContent = open ? "less " : "more ";
+  // --- key help, layout and long completions ---------------------------------------------------
+
+  let focusBeforeHelp = null;
+
+  function keyHelpOpen() {
+    return Boolean(ui.keyHelp) && !ui.keyHelp.hidden;
+  }
+
+  /** Show or hide the key help overlay; focus goes into it and back where it was. */
+  function toggleKeyHelp(force) {
+    if (!ui.keyHelp) return;
+    const open = force === undefined ? !keyHelpOpen() : force;
+    if (open === keyHelpOpen()) return;
+    ui.keyHelp.hidden = !open;
+    if (open) {
+      focusBeforeHelp = document.activeElement;
+      ui.keyHelpClose.focus();
+    } else if (focusBeforeHelp instanceof HTMLElement && document.contains(focusBeforeHelp)) {
+      focusBeforeHelp.focus();
+      focusBeforeHelp = null;
+    }
+  }
+
+  const LAYOUTS = ["columns", "stacked"];
+
+  function storedLayout() {
+    try {
+      const layout = window.localStorage.getItem(data.layoutKey);
+      return LAYOUTS.includes(layout) ? layout : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Columns or stacked; CSS decides whether columns fit (K and the window's width). */
+  function setLayout(layout, remember) {
+    app.dataset.layout = layout;
+    for (const button of $$("[data-layout-choice]")) {
+      button.setAttribute("aria-pressed", String(button.dataset.layoutChoice === layout));
+    }
+    if (remember) {
+      try {
+        window.localStorage.setItem(data.layoutKey, layout);
+      } catch {
+        /* remembered for this page only */
+      }
+    }
+    measureLongCompletions();
+  }
+
+  /** Mark completions taller than the cap (CSS) as long: collapsed, with a button to expand. */
+  function measureLongCompletions() {
+    for (const { card, text, expand } of completions.values()) {
+      if (!text || !expand || card.classList.contains("is-expanded")) continue;
+      const long = text.scrollHeight > text.clientHeight + 4;
+      card.classList.toggle("is-long", long);
+      expand.hidden = !long;
+    }
+  }
+
+  function setExpanded(card, expanded) {
+    const { expand } = completions.get(Number(card.dataset.completionId));
+    card.classList.toggle("is-expanded", expanded);
+    expand.setAttribute("aria-expanded", String(expanded));
+    expand.firstElementChild.textContent = expanded ? "Show less" : "Show all";
+    if (!expanded) {
+      measureLongCompletions();
+      if (card.getBoundingClientRect().top < 0) card.scrollIntoView({ block: "nearest" });
+    }
+  }
+
+  function inView(card) {
+    const box = card.getBoundingClientRect();
+    return box.bottom > 0 && box.top < window.innerHeight;
+  }
+
+  /** The long completion `e` acts on: the selected one, the one holding focus, else the first
+   * long one in view. */
+  function expandTarget() {
+    const isLong = (card) => card && card.classList.contains("is-long");
+    const selected = state.selected !== null && completions.get(state.selected).card;
+    if (isLong(selected)) return selected;
+    const focused = document.activeElement && document.activeElement.closest("article.completion");
+    if (isLong(focused)) return focused;
+    return [...completions.values()].map(({ card }) => card)
+      .find((card) => isLong(card) && inView(card)) || null;
+  }
+
+  function toggleExpandTarget() {
+    const card = expandTarget();
+    if (card) setExpanded(card, !card.classList.contains("is-expanded"));
+    else announce("No long completion in view to show in full.");
+  }
+
+  function toggleExpandAll() {
+    const long = [...completions.values()].map(({ card }) => card)
+      .filter((card) => card.classList.contains("is-long"));
+    const expand = long.some((card) => !card.classList.contains("is-expanded"));
+    long.forEach((card) => setExpanded(card, expand));
   }
 
   function onKeyDown(event) {
@@ -762,12 +884,29 @@
 
     if (key === "?") {
       event.preventDefault();
-      toggleCheatsheet();
+      toggleKeyHelp();
       return;
     }
     if (key === "Escape") {
-      toggleCheatsheet(false);
+      toggleKeyHelp(false);
       return;
+    }
+    if (keyHelpOpen()) return; // keys act on the page once the help is closed
+    switch (key) {
+      case "e":
+        event.preventDefault();
+        toggleExpandTarget();
+        return;
+      case "E":
+        event.preventDefault();
+        toggleExpandAll();
+        return;
+      case "c":
+      case "C":
+        event.preventDefault();
+        setLayout(app.dataset.layout === "columns" ? "stacked" : "columns", true);
+        return;
+      default:
     }
     if (key === "Enter") {
       event.preventDefault();
@@ -833,6 +972,21 @@
   function onClick(event) {
     const target = event.target instanceof Element ? event.target : null;
     if (!target) return;
+    const expandButton = target.closest("button[data-expand]");
+    if (expandButton) {
+      const card = expandButton.closest("article.completion");
+      setExpanded(card, !card.classList.contains("is-expanded"));
+      return;
+    }
+    const layoutButton = target.closest("button[data-layout-choice]");
+    if (layoutButton) {
+      setLayout(layoutButton.dataset.layoutChoice, true);
+      return;
+    }
+    if (target === ui.keyHelp || target.closest("#key-help-close")) {
+      toggleKeyHelp(false); // the backdrop or the close button
+      return;
+    }
     const keyButton = target.closest("button.rank-key");
     if (keyButton) {
       if (!state.submitting && !state.done) rankNext(idByKey.get(keyButton.dataset.rankKey));
@@ -1059,7 +1213,17 @@
     ui.draftDiscard.addEventListener("click", discardDraft);
     ui.staleKeepMine.addEventListener("click", keepMine);
     ui.staleLoadCurrent.addEventListener("click", loadCurrent);
-    if (ui.cheatToggle) ui.cheatToggle.addEventListener("click", () => toggleCheatsheet());
+    if (ui.cheatToggle) ui.cheatToggle.addEventListener("click", () => toggleKeyHelp(true));
+    setLayout(storedLayout() || app.dataset.layout || "columns", false);
+    let measuring = false;
+    window.addEventListener("resize", () => {
+      if (measuring) return;
+      measuring = true;
+      window.requestAnimationFrame(() => {
+        measuring = false;
+        measureLongCompletions();
+      });
+    });
     if (ui.skipButton) ui.skipButton.addEventListener("click", () => skip());
 
     document.addEventListener("visibilitychange", () => {

@@ -142,6 +142,7 @@ class PromptReview:
     completions: list[LabeledCompletion]
     rankings: list[RankingRow]
     consensus: list[list[str]] | None  # tiers of labels; None before any labeler ranked it
+    gold: list[list[str]] | None  # the gold reference, in labels
     pairs: list[PairRow]
     skips: list[tuple[str, str]]  # (username, reason)
     open_leases: int
@@ -165,6 +166,7 @@ def prompt_review(project: Project, prompt: Prompt, now=None) -> PromptReview:
         completions=[LabeledCompletion(label[c.id], c) for c in completions],
         rankings=[_ranking_row(r, label, consensus) for r in rankings],
         consensus=_labels(consensus, label) if consensus else None,
+        gold=_labels(prompt.gold_tiers, label) if prompt.is_gold else None,
         pairs=[_pair_row(a.id, b.id, tallies, label) for a, b in combinations(completions, 2)],
         skips=[(a.labeler.username, a.skip_reason) for a in assignments
                if a.status == Assignment.Status.SKIPPED],

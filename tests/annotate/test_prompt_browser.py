@@ -209,6 +209,7 @@ def test_carol_marks_gold_from_the_page_and_clears_it(client, small, carol, alic
     assert response.status_code == 302
     prompt.refresh_from_db()
     assert (prompt.gold_mode, prompt.gold_tiers) == ("best", [[ids[1]], [ids[0]]])
+    assert prompt_browser.prompt_review(small, prompt).gold == [["B"], ["A"]]
     client.post(url, {"action": "clear"})
     prompt.refresh_from_db()
     assert not prompt.is_gold

@@ -121,6 +121,8 @@ def test_an_admin_searches_filters_reads_a_prompt_marks_gold_and_retires(
     page.select_option("#gold-reference", label="A is the best (best only)")
     page.get_by_role("button", name="Mark as gold").click()
     expect(page.locator("#gold-tag")).to_contain_text("best only")
+    expect(page.locator("#gold-reference-shown")).to_have_text("Reference: A > B = C")
+    screenshots(page, "prompt-page-gold")
 
     # Back to the flagged list it came from; then the junk prompt, retired.
     page.get_by_role("link", name="Back to the prompts").click()

@@ -110,13 +110,15 @@ def test_four_completions_are_side_by_side_when_wide_and_stacked_at_1280(page, l
     page.set_viewport_size(SMALL)
     assert stacked(page), boxes(page)
     expect(page.locator("#layout-note")).to_be_visible()  # says why they are not in columns
+    press(page, "3", "1")  # two ranked, for the pictures
     page.evaluate("window.scrollTo(0, 0)")
     page.mouse.move(0, 0)
-    if os.environ.get("RLHF_SCREENSHOTS") == "1":
+    if os.environ.get("RLHF_SCREENSHOTS") == "1":  # the README's pictures, kept small
         README_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(README_SCREENSHOTS / "rank-stacked-1280.png"))
-        page.set_viewport_size(LARGE)
-        page.screenshot(path=str(README_SCREENSHOTS / "rank-columns-1920.png"))
+        page.set_viewport_size({"width": 1600, "height": 900})
+        assert side_by_side(page), boxes(page)
+        page.screenshot(path=str(README_SCREENSHOTS / "rank-columns-1600.png"))
     screenshots(page, "rank-k4")
 
 

@@ -33,6 +33,7 @@ class Project(models.Model):
     )
     allow_ties = models.BooleanField(default=False)
     auto_place_last = models.BooleanField(
+        "place the last completion automatically",
         default=True,
         help_text="When a labeler has ranked all but one completion, place the last one last.",
     )

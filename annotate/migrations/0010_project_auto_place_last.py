@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='project',
             name='auto_place_last',
-            field=models.BooleanField(default=True, help_text='When a labeler has ranked all but one completion, place the last one last.'),
+            field=models.BooleanField(default=True, verbose_name='place the last completion automatically', help_text='When a labeler has ranked all but one completion, place the last one last.'),
         ),
     ]

@@ -891,7 +891,13 @@
       toggleKeyHelp(false);
       return;
     }
-    if (keyHelpOpen()) return; // keys act on the page once the help is closed
+    if (keyHelpOpen()) {
+      if (key === "Tab") { // the dialog is modal: focus stays on its one control
+        event.preventDefault();
+        ui.keyHelpClose.focus();
+      }
+      return; // other keys act on the page once the help is closed
+    }
     switch (key) {
       case "e":
         event.preventDefault();

@@ -270,6 +270,8 @@ def test_the_key_help_is_an_overlay_in_view_at_1280x720(page, live_server, lena)
     assert box["x"] + box["width"] <= SMALL["width"] and box["y"] + box["height"] <= SMALL["height"]
     expect(dialog.get_by_text("reset the ranking")).to_be_in_viewport()
     screenshots(page, "rank-key-help")
+    press(page, "Tab")  # modal: focus stays in the dialog
+    assert page.evaluate("document.activeElement.id") == "key-help-close"
     press(page, "1")  # keys wait until the help is closed
     expect(page.locator("#ranking-list li")).to_have_count(0)
     press(page, "Escape")

@@ -289,6 +289,8 @@ TRAINING_HEARTBEAT_STALE_SECONDS = int(os.environ.get("TRAINING_HEARTBEAT_STALE_
 TRAINING_MAX_ACTIVE_JOBS = int(os.environ.get("TRAINING_MAX_ACTIVE_JOBS", 4))
 # The base-model catalog (training.catalog): folders that hold models, and the hub names a
 # job may name. Requests never name a path; MODEL_HUB_ANY lets any hub name through.
+# A model asked for is checked (config and tokenizer) in a child process, within this time.
+MODEL_CHECK_TIMEOUT_SECONDS = int(os.environ.get("MODEL_CHECK_TIMEOUT_SECONDS", 120))
 MODEL_ROOTS = [Path(p) for p in os.environ.get("MODEL_ROOTS", str(VAR_DIR / "models")).split(
     os.pathsep) if p]
 MODEL_HUB_NAMES = [n.strip() for n in os.environ.get("MODEL_HUB_NAMES", "").split(",")

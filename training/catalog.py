@@ -13,6 +13,8 @@ there gets one answer, whatever the reason, so the field cannot probe the server
 
 import json
 import re
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from django.conf import settings
 
 from config.errors import Invalid
 
-from .ml.inspect import ModelFacts, model_facts, role_problem
+from .ml.inspect import ModelFacts, facts_from_json
 
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 MAX_DEPTH = 3  # folders below a root that are searched for models
@@ -122,6 +124,28 @@ _facts: dict[tuple[str, float], ModelFacts] = {}
 _facts_lock = threading.Lock()
 
 
+class ModelDoesNotLoad(Exception):
+    """Its message: the loading error's type, or why the check did not finish."""
+
+
+def _facts_in_child(location: str) -> ModelFacts:
+    """The model's facts, read by a child process so that transformers and torch never load
+    into the web process (training.ml.inspect)."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "training.ml.inspect", location],
+                              capture_output=True, text=True, cwd=settings.BASE_DIR,
+                              timeout=settings.MODEL_CHECK_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise ModelDoesNotLoad(
+            f"not within {settings.MODEL_CHECK_TIMEOUT_SECONDS} s") from None
+    lines = done.stdout.strip().splitlines()
+    if not lines:
+        raise ModelDoesNotLoad(f"the check exited {done.returncode}")
+    if done.returncode:
+        raise ModelDoesNotLoad(json.loads(lines[-1]).get("error", "error"))
+    return facts_from_json(lines[-1])
+
+
 def check_role(model: CatalogModel, role: str, field: str) -> ModelFacts:
     """The model's facts when it loads and fits the role; Invalid naming the field if not.
 
@@ -134,11 +158,11 @@ def check_role(model: CatalogModel, role: str, field: str) -> ModelFacts:
         facts = _facts.get(key)
         if facts is None:
             try:
-                facts = _facts[key] = model_facts(model.location)
-            except Exception as exc:  # noqa: BLE001 - any loading failure is a refusal
+                facts = _facts[key] = _facts_in_child(model.location)
+            except ModelDoesNotLoad as exc:
                 raise Invalid(f"{field}: {model.name} cannot be a {role} model: its config "
-                              f"or tokenizer does not load ({type(exc).__name__})") from None
-    problem = role_problem(facts, role)
+                              f"or tokenizer does not load ({exc})") from None
+    problem = facts.problems.get(role)
     if problem:
         raise Invalid(f"{field}: {model.name} cannot be a {role} model: {problem}")
     return facts

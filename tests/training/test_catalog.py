@@ -162,3 +162,25 @@ def test_the_reward_input_rendering_is_settled_when_the_job_is_asked_for(
         answer = ask(api(carol), project, learnable_export, base_model=name)
         assert answer.status_code == 201, answer.json()
         assert answer.json()["params"]["rendering"] == rendering
+
+
+def test_checking_a_model_keeps_transformers_and_torch_out_of_the_web_process(tiny_models):
+    """The check runs in a child process: a web worker that served one training request does
+    not carry torch from then on (+350 MB each, in the soak)."""
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT, app_env
+
+    script = (
+        "import django, sys; django.setup()\n"
+        "from training.catalog import CatalogModel, check_role\n"
+        f"facts = check_role(CatalogModel(name='policy', location={str(tiny_models['policy'])!r}),"
+        " 'policy', 'base_model')\n"
+        "print(facts.architectures, sorted(m for m in ('torch', 'transformers')"
+        " if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=ROOT, env=app_env(DJANGO_SETTINGS_MODULE="config.settings"),
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "('LlamaForCausalLM',) []"

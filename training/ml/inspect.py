@@ -4,11 +4,15 @@ model_problem(name_or_path, role) loads the model's config and tokenizer (no wei
 returns None when the model fits the role, or one line saying why it does not:
 - "policy": a causal language model (it generates);
 - "reward": a one-output sequence classifier, or a base that gets a score head.
-Plain Python on transformers, no Django: the web process calls it once per model folder
-(the answer is cached by the folder's config time), the training process never needs it.
+Plain Python on transformers, no Django. The web process asks in a child process
+(`python -m training.ml.inspect NAME_OR_PATH` prints the facts as JSON), once per model folder
+(the answer is cached by the folder's config time): loading transformers would otherwise put
+torch into every web worker that served one training request (+350 MB each).
 """
 
-from dataclasses import dataclass
+import json
+import sys
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .data import choose_rendering
@@ -27,6 +31,8 @@ class ModelFacts:
     chat_template: bool
     parameters: int | None  # from the weight files' header, when they are safetensors
     rendering: str = "text"  # what a reward model's "auto" input rendering means for it
+    # Why it cannot take each role (None: it can), worked out where transformers is loaded.
+    problems: dict = field(default_factory=dict, compare=False)
 
 
 def model_facts(name_or_path: str) -> ModelFacts:
@@ -39,11 +45,30 @@ def model_facts(name_or_path: str) -> ModelFacts:
     positions = next((getattr(config, name) for name in
                       ("max_position_embeddings", "n_positions", "max_seq_len")
                       if isinstance(getattr(config, name, None), int)), None)
-    return ModelFacts(
+    facts = ModelFacts(
         model_type=config.model_type, architectures=tuple(config.architectures or ()),
         max_positions=positions, chat_template=bool(getattr(tokenizer, "chat_template", None)),
         parameters=_parameter_count(Path(name_or_path)) if local else None,
         rendering=choose_rendering(tokenizer))
+    return ModelFacts(**{**asdict(facts), "architectures": facts.architectures,
+                         "problems": {role: role_problem(facts, role) for role in ROLES}})
+
+
+def facts_from_json(text: str) -> ModelFacts:
+    values = json.loads(text)
+    return ModelFacts(**{**values, "architectures": tuple(values["architectures"])})
+
+
+def main(argv: list[str]) -> int:
+    """Print the model's facts as one JSON line; exit 1 with the error's type if it does not
+    load (its message may hold server paths)."""
+    try:
+        facts = model_facts(argv[0])
+    except Exception as exc:  # noqa: BLE001 - any loading failure is an answer
+        print(json.dumps({"error": type(exc).__name__}))
+        return 1
+    print(json.dumps(asdict(facts)))
+    return 0
 
 
 def role_problem(facts: ModelFacts, role: str) -> str | None:
@@ -105,3 +130,7 @@ def _parameter_count(folder: Path) -> int | None:
                 total += count
                 found = True
     return total if found else None
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

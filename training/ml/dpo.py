@@ -16,10 +16,11 @@ chosen completion than for the rejected one (TRL's eval "rewards/accuracies").
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import DataError, read_preferences
+from .data import read_preferences
 from .finetune import (
     FineTuneConfig,
     bridge,
+    check_template,
     load_policy,
     save_policy,
     split_held_out,
@@ -64,9 +65,7 @@ def train_dpo(config: DPOTrainingConfig, reporter: Reporter) -> dict:
     else:
         train_rows, held_out = split_held_out(train_rows, config.eval_fraction, config.seed)
     model, tokenizer, peft_config = load_policy(config)
-    if isinstance(train_rows[0]["prompt"], list) and not tokenizer.chat_template:
-        raise DataError(f"{Path(config.train_file).name}: the pairs are chats, but the model's "
-                        "tokenizer has no chat template; give plain-text pairs")
+    check_template(train_rows, tokenizer, Path(config.train_file).name, "pairs", "pairs")
     use_threads(config, model)
     reporter.log(f"{len(train_rows)} pairs to train on, {len(held_out)} held out")
     progress = bridge(reporter, config, METRICS)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .checkpoints import check_run, last_trainer_checkpoint, read_run, write_run
 from .config import LR_SCHEDULERS, ConfigError, JsonConfig
+from .data import DataError
 from .loading import is_adapter, load_tokenizer, require_safetensors, save_model
 from .progress import Cancelled, Reporter, quiet, trainer_callback
 
@@ -187,3 +188,10 @@ def save_policy(model, tokenizer, config: FineTuneConfig) -> dict[str, str]:
                        merge_adapter=config.merge_adapter, extra=config.as_dict())
     shutil.rmtree(Path(config.output_dir) / CHECKPOINTS, ignore_errors=True)  # done with them
     return saved
+
+
+def check_template(rows: list[dict], tokenizer, where: str, what: str, give: str) -> None:
+    """Chats need the tokenizer's chat template: refuse them in one line without one."""
+    if rows and isinstance(rows[0]["prompt"], list) and not tokenizer.chat_template:
+        raise DataError(f"{where}: the {what} are chats, but the model's tokenizer has no "
+                        f"chat template; give plain-text {give}")

@@ -21,6 +21,7 @@ from .data import DataError, group_by_prompt, read_preferences
 from .finetune import (
     FineTuneConfig,
     bridge,
+    check_template,
     load_policy,
     save_policy,
     split_held_out,
@@ -126,12 +127,6 @@ def _is_chat(value) -> bool:
         and isinstance(m.get("content"), str) for m in value)
 
 
-def check_template(examples: list[dict], tokenizer, where: str) -> None:
-    if examples and isinstance(examples[0]["prompt"], list) and not tokenizer.chat_template:
-        raise DataError(f"{where}: the examples are chats, but the model's tokenizer has no "
-                        "chat template; give plain-text prompts and completions")
-
-
 def train_sft(config: SFTTrainingConfig, reporter: Reporter) -> dict:
     """Fine-tune the policy on the examples; report the held-out loss before and after."""
     from datasets import Dataset
@@ -143,7 +138,8 @@ def train_sft(config: SFTTrainingConfig, reporter: Reporter) -> dict:
     else:
         train_rows, held_out = split_held_out(train_rows, config.eval_fraction, config.seed)
     model, tokenizer, peft_config = load_policy(config)
-    check_template(train_rows + held_out, tokenizer, Path(config.train_file).name)
+    check_template(train_rows + held_out, tokenizer, Path(config.train_file).name,
+                   "examples", "prompts and completions")
     use_threads(config, model)
     reporter.log(f"{len(train_rows)} examples to train on, {len(held_out)} held out")
     progress = bridge(reporter, config, METRICS)

@@ -82,7 +82,7 @@ def test_a_reward_model_with_another_tokenizer_scores_the_decoded_text(ppo_setup
 def test_bad_ppo_settings_name_the_field():
     with pytest.raises(ConfigError) as caught:
         PolicyTrainingConfig(policy="p", reward_model="r", prompts_file="f", output_dir="o",
-                             batch_size=16, mini_batch_size=5, clip_range=0, algorithm="dpo")
+                             batch_size=16, mini_batch_size=5, clip_range=0, algorithm="sac")
     for field in ("mini_batch_size", "clip_range", "algorithm"):
         assert field in str(caught.value)
 

@@ -1,5 +1,6 @@
-"""Policy: improve a causal LM against a registered reward model with PPO (ours), or TRL's
-RLOO or GRPO; the result is registered as a policy."""
+"""Policy: improve a causal LM against a registered reward model with PPO (ours), TRL's
+RLOO or GRPO, or iterative DPO (best and worst of K samples, TRL's DPOTrainer); the result
+is registered as a policy."""
 
 import json
 from pathlib import Path
@@ -30,13 +31,17 @@ class PolicyKind(JobKind):
     takes_prompts_file = True
     registers = "policy"
     params = (
-        Param("algorithm", "ppo: ours; rloo, grpo: TRL's trainers", choices=ALGORITHMS),
+        Param("algorithm", "ppo: ours; rloo, grpo: TRL's trainers; dpo: iterative DPO (the "
+                           "reward model's best and worst of K samples per prompt)",
+              choices=ALGORITHMS),
+        Param("iterations", "dpo: rounds of sample, pair, train; each samples from the last"),
         Param("total_episodes", "Responses sampled in all"),
         Param("batch_size", "Responses per step"),
         Param("mini_batch_size", advanced=True),
-        Param("ppo_epochs", label="PPO epochs", advanced=True),
+        Param("ppo_epochs", "Passes over each batch of samples (dpo: over each iteration's "
+                            "pairs)", label="PPO epochs", advanced=True),
         Param("learning_rate"),
-        Param("kl_coef", label="KL coefficient"),
+        Param("kl_coef", "dpo: DPO's beta", label="KL coefficient"),
         Param("clip_range", advanced=True),
         Param("clip_range_value", advanced=True),
         Param("vf_coef", label="Value loss coefficient", advanced=True),
@@ -45,7 +50,8 @@ class PolicyKind(JobKind):
         Param("response_length", "Tokens per response"),
         Param("temperature"),
         Param("missing_eos_penalty", advanced=True),
-        Param("num_generations", "RLOO / GRPO: responses per prompt", advanced=True),
+        Param("num_generations", "RLOO / GRPO: responses per prompt; dpo: K, the samples "
+                                 "best and worst are picked from", advanced=True),
         Param("max_prompt_length", advanced=True),
         Param("seed", advanced=True),
         Param("lora", label="LoRA adapter"),
@@ -89,11 +95,16 @@ class PolicyKind(JobKind):
                 "metrics": {"algorithm": job.params.get("algorithm", "ppo"),
                             "steps": result["steps"],
                             "train_seconds": result.get("train_seconds"),
-                            "eval": result.get("eval") or {}}}
+                            "eval": result.get("eval") or {},
+                            **({"iterations": result["iterations"]}
+                               if "iterations" in result else {})}}
 
     def report_lines(self, job) -> list[str]:
         result, evaluation = job.result, job.result.get("eval") or {}
         lines = [f"Policy (registry id {result.get('artifact_id')}): {result['steps']} steps"]
+        lines += [f"Iteration {it['iteration']}: mean reward of the samples {it['reward']:.4f}, "
+                  f"{it['pairs']} pairs ({it['ties']} prompts tied)"
+                  for it in result.get("iterations", ())]
         if evaluation:
             lines.append(
                 f"Mean reward: policy {evaluation['policy_reward']:.4f}, reference "

@@ -1,8 +1,8 @@
 """What every policy trainer shares: the config, the prompts, the models, sampling,
 scoring texts with the reward model, evaluation against the reference, and saving.
 
-Used by our PPO (training.ml.ppo) and TRL's RLOO / GRPO (training.ml.online), so the
-three train, evaluate and save a policy the same way.
+Used by our PPO (training.ml.ppo), TRL's RLOO / GRPO (training.ml.online) and iterative
+DPO (training.ml.iterative_dpo), so the four train, evaluate and save a policy the same way.
 """
 
 import math
@@ -14,7 +14,7 @@ from .data import Text
 from .loading import SEQ_CLS_HEADS, is_adapter, load_reward_model, load_tokenizer, save_model
 from .text import clean_text
 
-ALGORITHMS = ("ppo", "rloo", "grpo")
+ALGORITHMS = ("ppo", "rloo", "grpo", "dpo")
 CHECKPOINT = "checkpoint"
 
 
@@ -25,8 +25,9 @@ class PolicyTrainingConfig(JsonConfig):
     prompts_file: str  # JSONL lines {"prompt": text or messages}
     output_dir: str
     eval_prompts_file: str | None = None
-    algorithm: str = "ppo"  # or TRL's "rloo" / "grpo" (training.ml.online)
-    num_generations: int = 4  # rloo / grpo: responses per prompt, the group for the baseline
+    algorithm: str = "ppo"  # or TRL's "rloo" / "grpo" (training.ml.online), or iterative "dpo"
+    num_generations: int = 4  # rloo / grpo: the group for the baseline; dpo: best and worst of
+    iterations: int = 2  # dpo: sample, pick pairs, train; each round samples from the last
     lora: bool = True
     lora_r: int = 16
     lora_alpha: int = 32
@@ -78,9 +79,13 @@ class PolicyTrainingConfig(JsonConfig):
             (self.threads is None or 1 <= self.threads <= 256,
              "threads: must be between 1 and 256"),
             (not self.merge_adapter or self.lora, "merge_adapter: needs lora"),
-            (self.algorithm == "ppo" or (self.num_generations >= 2
-                                         and self.batch_size % self.num_generations == 0),
-             "num_generations: must be 2 or more and divide batch_size (rloo, grpo)"),
+            (self.algorithm == "ppo" or (self.num_generations >= 2 and (
+                self.algorithm == "dpo" or self.batch_size % self.num_generations == 0)),
+             "num_generations: must be 2 or more (rloo, grpo, dpo) and divide batch_size "
+             "(rloo, grpo)"),
+            (1 <= self.iterations <= 100, "iterations: must be between 1 and 100"),
+            (self.algorithm != "dpo" or self.kl_coef > 0,
+             "kl_coef: must be above 0 for dpo (it is DPO's beta)"),
         ]
         problems = [message for ok, message in checks if not ok]
         if problems:
@@ -141,7 +146,8 @@ def use_threads(config, model) -> int:
 class Models:
     """The policy (LoRA on its base: the base is the reference), reward and value models."""
 
-    def __init__(self, config: PolicyTrainingConfig, reference_path: str | None = None):
+    def __init__(self, config: PolicyTrainingConfig, reference_path: str | None = None,
+                 value_model: bool = True):
         import copy
 
         import torch
@@ -179,15 +185,18 @@ class Models:
         self.same_tokenizer = self.scorer.tokenizer.get_vocab() == self.tokenizer.get_vocab()
         # The value model reads the policy's tokens: from the reward model when they share a
         # tokenizer (it already knows what is good), else from the policy's own weights.
+        # Iterative DPO trains no value model (value_model=False): none is loaded.
         value_from = config.reward_model if self.same_tokenizer else config.policy
-        self.value = load_reward_model(value_from, tokenizer=self.tokenizer, trainable=True)
+        self.value = (load_reward_model(value_from, tokenizer=self.tokenizer, trainable=True)
+                      if value_model else None)
         for model in (self.policy, self.value):
-            for module in model.modules():
+            for module in model.modules() if model is not None else ():
                 if isinstance(module, torch.nn.Dropout):
                     module.p = 0.0
-        self.value_backbone = getattr(self.value, self.value.base_model_prefix)
-        self.value_head = next(getattr(self.value, name) for name in SEQ_CLS_HEADS
-                               if hasattr(self.value, name))
+        if self.value is not None:
+            self.value_backbone = getattr(self.value, self.value.base_model_prefix)
+            self.value_head = next(getattr(self.value, name) for name in SEQ_CLS_HEADS
+                                   if hasattr(self.value, name))
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

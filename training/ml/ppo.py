@@ -40,10 +40,14 @@ from .progress import Cancelled, Reporter
 
 
 def train_policy(config: PolicyTrainingConfig, reporter: Reporter) -> dict:
-    """Run PPO (or TRL's RLOO/GRPO); save the policy under output_dir/policy; evaluate it
-    against the reference."""
+    """Run PPO (or TRL's RLOO/GRPO, or iterative DPO); save the policy under
+    output_dir/policy; evaluate it against the reference."""
     import torch
 
+    if config.algorithm == "dpo":
+        from .iterative_dpo import train_iterative_dpo
+
+        return train_iterative_dpo(config, reporter)
     if config.algorithm != "ppo":
         from .online import train_online
 

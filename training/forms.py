@@ -15,9 +15,10 @@ from .catalog import catalog_models, folder_bytes
 from .kinds import KINDS, JobKind, JobRequest
 from .kinds.base import ModelSlot, var_absolute
 from .ml.inspect import GENERATING
+from .ml.policy import ALGORITHMS
 from .models import ModelArtifact, Round
 from .services.requests import ARTIFACT_PREFIX
-from .services.rounds import round_failed_step
+from .services.rounds import DEFAULT_PLAN, round_failed_step
 
 # A refusal that names one of these goes beside that field.
 FIELD_OF_MESSAGE = {"base_model": "base", "base_artifact": "base", "reward_artifact": "reward",
@@ -158,10 +159,15 @@ def artifact_label(artifact: ModelArtifact) -> str:
 
 
 class RoundForm(forms.Form):
-    """The first round needs a reward base and a policy; later ones go on from the last."""
+    """The first round needs a reward base and a policy; later ones go on from the last.
+    The algorithm the round trains its policy with starts as the last round's."""
 
     reward_model = forms.ChoiceField(required=False, label="Reward model to start from")
     policy_model = forms.ChoiceField(required=False, label="Policy to start from")
+    algorithm = forms.ChoiceField(
+        required=False, label="Policy algorithm", choices=[(a, a) for a in ALGORITHMS],
+        help_text="ppo: ours; rloo, grpo: TRL's; dpo: iterative DPO on the reward model's "
+                  "best and worst of K samples per prompt")
 
     def __init__(self, *args, project: Project, has_rounds: bool, **kwargs):
         super().__init__(*args, **kwargs)
@@ -171,6 +177,10 @@ class RoundForm(forms.Form):
             keep_going = [("", "go on from the last round's")] if has_rounds else []
             self.fields[name].choices = keep_going + list(picker.choices)[1:]
             self.fields[name].initial = "" if has_rounds else picker.initial
+        last = project.rounds.order_by("-number").first()
+        self.fields["algorithm"].initial = (
+            last.plan.get("policy", {}).get("params", {}).get("algorithm", "ppo") if last
+            else DEFAULT_PLAN["policy"]["params"]["algorithm"])
 
 
 class RoundRetryForm(forms.Form):

@@ -58,7 +58,8 @@ def project_rounds(request, slug: str):
             round_ = services.round_start(
                 project=project, created_by=request.user,
                 reward_model=form.cleaned_data["reward_model"],
-                policy_model=form.cleaned_data["policy_model"])
+                policy_model=form.cleaned_data["policy_model"],
+                algorithm=form.cleaned_data["algorithm"])
         except ApplicationError as refused:
             messages.error(request, str(refused))
         else:

@@ -35,10 +35,12 @@ DEFAULT_PLAN = {
 
 
 def round_start(*, project: Project, created_by: AbstractUser | None, reward_model: str = "",
-                policy_model: str = "", plan: dict | None = None) -> Round:
+                policy_model: str = "", plan: dict | None = None,
+                algorithm: str = "") -> Round:
     """Start the next round. Models are choices as a job request takes them (a catalog name
     or "model:<id>"); without them it goes on from the last round's reward model and policy
-    (and its plan). The first round needs both."""
+    (and its plan). The first round needs both. `algorithm` (ppo, rloo, grpo or dpo, the
+    policy kind's) sets how the round trains its policy; without it, as the last round."""
     with transaction.atomic():
         Project.objects.select_for_update().filter(id=project.id).first()
         if project.rounds.filter(status__in=Round.ACTIVE).exists():
@@ -46,6 +48,9 @@ def round_start(*, project: Project, created_by: AbstractUser | None, reward_mod
         last = project.rounds.exclude(status__in=Round.ENDED_UNFINISHED).order_by(
             "-number").first()
         plan = _merged(last.plan if last else DEFAULT_PLAN, plan or {})
+        if algorithm:
+            plan["policy"]["params"] = KINDS["policy"].validate_params(
+                {**plan["policy"]["params"], "algorithm": algorithm})
         plan["reward"]["model"] = reward_model or (
             f"{ARTIFACT_PREFIX}{last.reward_artifact_id}" if last and last.reward_artifact_id
             else "")

@@ -224,9 +224,11 @@ def test_the_throttle_is_shared_by_separate_web_processes(make_user, tmp_path):
             assert port_open("127.0.0.1", port), (tmp_path / f"{name}.log").read_text()
 
         def token(base: str, password: str) -> int:
-            data = urllib.parse.urlencode({"username": "alice", "password": password}).encode()
+            body = json.dumps({"username": "alice", "password": password}).encode()
+            request = urllib.request.Request(f"{base}/api/auth/token/", body,
+                                             {"Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(f"{base}/api/auth/token/", data, timeout=60) as got:
+                with urllib.request.urlopen(request, timeout=60) as got:
                     return got.status
             except urllib.error.HTTPError as error:
                 return error.code

@@ -267,8 +267,11 @@ def model_win_rates(project: Project, *, source_import_id: int | None = None,
     """How the labelers' rankings judge the models that wrote the completions (win rates and
     Bradley-Terry strengths with prompt-bootstrap intervals); None when the completions in
     scope (the project's, or one import's) come from fewer than two models."""
-    completions = Completion.objects.filter(prompt__project=project)
-    rankings = Ranking.objects.filter(prompt__project=project, source=Ranking.Source.LABELER)
+    # A retired prompt is out of exports, so out of what they say of the models too.
+    completions = Completion.objects.filter(prompt__project=project,
+                                            prompt__retired_at__isnull=True)
+    rankings = Ranking.objects.filter(prompt__project=project, source=Ranking.Source.LABELER,
+                                      prompt__retired_at__isnull=True)
     if source_import_id is not None:
         completions = completions.filter(prompt__source_import_id=source_import_id)
         rankings = rankings.filter(prompt__source_import_id=source_import_id)

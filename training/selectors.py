@@ -169,7 +169,8 @@ def rounds_judged(rounds: list[Round]) -> list[RoundJudgment]:
             continue
         reference = sources.get("reference") or sources.get("previous")
         rankings = Ranking.objects.filter(prompt__source_import_id=round_.prompt_import_id,
-                                          source=Ranking.Source.LABELER)
+                                          source=Ranking.Source.LABELER,
+                                          prompt__retired_at__isnull=True)
         state = rankings.aggregate(n=Count("id"), last=Max("updated_at"))
         changed = state["last"].timestamp() if state["last"] else 0
         key = (f"round-judged:{round_.id}:{state['n']}:{changed}:"

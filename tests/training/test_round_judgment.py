@@ -68,6 +68,12 @@ def test_the_labelers_verdict_on_a_round(project, make_user):
     assert judged.human.win_rate_low < 0.75 < judged.human.win_rate_high <= 1
     assert judged.summary.startswith(f"{POLICY} beats {REFERENCE} 75% (95% CI ")
     assert judged.reference == REFERENCE and judged.policy == POLICY
+    # A retired prompt is out of the export, and out of the verdict: ben's lost six remain.
+    from django.utils import timezone
+
+    Prompt.objects.filter(id__in=[p.id for p in first_six]).update(retired_at=timezone.now())
+    (judged,) = selectors.rounds_judged([round_])
+    assert (judged.human.comparisons, judged.human.wins) == (48, 24)
 
 
 def test_a_round_not_ranked_yet_says_so_and_single_model_rounds_are_left_out(project):

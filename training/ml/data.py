@@ -71,13 +71,14 @@ def read_preferences(path: str | Path) -> list[PreferenceRow]:
     with path.open(encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, 1):
             if line.strip():
-                rows.append(_row(_parse(path, line_number, line), path, line_number))
+                rows.append(_row(parse_json_line(path, line_number, line), path, line_number))
     if not rows:
         raise DataError(f"{path.name}: no preference rows")
     return rows
 
 
-def _parse(path: Path, line_number: int, line: str) -> dict:
+def parse_json_line(path: Path, line_number: int, line: str) -> dict:
+    """One JSONL line as an object; DataError naming the file and line."""
     try:
         value = json.loads(line)
     except json.JSONDecodeError as exc:

@@ -23,8 +23,8 @@ from .finetune import (
     check_template,
     load_policy,
     save_policy,
-    split_held_out,
     train,
+    train_and_held_out,
     trl_arguments,
     use_threads,
 )
@@ -59,11 +59,7 @@ def train_dpo(config: DPOTrainingConfig, reporter: Reporter) -> dict:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    train_rows = read_pairs(config.train_file)
-    if config.eval_file:
-        held_out = read_pairs(config.eval_file)
-    else:
-        train_rows, held_out = split_held_out(train_rows, config.eval_fraction, config.seed)
+    train_rows, held_out = train_and_held_out(config, read_pairs)
     model, tokenizer, peft_config = load_policy(config)
     check_template(train_rows, tokenizer, Path(config.train_file).name, "pairs", "pairs")
     use_threads(config, model)

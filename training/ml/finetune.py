@@ -80,6 +80,15 @@ class FineTuneConfig(JsonConfig):
             raise ConfigError("; ".join(problems))
 
 
+def train_and_held_out(config: "FineTuneConfig", read) -> tuple[list, list]:
+    """The training rows and the held-out ones: `eval_file` read the same way when given,
+    else `eval_fraction` of the training rows."""
+    rows = read(config.train_file)
+    if config.eval_file:
+        return rows, read(config.eval_file)
+    return split_held_out(rows, config.eval_fraction, config.seed)
+
+
 def split_held_out(rows: list, fraction: float, seed: int) -> tuple[list, list]:
     """(train, held out): `fraction` of the rows (at least one, if any is asked and there
     are two or more) drawn with `seed`, both in their first order.

@@ -14,18 +14,17 @@ best_completions). The loss is on the completion only. Chats go through the toke
 template (as generation reads them); plain text is prompt + completion + EOS.
 """
 
-import json
 from pathlib import Path
 
-from .data import DataError, group_by_prompt, read_preferences
+from .data import DataError, group_by_prompt, parse_json_line, read_preferences
 from .finetune import (
     FineTuneConfig,
     bridge,
     check_template,
     load_policy,
     save_policy,
-    split_held_out,
     train,
+    train_and_held_out,
     trl_arguments,
     use_threads,
 )
@@ -70,7 +69,8 @@ def read_examples(path: str | Path) -> list[dict]:
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if line.strip():
-                examples.append(_example(_parse(path, number, line), f"{path.name}, line {number}"))
+                where = f"{path.name}, line {number}"
+                examples.append(_example(parse_json_line(path, number, line), where))
     chat = isinstance(examples[0]["prompt"], list)
     for number, example in enumerate(examples, 1):
         if isinstance(example["prompt"], list) != chat:
@@ -84,18 +84,8 @@ def _first_row(path: Path) -> dict:
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if line.strip():
-                return _parse(path, number, line)
+                return parse_json_line(path, number, line)
     raise DataError(f"{path.name}: no examples")
-
-
-def _parse(path: Path, number: int, line: str) -> dict:
-    try:
-        value = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path.name}, line {number}: invalid JSON ({exc.msg})") from None
-    if not isinstance(value, dict):
-        raise DataError(f"{path.name}, line {number}: expected a JSON object")
-    return value
 
 
 def _example(value: dict, where: str) -> dict:
@@ -132,11 +122,7 @@ def train_sft(config: SFTTrainingConfig, reporter: Reporter) -> dict:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    train_rows = read_examples(config.train_file)
-    if config.eval_file:
-        held_out = read_examples(config.eval_file)
-    else:
-        train_rows, held_out = split_held_out(train_rows, config.eval_fraction, config.seed)
+    train_rows, held_out = train_and_held_out(config, read_examples)
     model, tokenizer, peft_config = load_policy(config)
     check_template(train_rows + held_out, tokenizer, Path(config.train_file).name,
                    "examples", "prompts and completions")

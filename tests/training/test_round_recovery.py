@@ -106,6 +106,12 @@ def test_a_failed_export_is_retried_from_the_export(project, learnable_export, l
     services.rounds_advance()
     round_.refresh_from_db()
     assert selectors.round_steps(round_)[0].error == "disk full"
+    with pytest.raises(Invalid, match="^export: min_votes must be at least 1"):
+        services.round_retry(round_, created_by=None, params={"min_votes": 0})
+    with pytest.raises(Invalid, match="^export: .*unexpected keyword argument 'bogus'"):
+        services.round_retry(round_, created_by=None, params={"bogus": 1})
+    round_.refresh_from_db()
+    assert round_.status == "failed"  # nothing started by a refused retry
     retried = services.round_retry(round_, created_by=None, params={"min_votes": 1})
     assert retried.status == "exporting" and retried.export_id != round_.export_id
     assert retried.export.params["min_votes"] == 1
@@ -148,12 +154,13 @@ def test_the_rounds_page_retries_and_cancels(client, carol, alice, project, lear
     assert "Retry round 1" in page and "Reward model failed: " in page
     assert 'name="retry1-epochs"' in page  # the failed step's settings, to edit
     url = f"/projects/{project.slug}/rounds/1/"
-    refused = client.post(url + "retry/", {"retry1-epochs": "-1", "retry1-learning_rate": "1e-3",
-                                           "retry1-batch_size": "8"}, follow=True)
-    assert "epochs" in refused.content.decode()
+    form = _retry_values(page)
+    refused = client.post(url + "retry/", {**form, "retry1-epochs": "-1"}, follow=True)
+    assert "epochs: must be above 0 and at most 100" in refused.content.decode()
+    incomplete = client.post(url + "retry/", {"retry1-epochs": "2"}, follow=True)
+    assert "max_length: This field is required." in incomplete.content.decode()
     round_.refresh_from_db()
     assert round_.status == "failed"
-    form = {k: v for k, v in _retry_values(page).items()}
     form["retry1-epochs"] = "2"
     assert client.post(url + "retry/", form).status_code == 302
     round_.refresh_from_db()

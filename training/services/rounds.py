@@ -74,6 +74,15 @@ def round_start(*, project: Project, created_by: AbstractUser | None, reward_mod
         return round_
 
 
+def _export_plan(plan: dict) -> dict:
+    """The export step's settings, refused (Invalid) as the export would refuse them."""
+    try:
+        annotate_services.ExportParams(**plan, formats=("trl-jsonl",))
+    except (TypeError, ValueError) as refused:
+        raise Invalid(f"export: {refused}") from None
+    return plan
+
+
 def _check_rankings(project: Project, export_plan: dict) -> None:
     """Refuse a round whose snapshot cannot hold a pair: no prompt has enough rankings."""
     min_votes = export_plan.get("min_votes", 2)
@@ -256,7 +265,7 @@ def round_retry(round_: Round, *, created_by: AbstractUser | None,
         part = round_failed_step(round_)
         if params:
             if part == "export":
-                round_.plan["export"] = {**round_.plan["export"], **params}
+                round_.plan["export"] = _export_plan({**round_.plan["export"], **params})
             else:
                 changed = {**round_.plan[part]["params"], **params}
                 round_.plan[part]["params"] = KINDS[part].validate_params(changed)

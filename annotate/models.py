@@ -18,12 +18,29 @@ class Project(models.Model):
         HALF = "half", "A tie counts half a vote each way"
         ABSTAIN = "abstain", "A tie is an abstention"
 
+    class Mode(models.TextChoices):
+        RANK = "rank", "Rank the completions, best to worst"
+        RATE = "rate", "Rate each completion on a scale"
+        DEMONSTRATE = "demonstrate", "Write a response, or edit a completion into a better one"
+
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     criterion = models.CharField(
         max_length=200, help_text="What labelers rank by, e.g. 'helpfulness'."
     )
     instructions = models.TextField(blank=True, help_text="Shown to labelers; Markdown.")
+    annotation_mode = models.CharField(
+        max_length=12, choices=Mode.choices, default=Mode.RANK,
+        help_text="What labelers do with a prompt's completions.",
+    )
+    # Rate mode: every completion gets a whole-number score from min to max, once per aspect
+    # (no aspects: one score, stored under annotate.ratings.OVERALL).
+    rating_scale_min = models.SmallIntegerField(default=1)
+    rating_scale_max = models.SmallIntegerField(default=5)
+    rating_aspects = models.JSONField(
+        default=list, blank=True,
+        help_text="Aspect names scored separately, e.g. helpfulness, honesty; empty: one score.",
+    )
     completions_per_prompt = models.PositiveSmallIntegerField(
         default=4,
         validators=[MinValueValidator(MIN_COMPLETIONS), MaxValueValidator(MAX_COMPLETIONS)],
@@ -49,6 +66,11 @@ class Project(models.Model):
     )
     consensus_tie_policy = models.CharField(
         max_length=10, choices=TiePolicy.choices, default=TiePolicy.HALF
+    )
+    consensus_max_spread = models.FloatField(
+        default=2.0, validators=[MinValueValidator(0.0)],
+        help_text="Rate mode: a completion's score is kept only when its labelers' scores "
+                  "differ by at most this (highest minus lowest).",
     )
     lease_minutes = models.PositiveIntegerField(
         default=30,
@@ -106,6 +128,14 @@ class Project(models.Model):
                 condition=Q(consensus_min_agreement__gte=0.5) & Q(consensus_min_agreement__lte=1.0),
                 name="project_min_agreement_in_half_to_one",
             ),
+            models.CheckConstraint(
+                condition=Q(rating_scale_max__gt=F("rating_scale_min")),
+                name="project_rating_scale_not_empty",
+            ),
+            models.CheckConstraint(
+                condition=Q(annotation_mode__in=["rank", "rate", "demonstrate"]),
+                name="project_annotation_mode_known",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -118,6 +148,10 @@ PROJECT_SETTINGS = [
     "slug",
     "criterion",
     "instructions",
+    "annotation_mode",
+    "rating_scale_min",
+    "rating_scale_max",
+    "rating_aspects",
     "completions_per_prompt",
     "labelers_per_prompt",
     "allow_ties",
@@ -125,6 +159,7 @@ PROJECT_SETTINGS = [
     "consensus_min_votes",
     "consensus_min_agreement",
     "consensus_tie_policy",
+    "consensus_max_spread",
     "lease_minutes",
 ]
 
@@ -323,6 +358,9 @@ class Ranking(models.Model):
     )
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.LABELER)
     tiers = models.JSONField(help_text="[[completion id, ...], ...], best tier first.")
+    # Rate mode: the labeler's scores, {"<completion id>": {"<aspect>": score}}; the tiers
+    # are then derived from them (annotate.ratings.tiers_from_scores), ties included.
+    scores = models.JSONField(null=True, blank=True)
     flags = models.JSONField(default=dict, blank=True)
     comment = models.TextField(blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -360,6 +398,50 @@ class Ranking(models.Model):
 
     def __str__(self) -> str:
         return f"ranking of {self.prompt} by {self.labeler or 'import'}"
+
+
+class Demonstration(models.Model):
+    """A response a labeler wrote for a prompt (demonstrate mode): from scratch, or by editing
+    one of its completions (`source_completion`, kept as it was). One per labeler and prompt;
+    a resubmission keeps the version it replaces in `history`."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="demonstrations")
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="demonstrations"
+    )
+    text = models.TextField()
+    source_completion = models.ForeignKey(
+        Completion, null=True, blank=True, on_delete=models.SET_NULL, related_name="edits",
+        help_text="The completion the labeler edited; none when written from scratch.",
+    )
+    comment = models.TextField(blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=100, blank=True)
+    revision = models.PositiveIntegerField(default=1)
+    history = models.JSONField(
+        default=list, blank=True,
+        help_text="Earlier versions: [{revision, text, source_completion, comment, "
+                  "idempotency_key, submitted_at}], oldest first.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["prompt_id", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["prompt", "labeler"], name="demonstration_once_per_labeler_and_prompt"
+            ),
+            models.UniqueConstraint(
+                fields=["labeler", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="demonstration_idempotency_key_unique_per_labeler",
+            ),
+            models.CheckConstraint(condition=~Q(text=""), name="demonstration_text_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"demonstration for {self.prompt} by {self.labeler}"
 
 
 class Assignment(models.Model):
@@ -414,6 +496,7 @@ class RankingRevision(models.Model):
     ranking = models.ForeignKey(Ranking, on_delete=models.CASCADE, related_name="revisions")
     revision = models.PositiveIntegerField()
     tiers = models.JSONField()
+    scores = models.JSONField(null=True, blank=True)
     flags = models.JSONField(default=dict, blank=True)
     comment = models.TextField(blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)

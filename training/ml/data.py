@@ -91,10 +91,10 @@ def parse_json_line(path: Path, line_number: int, line: str) -> dict:
 def _row(value: dict, path: Path, line_number: int) -> PreferenceRow:
     where = f"{path.name}, line {line_number}"
     for name in ("chosen", "rejected"):
-        if not _is_text(value.get(name)):
+        if not is_text(value.get(name)):
             raise DataError(f"{where}, field '{name}': missing, or not a string or message list")
     prompt = value.get("prompt", [] if isinstance(value["chosen"], list) else "")
-    if not _is_text(prompt):
+    if not is_text(prompt):
         raise DataError(f"{where}, field 'prompt': not a string or message list")
     if isinstance(prompt, list) != isinstance(value["chosen"], list) or isinstance(
         value["chosen"], list
@@ -113,7 +113,7 @@ def _row(value: dict, path: Path, line_number: int) -> PreferenceRow:
     )
 
 
-def _is_text(value: object) -> bool:
+def is_text(value: object) -> bool:
     if isinstance(value, str):
         return True
     return isinstance(value, list) and all(

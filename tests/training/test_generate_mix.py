@@ -79,7 +79,7 @@ def test_a_model_that_cannot_write_its_share_skips_the_prompt_and_is_named(tmp_p
 def test_the_config_refuses_a_mix_it_cannot_write(tmp_path):
     with pytest.raises(ConfigError, match="previous_count: 1 completions need a previous"):
         config_for(tmp_path, "new", PROMPTS, previous_count=1).sources()
-    with pytest.raises(ConfigError, match="must leave the policy at least one of the 4"):
+    with pytest.raises(ConfigError, match="4 leaves the policy none of the 4 completions"):
         mixed_config(tmp_path, previous_count=2, reference_count=2).sources()
     with pytest.raises(ConfigError, match="reference_count: must be a whole number"):
         config_for(tmp_path, "new", PROMPTS, reference_count=-1)

@@ -8,7 +8,8 @@ from annotate.models import Prompt
 from annotate.services import prompts_import
 from config.errors import Invalid
 
-from ..ml.generate import GenerationConfig
+from ..ml.config import ConfigError
+from ..ml.generate import GenerationConfig, policy_share
 from ..models import Round
 from .base import (
     JobKind,
@@ -69,9 +70,10 @@ class GenerateKind(JobKind):
             if slot in resolved and not count:
                 raise Invalid(f"{slot}_count: say how many of each prompt's {k} completions "
                               f"the {slot} policy writes (1 or more), or leave it out")
-        if sum(counts.values()) >= k:
-            raise Invalid(f"previous_count + reference_count: {sum(counts.values())} leaves "
-                          f"the policy none of the project's {k} completions per prompt")
+        try:
+            policy_share(k, sum(counts.values()))
+        except ConfigError as exc:
+            raise Invalid(str(exc)) from None
 
     def prepare(self, job, directory: Path) -> GenerationConfig:
         if job.dataset_path:

@@ -80,16 +80,25 @@ class GenerationConfig(JsonConfig):
         for policy, _, count, slot in others:
             if count and not policy:
                 raise ConfigError(f"{slot}_count: {count} completions need a {slot} policy")
-        own = self.k - self.previous_count - self.reference_count
-        if own < 1:
-            raise ConfigError(f"previous_count + reference_count: must leave the policy at "
-                              f"least one of the {self.k} completions")
+        own = policy_share(self.k, self.previous_count + self.reference_count)
         return [("base", self.policy, self.model_name, own)] + [
             (slot, policy, name, count) for policy, name, count, slot in others if count]
 
     def sampling(self) -> dict:
         return {"temperature": self.temperature, "top_p": self.top_p,
                 "max_new_tokens": self.max_new_tokens, "seed": self.seed}
+
+
+def policy_share(k: int, others: int) -> int:
+    """How many of K the policy writes when other models write `others`: at least one.
+
+    >>> policy_share(4, 2)
+    2
+    """
+    if k - others < 1:
+        raise ConfigError(f"previous_count + reference_count: {others} leaves the policy none "
+                          f"of the {k} completions per prompt")
+    return k - others
 
 
 # --- choosing completions (pure: the sampler is passed in) ------------------------------
@@ -295,8 +304,9 @@ def _write(config: GenerationConfig, prompts: list, drawn: list[Drawn]) -> dict:
 def _import_line(prompt, chosen: Drawn, config: GenerationConfig) -> tuple[str, str]:
     """The prompt's import line, or "" and why it cannot be written."""
     if len(chosen.texts) < config.k:
+        several_writers = bool(config.previous_count or config.reference_count)
         return "", chosen.shortfall_reason(config.k, config.max_resamples,
-                                           name_writer=len(config.sources()) > 1)
+                                           name_writer=several_writers)
     key = "messages" if isinstance(prompt, list) else "prompt"
     completions = [{"text": text, "model": writer, "params": config.sampling()}
                    for text, writer in zip(chosen.texts, chosen.writers, strict=True)]

@@ -286,6 +286,54 @@ class RankingCreateApi(APIView):
         return Response(body, status=code)
 
 
+class DemonstrationInput(serializers.Serializer):
+    prompt = serializers.IntegerField()
+    text = serializers.CharField(max_length=20_000,
+                                 help_text="The response; surrounding whitespace is dropped.")
+    source_completion = serializers.IntegerField(
+        required=False, allow_null=True, default=None,
+        help_text="The completion this text was edited from (null: written from scratch).")
+    idempotency_key = serializers.CharField(max_length=100)
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, default=None)
+    base_revision = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=0,
+        help_text="The revision of your demonstration this one replaces (0: none). If yours "
+                  "has moved on since, 409 with the current version in `current`.")
+
+
+class DemonstrationOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    prompt = serializers.IntegerField(source="prompt_id")
+    revision = serializers.IntegerField()
+    text = serializers.CharField()
+    source_completion = serializers.IntegerField(source="source_completion_id", allow_null=True)
+    comment = serializers.CharField()
+    time_spent_ms = serializers.IntegerField(allow_null=True)
+    idempotency_key = serializers.CharField()
+
+
+class DemonstrationCreateApi(APIView):
+    @extend_schema(request=DemonstrationInput,
+                   responses={201: DemonstrationOutput, 200: DemonstrationOutput})
+    @raises(Conflict)
+    def post(self, request, project_id: int):
+        """Write the response a leased prompt should get (demonstrate projects), from scratch
+        or by editing one of its completions; again with a new key to revise it."""
+        project = selectors.project_get_visible(request.user, id=project_id)
+        serializer = DemonstrationInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        version, _ = services.demonstration_submit(
+            project=project, labeler=request.user, prompt_id=data["prompt"], text=data["text"],
+            source_completion_id=data["source_completion"],
+            idempotency_key=data["idempotency_key"], comment=data["comment"],
+            time_spent_ms=data["time_spent_ms"], base_revision=data["base_revision"])
+        # A first demonstration answers 201, a revision 200; a retried key as it did first.
+        code = status.HTTP_201_CREATED if version.revision == 1 else status.HTTP_200_OK
+        return Response(DemonstrationOutput(version).data, status=code)
+
+
 class SkipInput(serializers.Serializer):
     prompt = serializers.IntegerField()
     reason = serializers.CharField(max_length=500)

@@ -65,6 +65,8 @@ urlpatterns = [
          name="api_project_import"),
     path(PROJECT_API + "next-prompt/", apis.NextPromptApi.as_view(), name="api_next_prompt"),
     path(PROJECT_API + "rankings/", apis.RankingCreateApi.as_view(), name="api_rankings"),
+    path(PROJECT_API + "demonstrations/", apis.DemonstrationCreateApi.as_view(),
+         name="api_demonstrations"),
     path(PROJECT_API + "skips/", apis.SkipCreateApi.as_view(), name="api_skips"),
     path(PROJECT_API + "prompts/<int:prompt_id>/lease/", apis.LeaseRenewApi.as_view(),
          name="api_lease_renew"),

@@ -4,6 +4,7 @@ Views, API endpoints, commands and tasks call `services.<function>`; the modules
 them by subject.
 """
 
+from .demonstrations import DemonstrationVersion, demonstration_submit
 from .export_runs import export_dispatch, exports_reap
 from .exports import (
     ExportParams,
@@ -39,6 +40,8 @@ from .projects import FIXED_ONCE_PROMPTS, membership_set, project_create, projec
 from .prompts import prompt_gold_mark, prompt_restore, prompt_retire
 
 __all__ = [
+    "DemonstrationVersion",
+    "demonstration_submit",
     "RankingVersion",
     "ExportParams",
     "export_create",

@@ -270,6 +270,9 @@ def ranking_submit(
     it stored then, and nothing is written. Raise an ApplicationError when the rules refuse.
     """
     now = now or timezone.now()
+    if project.annotation_mode == Project.Mode.DEMONSTRATE:
+        raise Conflict("This project is in demonstrate mode: it takes demonstrations "
+                       "(a response written for the prompt), not rankings.")
     if time_spent_ms is not None and not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
         raise Invalid("time_spent_ms must be between 0 and 86,400,000.")
     answer = {"tiers": tiers, "flags": flags, "displayed_order": displayed_order,

@@ -142,6 +142,11 @@ def _tell_finished(export_id: int) -> None:
 def _build(export: Export, directory: Path) -> tuple[dict, str]:
     params = ExportParams(**{**export.params, "formats": tuple(export.params["formats"])})
     project = export.project
+    if project.annotation_mode == Project.Mode.DEMONSTRATE:
+        # Imported here: that module builds on this one's params and pseudonyms.
+        from .demonstration_exports import demonstration_export_build
+
+        return demonstration_export_build(export, params, directory)
     conversational = project.prompts.filter(messages__isnull=False).exists()
     excluded = flagged_labeler_ids(project) if params.exclude_flagged else set()
     weights = labeler_reliability(project, params, excluded) if params.weight_by_reliability else {}
@@ -276,7 +281,7 @@ def export_file_path(export: Export, name: str | None) -> Path:
     if name is None:
         return folder.with_suffix(".zip")
     allowed = {*exporters.DATA_FILES, "README.md", exporters.MANIFEST, "train.parquet",
-               "test.parquet"}
+               "test.parquet", "demonstrations.jsonl"}
     if name not in allowed or not (folder / name).is_file():
         raise NotFound(f"no file {name!r} in this export; files: {', '.join(sorted(allowed))}")
     return folder / name

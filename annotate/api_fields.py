@@ -32,6 +32,14 @@ class FlagsField(serializers.JSONField):
     """Flags by completion id: {"<completion id>": ["unsafe", ...]}."""
 
 
+@extend_schema_field({"type": "object", "example": {"12": {"overall": 4}, "13": {"overall": 2}},
+                      "additionalProperties": {"type": "object",
+                                               "additionalProperties": {"type": "integer"}}})
+class ScoresField(serializers.JSONField):
+    """Rate mode: scores by completion id, then by aspect: {"<completion id>": {"<aspect>": n}}
+    (a project without aspects scores one, "overall")."""
+
+
 @extend_schema_field(COMPLETION_IDS)
 class CompletionIdsField(serializers.JSONField):
     """Completion ids in an order (the order they were shown in)."""

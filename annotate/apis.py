@@ -15,9 +15,10 @@ from config.errors import Conflict, QuotaExceeded
 from config.schema import raises
 
 from . import selectors, services
-from .api_fields import CompletionIdsField, FlagsField, MessagesField, TiersField
+from .api_fields import CompletionIdsField, FlagsField, MessagesField, ScoresField, TiersField
 from .importers import FORMATS, RowError
 from .models import PROJECT_SETTINGS, Export, Project, PromptImport
+from .ratings import aspects_of
 from .uploads import UploadTooLarge
 
 
@@ -212,7 +213,29 @@ class PromptOutput(serializers.Serializer):
     messages = MessagesField()
 
 
+class AnnotationOutput(serializers.Serializer):
+    """What the labeler does with the completions, so a client knows what to send."""
+
+    annotation_mode = serializers.ChoiceField(
+        choices=Project.Mode.choices, help_text="rank: send `tiers`; rate: send `scores`.")
+    criterion = serializers.CharField()
+    rating_scale_min = serializers.IntegerField(help_text="Rate mode: the worst score.")
+    rating_scale_max = serializers.IntegerField(help_text="Rate mode: the best score.")
+    rating_aspects = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Rate mode: the aspects each completion gets a score for ('overall' when "
+                  "the project names none).")
+
+
+def annotation_of(project: Project) -> dict:
+    return {"annotation_mode": project.annotation_mode, "criterion": project.criterion,
+            "rating_scale_min": project.rating_scale_min,
+            "rating_scale_max": project.rating_scale_max,
+            "rating_aspects": aspects_of(project.rating_aspects)}
+
+
 class NextPromptOutput(serializers.Serializer):
+    annotation = AnnotationOutput()
     prompt = PromptOutput()
     completions = CompletionOutput(many=True, help_text="In the order to show them.")
     expires_at = serializers.DateTimeField(help_text="When the lease ends unless renewed.")
@@ -226,14 +249,19 @@ class NextPromptApi(APIView):
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         page = selectors.rank_page_for_lease(assignment)
-        body = {"prompt": page.prompt, "completions": page.completions,
+        body = {"annotation": annotation_of(project), "prompt": page.prompt,
+                "completions": page.completions,
                 "expires_at": assignment.expires_at}
         return Response(NextPromptOutput(body).data)
 
 
 class RankingInput(serializers.Serializer):
     prompt = serializers.IntegerField()
-    tiers = TiersField(help_text="[[completion id, ...], ...], best tier first.")
+    tiers = TiersField(required=False, default=None,
+                       help_text="Rank mode: [[completion id, ...], ...], best tier first.")
+    scores = ScoresField(required=False, default=None,
+                         help_text="Rate mode, instead of tiers (which are derived from them): "
+                                   "a score for every completion and aspect.")
     idempotency_key = serializers.CharField(max_length=100)
     flags = FlagsField(required=False, default=dict)
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
@@ -250,6 +278,7 @@ class RankingOutput(serializers.Serializer):
     prompt = serializers.SerializerMethodField()
     revision = serializers.IntegerField()
     tiers = TiersField()
+    scores = ScoresField(allow_null=True, help_text="Rate mode: the scores; null in rank mode.")
     flags = FlagsField()
     comment = serializers.CharField()
     time_spent_ms = serializers.IntegerField(allow_null=True)
@@ -275,7 +304,7 @@ class RankingCreateApi(APIView):
             tiers=data["tiers"], idempotency_key=data["idempotency_key"],
             flags=data["flags"], comment=data["comment"],
             time_spent_ms=data["time_spent_ms"], displayed_order=data["displayed_order"],
-            base_revision=data["base_revision"],
+            base_revision=data["base_revision"], scores=data["scores"],
         )
         # A first ranking answers 201, a revision 200; a retried key answers as it did first.
         code = status.HTTP_201_CREATED if version.revision == 1 else status.HTTP_200_OK
@@ -418,6 +447,12 @@ class ExportInput(serializers.Serializer):
         help_text="Leave out labelers below the gold threshold (default: the project's setting)",
     )
     weight_by_reliability = serializers.BooleanField(default=False)
+    max_spread = serializers.FloatField(
+        min_value=0.0, required=False, allow_null=True, default=None,
+        help_text="Rate projects: keep a completion's score only when its labelers' scores "
+                  "differ by at most this, highest minus lowest (default: the project's "
+                  "consensus_max_spread)",
+    )
     formats = serializers.ListField(
         child=serializers.ChoiceField(choices=services.exports.FORMATS),
         default=list(services.exports.FORMATS),

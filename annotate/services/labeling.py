@@ -26,6 +26,7 @@ from config.errors import Conflict, Invalid, NotFound
 from ..agreement import mean_pairwise_agreement
 from ..models import Assignment, Project, Prompt, Ranking, RankingRevision
 from ..ranking import InvalidRanking, validate_displayed_order, validate_flags, validate_tiers
+from ..ratings import tiers_from_scores, validate_scores
 
 # How many candidate prompts one next-prompt call locks at most before giving up.
 CANDIDATES_PER_CALL = 20
@@ -46,6 +47,7 @@ class RankingVersion:
     comment: str
     time_spent_ms: int | None
     idempotency_key: str
+    scores: dict | None = None  # rate mode: what the tiers were derived from
 
     @property
     def id(self) -> int:
@@ -59,7 +61,7 @@ class RankingVersion:
     def of(cls, row: Ranking | RankingRevision) -> "RankingVersion":
         ranking = row.ranking if isinstance(row, RankingRevision) else row
         return cls(ranking, row.revision, row.tiers, row.flags, row.comment, row.time_spent_ms,
-                   row.idempotency_key)
+                   row.idempotency_key, row.scores)
 
 
 def assignment_next(
@@ -250,16 +252,21 @@ def ranking_submit(
     project: Project,
     labeler: AbstractUser,
     prompt_id: int,
-    tiers: object,
+    tiers: object = None,
     idempotency_key: str,
     flags: object = None,
     comment: str = "",
     time_spent_ms: int | None = None,
     displayed_order: object = None,
     base_revision: int | None = None,
+    scores: object = None,
     now: datetime | None = None,
 ) -> tuple[RankingVersion, bool]:
     """Record a ranking, or a revision of the labeler's earlier one.
+
+    A rank project takes `tiers`. A rate project takes `scores` instead and refuses `tiers`:
+    the tiers stored are derived from the scores (annotate.ratings.tiers_from_scores), so a
+    client cannot send a ranking that contradicts its own scores.
 
     `base_revision` names the version this submission replaces (0: none). When the stored
     ranking has moved on since (another tab or session saved one), the submission is refused
@@ -277,7 +284,7 @@ def ranking_submit(
         raise Invalid("time_spent_ms must be between 0 and 86,400,000.")
     answer = {"tiers": tiers, "flags": flags, "displayed_order": displayed_order,
               "comment": comment, "time_spent_ms": time_spent_ms,
-              "base_revision": base_revision}
+              "base_revision": base_revision, "scores": scores}
     try:
         with transaction.atomic():
             row, created = _submit_locked(project, labeler, prompt_id, idempotency_key, answer,
@@ -324,7 +331,8 @@ def _check_base(existing: Ranking | None, base_revision: int | None) -> None:
         f"or session) since this page showed revision {base_revision}: look at it, then "
         f"save yours over it as revision {stored + 1}, or load the saved one.",
         extra={"current": {"revision": stored, "tiers": existing.tiers,
-                           "flags": existing.flags, "comment": existing.comment}})
+                           "scores": existing.scores, "flags": existing.flags,
+                           "comment": existing.comment}})
 
 
 def _validated(answer: dict, prompt: Prompt, project: Project, key: str) -> dict:
@@ -332,8 +340,7 @@ def _validated(answer: dict, prompt: Prompt, project: Project, key: str) -> dict
     completion_ids = list(prompt.completions.values_list("id", flat=True))
     try:
         fields = {
-            "tiers": validate_tiers(answer["tiers"], set(completion_ids),
-                                    allow_ties=project.allow_ties),
+            **_tiers_and_scores(answer, completion_ids, project),
             "flags": validate_flags(answer["flags"], completion_ids),
             "displayed_order": validate_displayed_order(answer["displayed_order"],
                                                         completion_ids),
@@ -342,6 +349,30 @@ def _validated(answer: dict, prompt: Prompt, project: Project, key: str) -> dict
         raise Invalid(str(exc)) from None
     return fields | {"comment": answer["comment"] or "", "time_spent_ms": answer["time_spent_ms"],
                      "idempotency_key": key}
+
+
+def _tiers_and_scores(answer: dict, completion_ids: list[int], project: Project) -> dict:
+    """A rank project's tiers as given; a rate project's scores and the tiers they imply."""
+    if project.annotation_mode != Project.Mode.RATE:
+        if answer["scores"] is not None:
+            raise Invalid("scores: this project ranks; scores are for rate projects",
+                          extra={"field": "scores"})
+        return {"tiers": validate_tiers(answer["tiers"], set(completion_ids),
+                                        allow_ties=project.allow_ties), "scores": None}
+    if answer["tiers"] is not None:
+        raise Invalid("tiers: this project rates; send scores, the tiers come from them",
+                      extra={"field": "tiers"})
+    if answer["scores"] is None:
+        raise Invalid("scores: this project rates; give every completion a score",
+                      extra={"field": "scores"})
+    try:
+        scores = validate_scores(answer["scores"], completion_ids,
+                                 scale_min=project.rating_scale_min,
+                                 scale_max=project.rating_scale_max,
+                                 aspects=project.rating_aspects)
+    except InvalidRanking as exc:
+        raise Invalid(str(exc), extra={"field": "scores"}) from None
+    return {"tiers": tiers_from_scores(scores), "scores": scores}
 
 
 def _replayed(earlier: Ranking | RankingRevision, prompt: Prompt, project: Project,
@@ -353,8 +384,8 @@ def _replayed(earlier: Ranking | RankingRevision, prompt: Prompt, project: Proje
     if ranking.prompt_id != prompt.id:
         raise _key_taken(key, ranking.prompt_id)
     fields = _validated(answer, prompt, project, key)
-    if (earlier.tiers, earlier.flags, earlier.comment) != (
-            fields["tiers"], fields["flags"], fields["comment"]):
+    if (earlier.tiers, earlier.scores, earlier.flags, earlier.comment) != (
+            fields["tiers"], fields["scores"], fields["flags"], fields["comment"]):
         raise Conflict(f"idempotency_key {key!r} was already used for another version "
                        f"(revision {earlier.revision}) of your ranking of this prompt; send a "
                        "new key with each new submission")
@@ -406,7 +437,8 @@ def _first_ranking(
 def _revise(ranking: Ranking, fields: dict) -> Ranking:
     """Keep the current version in history, then overwrite it with the new one."""
     RankingRevision.objects.create(
-        ranking=ranking, revision=ranking.revision, tiers=ranking.tiers, flags=ranking.flags,
+        ranking=ranking, revision=ranking.revision, tiers=ranking.tiers, scores=ranking.scores,
+        flags=ranking.flags,
         comment=ranking.comment, time_spent_ms=ranking.time_spent_ms,
         idempotency_key=ranking.idempotency_key, displayed_order=ranking.displayed_order,
         submitted_at=ranking.updated_at,

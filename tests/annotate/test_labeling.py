@@ -437,8 +437,8 @@ def test_a_submission_from_a_replaced_version_is_refused_with_the_current_one(
         "base_revision": 1}, format="json")
     assert stale.status_code == 409
     body = stale.json()
-    assert body["current"] == {"revision": 2, "tiers": [[i] for i in ids[::-1]], "flags": {},
-                               "comment": ""}
+    assert body["current"] == {"revision": 2, "tiers": [[i] for i in ids[::-1]],
+                               "scores": None, "flags": {}, "comment": ""}
     assert "saved as revision 2 elsewhere" in body["detail"]
     assert Ranking.objects.get().revision == 2 and RankingRevision.objects.count() == 1
     with pytest.raises(ApplicationError) as not_yet:

@@ -1,7 +1,8 @@
 """SFT: fine-tune a policy on demonstrations, with TRL's SFTTrainer; registered as a policy.
 
-On an export, each prompt's best-ranked completion is its demonstration; a file may hold
-{"prompt", "completion"} or {"messages"} lines (training.ml.sft)."""
+On a ranking export, each prompt's best-ranked completion is its demonstration; on a
+demonstrate project's export, each demonstration the labelers wrote is one example; a file may
+hold {"prompt", "completion"} or {"messages"} lines (training.ml.sft)."""
 
 from ..ml.sft import SFTTrainingConfig, report_lines
 from .base import Curve
@@ -11,8 +12,9 @@ from .finetune import SHARED_PARAMS, FineTuneKind
 class SFTKind(FineTuneKind):
     name = "sft"
     label = "SFT"
-    help = ("Fine-tune a policy on each prompt's best-ranked completion in an export (or on a "
-            "file of demonstrations), with TRL's SFTTrainer; it is registered as a policy.")
+    help = ("Fine-tune a policy on each prompt's best-ranked completion in an export, on the "
+            "responses labelers wrote in a demonstrate project's export, or on a file of "
+            "demonstrations, with TRL's SFTTrainer; it is registered as a policy.")
     config_class = SFTTrainingConfig
     entry = "training.ml.sft:train_sft"
     params = SHARED_PARAMS

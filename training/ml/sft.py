@@ -8,10 +8,11 @@ The data is JSONL, one example a line, in any of these forms (one form per file)
     {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}
     {"prompt": "2+2?", "chosen": " 4", "rejected": " 5", "prompt_id": 7, ...}
 
-A `messages` line is its last turn (the assistant's) completing the turns before it. Preference
-rows (an export's train.jsonl) give one example per prompt: its best-ranked completion (see
-best_completions). The loss is on the completion only. Chats go through the tokenizer's chat
-template (as generation reads them); plain text is prompt + completion + EOS.
+A demonstrate project's export writes the first two forms (annotate.sft_export), one line per
+demonstration. A `messages` line is its last turn (the assistant's) completing the turns before
+it. Preference rows (an export's train.jsonl) give one example per prompt: its best-ranked
+completion (see best_completions). The loss is on the completion only. Chats go through the
+tokenizer's chat template (as generation reads them); plain text is prompt + completion + EOS.
 """
 
 from pathlib import Path

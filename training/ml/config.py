@@ -7,7 +7,7 @@ model's `training_config.json`), so every field is a plain value.
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-REWARD_METHODS = ("kway", "trl")
+REWARD_METHODS = ("kway", "trl", "regression")
 # How a (prompt, response) becomes the model's input; see training.ml.data.choose_rendering.
 RENDERINGS = ("auto", "chat_template", "pair", "text")
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
@@ -43,7 +43,10 @@ class RewardTrainingConfig(JsonConfig):
     `method` "kway" forwards each completion of a prompt once per step and puts all of that
     prompt's pairs into the loss; "trl" runs TRL's RewardTrainer on the same pairs. Both
     minimise -log sigmoid(r_chosen - r_rejected - margin), the margin taken from the file's
-    `margin` column when `use_margin` is on.
+    `margin` column when `use_margin` is on. "regression" reads rated completions instead
+    (training.ml.scores: `train_file` is a scores.jsonl) and minimises the squared error of
+    tanh(output) against each score in [-1, 1], `batch_size` completions a step; rows without
+    a split are held out by prompt (`held_out_fraction` of the prompts, drawn from `seed`).
 
     `rendering` says how a (prompt, response) becomes tokens: "chat_template" (the tokenizer's
     template for chats, TRL's prompt + response + EOS for plain text), "pair" (the pair
@@ -79,6 +82,7 @@ class RewardTrainingConfig(JsonConfig):
     lr_scheduler_type: str = "linear"  # one of LR_SCHEDULERS, after warmup_ratio of the steps
     keep_checkpoints: bool = False  # keep the run's checkpoints after it finishes
     use_margin: bool = True
+    held_out_fraction: float = 0.1  # regression: prompts held out of rows without a split
     center_rewards_coefficient: float | None = None
     seed: int = 0
     checkpoint_every: int = 50  # optimiser steps between checkpoints (0: never)
@@ -118,6 +122,8 @@ class RewardTrainingConfig(JsonConfig):
             problems.append("warmup_ratio: must be at least 0 and below 1")
         if self.checkpoint_every < 0:
             problems.append("checkpoint_every: must be 0 (never) or more")
+        if not 0 <= self.held_out_fraction < 1:
+            problems.append("held_out_fraction: must be at least 0 and below 1")
         if not 1 <= self.num_gpus <= 64:
             problems.append("num_gpus: must be between 1 and 64")
         if self.threads is not None and not 1 <= self.threads <= 256:

@@ -46,7 +46,7 @@ from .data import (
 )
 from .loading import add_lora, load_reward_model, load_tokenizer, save_model
 from .progress import Cancelled, Reporter, quiet, trainer_callback
-from .scoring import RewardScorer, evaluate_pairs, model_inputs
+from .scoring import RewardScorer, evaluate_pairs, evaluate_scores, model_inputs, save_output
 
 CHECKPOINT = "checkpoint"
 TRL_CHECKPOINTS = "trl-checkpoints"
@@ -91,20 +91,25 @@ def encode_groups(groups: list[PromptGroup], tokenizer, max_length: int,
     return encoded, truncated
 
 
-def prepare_inputs(config: RewardTrainingConfig, tokenizer, model) -> Inputs:
-    """Resolve the rendering, cap max_length at the model's positions, encode the train file."""
+def resolve_input(config: RewardTrainingConfig, tokenizer, model) -> tuple[str, int, int | None]:
+    """Return the rendering, the max length (capped at the model's positions) and that limit."""
     rendering = resolve_rendering(config.rendering, tokenizer)
     limit = model_max_length(model.config, tokenizer)
-    max_length = min(config.max_length, limit) if limit else config.max_length
+    return rendering, min(config.max_length, limit) if limit else config.max_length, limit
+
+
+def prepare_inputs(config: RewardTrainingConfig, tokenizer, model) -> Inputs:
+    """Resolve the rendering, cap max_length at the model's positions, encode the train file."""
+    rendering, max_length, limit = resolve_input(config, tokenizer, model)
     groups, truncated = encode_groups(
         group_by_prompt(read_preferences(config.train_file), config.use_margin), tokenizer,
         max_length, rendering)
     return Inputs(rendering, max_length, limit, groups, truncated)
 
 
-def run_settings(config: RewardTrainingConfig, inputs: Inputs) -> dict:
+def run_settings(config: RewardTrainingConfig, inputs) -> dict:
     """The settings a checkpoint belongs to: the config less what does not change the run,
-    with the resolved rendering and max length and the train file's content hash."""
+    with the resolved rendering and max length (`inputs`' own) and the train file's hash."""
     settings = {k: v for k, v in config.as_dict().items() if k not in NOT_OF_THE_RUN}
     digest = hashlib.sha256(Path(config.train_file).read_bytes()).hexdigest()
     return {**settings, "rendering": inputs.rendering, "max_length": inputs.max_length,
@@ -159,23 +164,36 @@ def train_reward_model(config: RewardTrainingConfig, reporter: Reporter) -> dict
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    train = _train_kway if config.method == "kway" else _train_trl
+    regression = config.method == "regression"
+    if regression:
+        from .regression import held_out_rows, train_regression
+
+        train = train_regression
+    else:
+        train = _train_kway if config.method == "kway" else _train_trl
     model, tokenizer, stats = train(config, reporter, output)
     train_seconds = time.perf_counter() - started
     saved = save_model(model, tokenizer, output / MODEL_DIR,
                        merge_adapter=config.merge_adapter, extra=config.as_dict())
     for folder in saved.values():
         save_rendering(Path(folder), stats["rendering"], stats["max_length"])
+        if regression:
+            save_output(folder, "regression", "tanh")
     if not config.keep_checkpoints:
         for name in (CHECKPOINT, TRL_CHECKPOINTS):
             shutil.rmtree(output / name, ignore_errors=True)
-    loop = stats["loop_seconds"]
+    loop, unit = stats["loop_seconds"], "rows" if regression else "pairs"
     result = {"model_dir": saved["model"], "merged_dir": saved.get("merged"), **stats,
               "train_seconds": round(train_seconds, 3),
-              "pairs_per_second": round(stats["pairs_seen"] / loop, 2) if loop else None}
+              f"{unit}_per_second": round(stats[f"{unit}_seen"] / loop, 2) if loop else None}
+    scorer = None
+    if regression and (held_out := held_out_rows(config)):
+        reporter.log(f"evaluating on {len(held_out)} held-out rated completions")
+        scorer = RewardScorer.load(saved["model"], batch_size=config.eval_batch_size)
+        result["held_out"] = evaluate_scores(scorer, held_out, max_length=stats["max_length"])
     if config.eval_file:
         reporter.log(f"evaluating on {config.eval_file}")
-        scorer = RewardScorer.load(saved["model"], batch_size=config.eval_batch_size)
+        scorer = scorer or RewardScorer.load(saved["model"], batch_size=config.eval_batch_size)
         result["eval"] = evaluate_pairs(scorer, read_preferences(config.eval_file),
                                         max_length=stats["max_length"])
     return result
@@ -201,12 +219,24 @@ def report_lines(result: dict) -> list[str]:
     if asked and asked != result["max_length"]:
         length += f" (asked {asked}, model limit {limit})"
     rendering = RENDERING_WORDS.get(result["rendering"], result["rendering"])
-    lines = [f"Input: {rendering}; {length}",
-             f"Trained on {result['train_pairs']} pairs: {result['truncated_pairs']} truncated "
-             f"to {result['max_length']} tokens, {result.get('dropped_pairs', 0)} dropped; "
-             f"{result['steps']} steps, {result.get('pairs_per_second')} pairs/s"]
+    lines = [f"Input: {rendering}; {length}"]
+    if result.get("method") == "regression":
+        lines.append(f"Trained on {result['train_rows']} rated completions of "
+                     f"{result['train_prompts']} prompts: {result['truncated_rows']} truncated "
+                     f"to {result['max_length']} tokens; {result['steps']} steps, "
+                     f"{result.get('rows_per_second')} rows/s (prediction tanh(output))")
+    else:
+        lines.append(f"Trained on {result['train_pairs']} pairs: {result['truncated_pairs']} "
+                     f"truncated to {result['max_length']} tokens, "
+                     f"{result.get('dropped_pairs', 0)} dropped; {result['steps']} steps, "
+                     f"{result.get('pairs_per_second')} pairs/s")
     if result.get("resumed_from_step"):
         lines.append(f"Resumed from the checkpoint at step {result['resumed_from_step']}")
+    if scores := result.get("held_out"):
+        lines.append(f"Held-out scores: {scores['rows']} completions, {scores['truncated']} "
+                     f"truncated; Pearson {_shown(scores['pearson'])}, MSE "
+                     f"{_shown(scores['mse'], 4)}, pair accuracy "
+                     f"{_shown(scores['pair_accuracy'])} on {scores['pairs']} pairs")
     held_out = result.get("eval")
     if held_out:
         accuracy = held_out["accuracy"]
@@ -216,6 +246,10 @@ def report_lines(result: dict) -> list[str]:
                      f"truncated, {held_out.get('skipped_too_long', 0)} skipped; {score}")
     lines.append(f"Model: {result['model_dir']}")
     return lines
+
+
+def _shown(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def _input_stats(config: RewardTrainingConfig, inputs: Inputs) -> dict:
@@ -234,7 +268,7 @@ def _log_inputs(reporter: Reporter, config: RewardTrainingConfig, inputs: Inputs
                      f"{inputs.max_length} (the prompt cut from the left)")
 
 
-def _prepare_model(config: RewardTrainingConfig, tokenizer):
+def prepare_model(config: RewardTrainingConfig, tokenizer):
     model = load_reward_model(config.base_model, tokenizer=tokenizer,
                               load_in_4bit=config.load_in_4bit, trainable=True)
     if config.lora and not hasattr(model, "peft_config"):
@@ -243,7 +277,7 @@ def _prepare_model(config: RewardTrainingConfig, tokenizer):
     return model
 
 
-def _disable_dropout(model) -> None:
+def disable_dropout(model) -> None:
     import torch
 
     for module in model.modules():
@@ -255,36 +289,19 @@ def _disable_dropout(model) -> None:
 
 
 def _train_kway(config: RewardTrainingConfig, reporter: Reporter, output: Path):
-    import torch
-    from accelerate import Accelerator
-    from transformers import get_scheduler
-
-    cuda = torch.cuda.is_available()
-    bf16 = cuda and torch.cuda.is_bf16_supported()
-    accelerator = Accelerator(cpu=not cuda, mixed_precision="bf16" if bf16 else "no")
+    accelerator = make_accelerator()
     tokenizer = load_tokenizer(config.base_model)
-    model = _prepare_model(config, tokenizer)
+    model = prepare_model(config, tokenizer)
     inputs = prepare_inputs(config, tokenizer, model)
     _log_inputs(reporter, config, inputs)
     groups = inputs.groups
     schedule = step_schedule(groups, config)
     world, rank = accelerator.num_processes, accelerator.process_index
     total = len(schedule) // world or 1
-    _disable_dropout(model)
-    optimizer = _adamw(model, config)
-    scheduler = get_scheduler(config.lr_scheduler_type, optimizer,
-                              num_warmup_steps=math.ceil(config.warmup_ratio * total),
-                              num_training_steps=total)
+    disable_dropout(model)
+    optimizer, scheduler = optimiser_and_schedule(model, config, total)
     run = run_settings(config, inputs)
-    state = checkpoints.load(output / CHECKPOINT,
-                             checkpoints.trainable_parameters({"": model}), run=run)
-    start = 0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start = int(state["step"])
-    if start:
-        reporter.log(f"resuming from the checkpoint at step {start} of {total}")
+    start = resume(output, model, optimizer, scheduler, run, reporter, total)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
     pairs_seen = 0
@@ -312,16 +329,9 @@ def _train_kway(config: RewardTrainingConfig, reporter: Reporter, output: Path):
                    "learning_rate": learning_rate, "pairs": len(pairs),
                    "sequences": len(sequences)}
         keep_going = reporter.step(step, total, metrics) if accelerator.is_main_process else True
-        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                path = checkpoints.save(
-                    output / CHECKPOINT,
-                    checkpoints.trainable_parameters({"": accelerator.unwrap_model(model)}),
-                    step=step, optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(), run=json.dumps(run, sort_keys=True))
-                reporter.checkpoint(step, str(path))
-        if not _all_keep_going(accelerator, keep_going):
+        checkpoint_if_due(accelerator, config, output, model, optimizer, scheduler, run,
+                          reporter, step, total)
+        if not all_keep_going(accelerator, keep_going):
             raise Cancelled(f"stopped after step {step} of {total}")
     accelerator.wait_for_everyone()
     stats = {**_input_stats(config, inputs), "steps": total, "resumed_from_step": start,
@@ -330,6 +340,59 @@ def _train_kway(config: RewardTrainingConfig, reporter: Reporter, output: Path):
              "forwards_per_pair": round(sum(len(g.sequences) for g in groups)
                                         / sum(len(g.pairs) for g in groups), 4)}
     return accelerator.unwrap_model(model), tokenizer, stats
+
+
+def make_accelerator():
+    """One process's Accelerator: bf16 autocast on a GPU that has it, plain fp32 on a CPU."""
+    import torch
+    from accelerate import Accelerator
+
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    return Accelerator(cpu=not cuda, mixed_precision="bf16" if bf16 else "no")
+
+
+def optimiser_and_schedule(model, config: RewardTrainingConfig, total: int):
+    """AdamW and the learning-rate schedule over `total` steps, warmup first."""
+    from transformers import get_scheduler
+
+    optimizer = _adamw(model, config)
+    scheduler = get_scheduler(config.lr_scheduler_type, optimizer,
+                              num_warmup_steps=math.ceil(config.warmup_ratio * total),
+                              num_training_steps=total)
+    return optimizer, scheduler
+
+
+def resume(output: Path, model, optimizer, scheduler, run: dict, reporter: Reporter,
+           total: int) -> int:
+    """Load the run's last checkpoint into model, optimiser and schedule; return its step
+    (0: none). A checkpoint of other settings is refused (checkpoints.load)."""
+    state = checkpoints.load(output / CHECKPOINT,
+                             checkpoints.trainable_parameters({"": model}), run=run)
+    if state is None:
+        return 0
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    start = int(state["step"])
+    if start:
+        reporter.log(f"resuming from the checkpoint at step {start} of {total}")
+    return start
+
+
+def checkpoint_if_due(accelerator, config: RewardTrainingConfig, output: Path, model,
+                      optimizer, scheduler, run: dict, reporter: Reporter, step: int,
+                      total: int) -> None:
+    """Save a checkpoint every `checkpoint_every` steps (not after the last)."""
+    if not (config.checkpoint_every and step % config.checkpoint_every == 0 and step < total):
+        return
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        path = checkpoints.save(
+            output / CHECKPOINT,
+            checkpoints.trainable_parameters({"": accelerator.unwrap_model(model)}),
+            step=step, optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(), run=json.dumps(run, sort_keys=True))
+        reporter.checkpoint(step, str(path))
 
 
 def _adamw(model, config: RewardTrainingConfig):
@@ -351,7 +414,7 @@ def _adamw(model, config: RewardTrainingConfig):
         return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
-def _all_keep_going(accelerator, keep_going: bool) -> bool:
+def all_keep_going(accelerator, keep_going: bool) -> bool:
     """Every process stops together (one stopping alone would hang the others)."""
     if accelerator.num_processes == 1:
         return keep_going
@@ -372,7 +435,7 @@ def _train_trl(config: RewardTrainingConfig, reporter: Reporter, output: Path):
 
     cuda = torch.cuda.is_available()
     tokenizer = load_tokenizer(config.base_model)
-    model = _prepare_model(config, tokenizer)
+    model = prepare_model(config, tokenizer)
     inputs = prepare_inputs(config, tokenizer, model)
     _log_inputs(reporter, config, inputs)
     dataset = _pair_dataset(inputs.groups)

@@ -5,20 +5,48 @@ the same scores here as through `transformers.pipeline("text-classification", mo
 function_to_apply="none")` on `reward_input(tokenizer, prompt, response, rendering)`, times
 the scale `alpha` applied at inference. Inputs over the model's max length are truncated as
 in training (see training.ml.data).
+
+A regression reward model (method "regression") predicts tanh(output) in [-1, 1]: its folder
+says so in `reward_output.json`, and the scorer applies the same transform, so its scores are
+alpha * tanh(pipeline score) and every user of RewardScorer (scoring jobs, PPO, GRPO/RLOO,
+iterative DPO) gets that scalar.
 """
 
+import json
+import math
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 
 from .data import PreferenceRow, Text, Tokens, encode, model_max_length, saved_rendering
 from .loading import load_reward_model, load_tokenizer
+
+OUTPUT_FILE = "reward_output.json"  # beside a model whose output is transformed
+OUTPUT_TRANSFORMS = {"logit": lambda value: value, "tanh": math.tanh}
+
+
+def save_output(directory: str | Path, method: str, output: str) -> None:
+    """Record beside a model how its raw output becomes a reward (and how a pipeline gets it)."""
+    recipe = {"logit": "alpha * score", "tanh": "alpha * tanh(score)"}[output]
+    (Path(directory) / OUTPUT_FILE).write_text(json.dumps(
+        {"method": method, "output": output,
+         "pipeline": f"pipeline('text-classification', model=path, function_to_apply='none'); "
+                     f"reward = {recipe}"}, indent=2) + "\n")
+
+
+def saved_output(directory: str | Path) -> str:
+    """The output transform a saved model was trained with: "tanh" for a regression model,
+    "logit" (the raw output) otherwise."""
+    path = Path(directory) / OUTPUT_FILE
+    return json.loads(path.read_text())["output"] if path.is_file() else "logit"
 
 
 class RewardScorer:
     """A reward model and its tokenizer, ready to score batches on one device."""
 
     def __init__(self, model, tokenizer, device=None, batch_size: int = 32,
-                 rendering: str = "auto", max_length: int | None = None):
+                 rendering: str = "auto", max_length: int | None = None,
+                 output: str = "logit"):
         import torch
 
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -26,23 +54,26 @@ class RewardScorer:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.rendering = rendering
+        self.transform = OUTPUT_TRANSFORMS[output]  # raw output -> reward (before alpha)
         limit = model_max_length(getattr(model, "config", None), tokenizer)
         self.max_length = min(x for x in (max_length, limit) if x) if max_length or limit else None
 
     @classmethod
     def load(cls, path: str, batch_size: int = 32) -> "RewardScorer":
-        """Load a saved reward model with the rendering and max length it was trained with."""
+        """Load a saved reward model with the rendering, max length and output transform it
+        was trained with."""
         tokenizer = load_tokenizer(path)
         saved = saved_rendering(path, tokenizer)
         return cls(load_reward_model(path, tokenizer=tokenizer), tokenizer,
                    batch_size=batch_size, rendering=saved["rendering"],
-                   max_length=saved.get("max_length"))
+                   max_length=saved.get("max_length"), output=saved_output(path))
 
     def encode(self, prompt: Text, response: Text) -> Tokens:
         return encode(self.tokenizer, prompt, response, self.rendering, self.max_length)
 
     def score_ids(self, sequences: Sequence[Tokens | list[int]]) -> list[float]:
-        """Return one reward per token sequence; batches are sorted by length to pad little."""
+        """Return one reward per token sequence (the model's output through its transform);
+        batches are sorted by length to pad little."""
         import torch
 
         sequences = [s if isinstance(s, Tokens) else Tokens(list(s)) for s in sequences]
@@ -55,7 +86,7 @@ class RewardScorer:
                                       self.device)
                 logits = self.model(**inputs).logits
                 for i, value in zip(chunk, logits[:, 0].float().tolist(), strict=True):
-                    rewards[i] = value
+                    rewards[i] = self.transform(value)
         return rewards
 
     def score(self, items: Sequence[tuple[Text, Text]], alpha: float = 1.0) -> list[float]:
@@ -138,3 +169,17 @@ def evaluate_pairs(scorer: RewardScorer, rows: Sequence[PreferenceRow],
         "subsets": {name: {"pairs": n, "accuracy": won / n}
                     for name, (won, n) in sorted(by_subset.items())},
     }
+
+
+def evaluate_scores(scorer: RewardScorer, rows: Sequence, max_length: int | None = None) -> dict:
+    """Held-out Pearson, MSE and pair accuracy of a regression model's predictions for rated
+    completions (training.ml.scores.ScoreRow), truncated as in training, the rows cut counted."""
+    from .scores import held_out_metrics
+
+    limits = [x for x in (max_length, scorer.max_length) if x]
+    limit = min(limits) if limits else None
+    sequences = [encode(scorer.tokenizer, row.prompt, row.completion, scorer.rendering, limit)
+                 for row in rows]
+    predictions = scorer.score_ids(sequences)
+    return {**held_out_metrics(rows, predictions),
+            "truncated": sum(sequence.truncated for sequence in sequences)}

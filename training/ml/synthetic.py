@@ -69,3 +69,15 @@ def policy_prompts(count: int, seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
     return [{"prompt": " ".join(rng.choice(FILLER) for _ in range(rng.randint(2, 5))).capitalize()}
             for _ in range(count)]
+
+
+def score_rows(prompts: int, k: int = 4, seed: int = 0, length: int = 8,
+               first_id: int = 0) -> list[dict]:
+    """Rated completions in the scores.jsonl format: completion j of K carries the marker j
+    times and scores -1 + 2j/(K-1), so the score is learnable from the text."""
+    rows = []
+    for record in prompt_records(prompts, k, seed, length, first_id):
+        for j, completion in enumerate(record["completions"]):
+            rows.append({"prompt": record["prompt"], "completion": completion,
+                         "score": -1 + 2 * j / (k - 1), "votes": 3, "spread": 0.0})
+    return rows

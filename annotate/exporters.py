@@ -50,6 +50,7 @@ class RankingForExport:
     flags: dict[str, list[str]]
     time_spent_ms: int | None
     displayed_order: Sequence[int]
+    scores: dict[str, dict[str, int]] | None = None  # a rating's (rate mode), else None
 
 
 def is_test_prompt(prompt_id: int | str, test_fraction: float, seed: int) -> bool:
@@ -106,6 +107,8 @@ def ranking_row(prompt: PromptForExport, ranking: RankingForExport) -> dict[str,
         "flags": ranking.flags,
         "time_spent_ms": ranking.time_spent_ms,
         "displayed_order": list(ranking.displayed_order),
+        # Only a rating has scores: a ranking's row stays as it was.
+        **({"scores": ranking.scores} if ranking.scores is not None else {}),
     }
 
 

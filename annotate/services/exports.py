@@ -22,6 +22,7 @@ from ..consensus import TIE_POLICIES, LabeledRanking, consensus_rankings, merge_
 from ..exporters import PromptForExport, RankingForExport
 from ..models import Completion, Export, Project, Prompt, Ranking
 from ..quality import flagged_labeler_ids
+from ..rating_exporters import SCORES_FILE
 from ..selectors import model_win_rates
 from ..signals import export_finished
 from .export_runs import Heartbeat, export_claim, export_dispatch
@@ -44,6 +45,9 @@ class ExportParams:
     # Leave out labelers below the project's gold threshold; None: the project's setting.
     exclude_flagged: bool | None = None
     weight_by_reliability: bool = False  # weight votes by agreement with the others
+    # Rate mode: keep a completion only when its labelers' scores differ by at most this;
+    # None: the project's consensus_max_spread. Left out of a ranking export's params.
+    max_spread: float | None = None
     formats: tuple[str, ...] = FORMATS
 
     def __post_init__(self):
@@ -54,6 +58,8 @@ class ExportParams:
             problems.append("min_agreement must be between 0.5 and 1")
         if self.tie_policy not in TIE_POLICIES:
             problems.append(f"tie_policy must be one of {', '.join(TIE_POLICIES)}")
+        if self.max_spread is not None and not 0 <= self.max_spread < float("inf"):
+            problems.append("max_spread must be a number of at least 0")
         if not 0 <= self.test_fraction < 1:
             problems.append("test_fraction must be at least 0 and below 1")
         unknown = set(self.formats) - set(FORMATS)
@@ -63,7 +69,10 @@ class ExportParams:
             raise ValueError("; ".join(problems))
 
     def as_dict(self) -> dict:
-        return {**self.__dict__, "formats": list(self.formats)}
+        fields = {**self.__dict__, "formats": list(self.formats)}
+        if self.max_spread is None:  # a ranking export's params stay as they were
+            del fields["max_spread"]
+        return fields
 
 
 def export_create(*, project: Project, params: ExportParams,
@@ -75,6 +84,8 @@ def export_create(*, project: Project, params: ExportParams,
     """
     if params.exclude_flagged is None:  # frozen into the export's params, so rebuilds agree
         params = replace(params, exclude_flagged=project.gold_exclude_flagged)
+    if params.max_spread is None and project.annotation_mode == Project.Mode.RATE:
+        params = replace(params, max_spread=project.consensus_max_spread)
     with transaction.atomic():
         Project.objects.select_for_update().filter(id=project.id).first()
         if not run_now:
@@ -147,6 +158,10 @@ def _build(export: Export, directory: Path) -> tuple[dict, str]:
         from .demonstration_exports import demonstration_export_build
 
         return demonstration_export_build(export, params, directory)
+    if project.annotation_mode == Project.Mode.RATE:
+        from .rating_exports import rating_export_build  # it streams with this module's reader
+
+        return rating_export_build(export, params, directory)
     conversational = project.prompts.filter(messages__isnull=False).exists()
     excluded = flagged_labeler_ids(project) if params.exclude_flagged else set()
     weights = labeler_reliability(project, params, excluded) if params.weight_by_reliability else {}
@@ -202,7 +217,7 @@ def prompts_with_rankings(
         Ranking.objects.filter(prompt__project=project, source__in=sources)
         .order_by("prompt_id", "source", "labeler_id")
         .values_list("prompt_id", "labeler_id", "source", "tiers", "revision", "flags",
-                     "time_spent_ms", "displayed_order")
+                     "time_spent_ms", "displayed_order", "scores")
         .iterator(chunk_size=STREAM_CHUNK)
     )
     for prompt_id, external_id, text, messages in prompts:
@@ -211,10 +226,10 @@ def prompts_with_rankings(
             RankingForExport(
                 labeler_id=labeler_id, labeler=labeler_pseudonym(project.id, labeler_id),
                 source=source, tiers=tiers, revision=revision, flags=flags,
-                time_spent_ms=time_spent_ms, displayed_order=displayed_order,
+                time_spent_ms=time_spent_ms, displayed_order=displayed_order, scores=scores,
             )
-            for _, labeler_id, source, tiers, revision, flags, time_spent_ms, displayed_order
-            in rankings.take_while(prompt_id)
+            for (_, labeler_id, source, tiers, revision, flags, time_spent_ms, displayed_order,
+                 scores) in rankings.take_while(prompt_id)
         ]
         yield PromptForExport(prompt_id, external_id, text, messages, texts), ranked
 
@@ -281,7 +296,7 @@ def export_file_path(export: Export, name: str | None) -> Path:
     if name is None:
         return folder.with_suffix(".zip")
     allowed = {*exporters.DATA_FILES, "README.md", exporters.MANIFEST, "train.parquet",
-               "test.parquet", "demonstrations.jsonl"}
+               "test.parquet", "demonstrations.jsonl", SCORES_FILE}
     if name not in allowed or not (folder / name).is_file():
         raise NotFound(f"no file {name!r} in this export; files: {', '.join(sorted(allowed))}")
     return folder / name

@@ -7,6 +7,7 @@ from django.db.models import Count
 
 from annotate import services
 from annotate.models import Project, Ranking
+from annotate.rating_exporters import why_no_rated_pairs
 
 
 class Command(BaseCommand):
@@ -35,6 +36,10 @@ class Command(BaseCommand):
         parser.add_argument("--exclude-flagged", action=BooleanOptionalAction, default=None,
                             help="Leave out labelers below the project's gold accuracy threshold "
                                  "(default: the project's setting)")
+        parser.add_argument("--max-spread", type=float, default=None,
+                            help="Rate projects: keep a completion's score only when its "
+                                 "labelers' scores differ by at most this, highest minus lowest "
+                                 "(default: the project's consensus_max_spread)")
         parser.add_argument("--weight-by-reliability", action="store_true",
                             help="Weight votes by each labeler's agreement with the others")
         parser.add_argument("--out", type=Path, help="Copy the export here (a .zip or a folder)")
@@ -51,6 +56,7 @@ class Command(BaseCommand):
                 seed=options["seed"], include_imported=options["include_imported"],
                 exclude_flagged=options["exclude_flagged"],
                 weight_by_reliability=options["weight_by_reliability"],
+                max_spread=options["max_spread"],
                 formats=tuple(options["format"] or services.exports.FORMATS),
             )
         except ValueError as exc:
@@ -66,8 +72,10 @@ class Command(BaseCommand):
                 shutil.copytree(folder, out, dirs_exist_ok=True)
         counts = export.counts
         if not counts["pairs"]["train"] + counts["pairs"]["test"]:
-            raise CommandError(f"Export v{export.version} of {project.slug} kept no pairs: "
-                               f"{why_no_pairs(project, options)}")
+            why = (why_no_rated_pairs(counts, export.params)
+                   if project.annotation_mode == Project.Mode.RATE
+                   else why_no_pairs(project, options))
+            raise CommandError(f"Export v{export.version} of {project.slug} kept no pairs: {why}")
         self.stdout.write(
             f"Export v{export.version} of {project.slug}: {counts['pairs']['train']} train and "
             f"{counts['pairs']['test']} test pairs from {counts['rankings']} rankings of "

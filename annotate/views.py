@@ -19,6 +19,7 @@ from .forms import ExportForm, ImportForm, ProjectForm
 from .models import Export, Membership, PromptImport
 from .quality import project_quality
 from .ranking import FLAG_NAMES
+from .rating_quality import project_rating_agreement
 
 
 @require_GET
@@ -221,6 +222,7 @@ def project_dashboard(request, slug: str):
     }
     return render(request, "annotate/dashboard.html", {
         "project": project, "quality": quality, "progress": progress,
+        "rating": project_rating_agreement(project),  # None unless the project rates
         "exports": project.exports.all()[:20],
         "export_form": ExportForm(initial={"exclude_flagged": project.gold_exclude_flagged}),
         "charts": {name: mark_safe(svg) for name, svg in charts.items()},  # noqa: S308 - escaped

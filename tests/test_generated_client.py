@@ -181,3 +181,36 @@ def test_a_generated_client_labels_from_the_first_prompt_to_the_export(
     download = exports_download_retrieve.sync_detailed(export.id, client=as_ada)
     assert download.status_code == 200 and download.content.startswith(b"PK")
     assert Export.objects.get(id=export.id).counts and PromptImport.objects.count() == 1
+
+
+def test_a_generated_client_writes_a_demonstration(client_package, world, live_server):
+    """Demonstrate mode through the generated client: the written response comes back typed,
+    and a demonstrate project refuses a ranking with a typed error."""
+    from rlhf_client.api.projects import (
+        projects_demonstrations_create,
+        projects_next_prompt_retrieve,
+        projects_rankings_create,
+    )
+    from rlhf_client.models import (
+        DemonstrationInputRequest,
+        DemonstrationOutput,
+        ErrorOutput,
+        RankingInputRequest,
+    )
+
+    services.project_update(project=world, annotation_mode="demonstrate")
+    services.prompts_import(project=world, filename="p.jsonl",
+                            binary=io.BytesIO(jsonl_bytes([prompt_record(0, k=2)])))
+    as_lena = token_client(live_server.url, "lena")
+    lease = projects_next_prompt_retrieve.sync(world.id, client=as_lena)
+    source = lease.completions[1].id
+    saved = projects_demonstrations_create.sync(world.id, client=as_lena,
+                                                body=DemonstrationInputRequest(
+        prompt=lease.prompt.id, text="  A better answer.  ", source_completion=source,
+        idempotency_key="lena-write-1"))
+    assert isinstance(saved, DemonstrationOutput)
+    assert (saved.text, saved.source_completion, saved.revision) == ("A better answer.",
+                                                                     source, 1)
+    refused = projects_rankings_create.sync(world.id, client=as_lena, body=RankingInputRequest(
+        prompt=lease.prompt.id, tiers=[[source]], idempotency_key="lena-rank"))
+    assert isinstance(refused, ErrorOutput) and "demonstrate mode" in refused.detail

@@ -17,11 +17,11 @@
   if (!dataElement || !app) return;
   const data = JSON.parse(dataElement.textContent);
 
-  const $ = (selector, root = document) => root.querySelector(selector);
-  const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
+  const {
+    $, $$, element, newKey, draftStore, activeTimer, submitWithRetry, retryWaiter, skipPrompt,
+    renewLease: renewLeaseAt, isTyping, keyHelp, completionCards, describeRefusal,
+  } = window.rlhfLabeling; // static/js/labeling.js
 
-  const MAX_TIME_SPENT_MS = 24 * 3600 * 1000;
-  const MAX_RETRY_DELAY_MS = 30000;
   const NAVIGATE_DELAY_MS = 400;
   const SNIPPET_LENGTH = 80;
   const DRAG_TYPE = "application/x-rlhf-completion";
@@ -97,26 +97,8 @@
 
   // --- active time on the page: counts while the page is visible -----------------------------
 
-  const timer = {
-    earlier: 0, // from a restored draft
-    counted: 0,
-    since: document.hidden ? null : performance.now(),
-    total() {
-      const running = this.since === null ? 0 : performance.now() - this.since;
-      return this.earlier + this.counted + running;
-    },
-    pause() {
-      if (this.since !== null) {
-        this.counted += performance.now() - this.since;
-        this.since = null;
-      }
-    },
-    resume() {
-      if (this.since === null) this.since = performance.now();
-    },
-  };
-  const timeSpentMs = () =>
-    Math.min(MAX_TIME_SPENT_MS, Math.max(1, Math.round(timer.total())));
+  const timer = activeTimer();
+  const timeSpentMs = () => timer.spentMs();
 
   // --- tiers ---------------------------------------------------------------------------------
 
@@ -290,35 +272,7 @@
 
   // --- drafts --------------------------------------------------------------------------------
 
-  function newKey() {
-    if (window.crypto && typeof window.crypto.randomUUID === "function") {
-      return window.crypto.randomUUID();
-    }
-    // randomUUID needs a secure context; getRandomValues does not.
-    const bytes = window.crypto.getRandomValues(new Uint8Array(16));
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-    const parts = [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)];
-    return parts.join("-");
-  }
-
-  function readDraft() {
-    let raw = null;
-    try {
-      raw = window.localStorage.getItem(data.draftKey);
-    } catch {
-      ui.storageNotice.hidden = false;
-      return null;
-    }
-    if (!raw) return null;
-    try {
-      const draft = JSON.parse(raw);
-      return draft && typeof draft === "object" && !Array.isArray(draft) ? draft : null;
-    } catch {
-      return null;
-    }
-  }
+  const drafts = draftStore(data.draftKey, () => { ui.storageNotice.hidden = false; });
 
   function writeDraft() {
     if (state.done) return;
@@ -334,21 +288,12 @@
       baseRevision: state.baseRevision,
       savedAt: new Date().toISOString(),
     };
-    try {
-      window.localStorage.setItem(data.draftKey, JSON.stringify(draft));
-      state.hasDraft = true;
-    } catch {
-      ui.storageNotice.hidden = false;
-    }
+    if (drafts.write(draft)) state.hasDraft = true;
   }
 
   function deleteDraft() {
     state.hasDraft = false;
-    try {
-      window.localStorage.removeItem(data.draftKey);
-    } catch {
-      /* nothing to delete where nothing could be stored */
-    }
+    drafts.remove();
   }
 
   /** Every edit of the ranking, flags or comment ends here. */
@@ -363,14 +308,6 @@
   }
 
   // --- rendering -----------------------------------------------------------------------------
-
-  function element(tag, { className, text, attrs } = {}) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
-    return node;
-  }
 
   function actionButton(action, label, symbol) {
     return element("button", {
@@ -511,65 +448,9 @@
     setStatus(text, "info");
   }
 
-  // --- HTTP ----------------------------------------------------------------------------------
-
-  function csrfToken() {
-    const input = $("input[name=csrfmiddlewaretoken]");
-    return input ? input.value : "";
-  }
-
-  function postJson(url, body) {
-    return fetch(url, {
-      method: "POST",
-      headers: {
-        "Content-Type": "application/json",
-        Accept: "application/json",
-        "X-CSRFToken": csrfToken(),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: "same-origin",
-      cache: "no-store",
-      redirect: "manual", // a redirect (to a login page, say) is not a confirmation
-    });
-  }
-
-  async function readJson(response) {
-    try {
-      return await response.json();
-    } catch {
-      return null;
-    }
-  }
-
-  function describeRefusal(status, body) {
-    if (body && typeof body === "object") {
-      if (typeof body.detail === "string" && body.detail) return body.detail;
-      const parts = [];
-      for (const [field, problems] of Object.entries(body)) {
-        const list = Array.isArray(problems) ? problems : [problems];
-        const text = list.map((p) => (typeof p === "string" ? p : JSON.stringify(p))).join(" ");
-        parts.push(field === "non_field_errors" ? text : `${field}: ${text}`);
-      }
-      if (parts.length) return parts.join("; ");
-    }
-    return `the server refused it (HTTP ${status}).`;
-  }
-
   // --- submit --------------------------------------------------------------------------------
 
-  let wakeRetry = null; // resolves the current backoff wait early
-
-  function waitForRetry(ms) {
-    return new Promise((resolve) => {
-      const timeout = window.setTimeout(done, ms);
-      function done() {
-        window.clearTimeout(timeout);
-        wakeRetry = null;
-        resolve();
-      }
-      wakeRetry = done;
-    });
-  }
+  const retry = retryWaiter();
 
   async function submit() {
     if (state.submitting || state.done) return;
@@ -598,47 +479,29 @@
       base_revision: state.baseRevision,
     };
     setStatus("Saving…", "info");
-    let delay = 1000;
-    for (;;) {
-      let response = null;
-      try {
-        response = await postJson(data.urls.rankings, payload);
-      } catch {
-        response = null; // network error: offline, refused, aborted
-      }
-      if (response && (response.status === 200 || response.status === 201)) {
-        const body = await readJson(response);
-        if (body && typeof body === "object" && body.revision !== undefined) {
-          saved(body);
-          return;
+    const outcome = await submitWithRetry(data.urls.rankings, payload, {
+      onRetrying(waiting) {
+        if (waiting) {
+          setStatus("Not saved: server unreachable — retrying…", "bad");
+          ui.retryNow.hidden = false;
+        } else {
+          setStatus("Not saved: server unreachable — retrying now…", "bad");
         }
-        // A 200 that is not the API's answer (a proxy page, say): not a confirmation.
-      } else if (response && (response.type === "opaqueredirect" ||
-                              (response.status >= 400 && response.status < 500))) {
-        // Refused (or redirected, to a login page say): nothing was stored under the key.
-        const body = response.type === "opaqueredirect" ? null : await readJson(response);
-        if (response.status === 409 && body && body.current) {
-          showStale(body);
-          return;
-        }
-        const reason = response.type === "opaqueredirect"
-          ? "the server redirected the request; are you still logged in?"
-          : describeRefusal(response.status, body);
-        const hint = response.status === 401 || response.type === "opaqueredirect"
-          ? " Log in again in another tab, then submit here." : "";
-        state.keyUsed = false;
-        state.submitting = false;
-        writeDraft();
-        ui.retryNow.hidden = true;
-        setStatus(`Not saved: ${reason}${hint} Your draft is kept.`, "bad");
-        render();
-        return;
-      }
-      setStatus("Not saved: server unreachable — retrying…", "bad");
-      ui.retryNow.hidden = false;
-      await waitForRetry(delay);
-      delay = Math.min(delay * 2, MAX_RETRY_DELAY_MS);
-      setStatus("Not saved: server unreachable — retrying now…", "bad");
+      },
+    }, retry);
+    if (outcome.kind === "saved") {
+      saved(outcome.body);
+    } else if (outcome.kind === "stale") {
+      showStale(outcome.body);
+    } else {
+      // Refused (or redirected, to a login page say): nothing was stored under the key.
+      const hint = outcome.relogin ? " Log in again in another tab, then submit here." : "";
+      state.keyUsed = false;
+      state.submitting = false;
+      writeDraft();
+      ui.retryNow.hidden = true;
+      setStatus(`Not saved: ${outcome.reason}${hint} Your draft is kept.`, "bad");
+      render();
     }
   }
 
@@ -697,13 +560,8 @@
     ui.skipButton.disabled = true;
     ui.skipStatus.textContent = "Skipping…";
     ui.skipStatus.dataset.tone = "info";
-    let response = null;
-    try {
-      response = await postJson(data.urls.skips, { prompt: data.promptId, reason });
-    } catch {
-      response = null;
-    }
-    if (response && response.status >= 200 && response.status < 300) {
+    const outcome = await skipPrompt(data.urls.skips, data.promptId, reason);
+    if (outcome.ok) {
       state.done = true;
       deleteDraft();
       ui.skipStatus.textContent = "Skipped. Loading the next prompt…";
@@ -715,147 +573,29 @@
     }
     ui.skipButton.disabled = false;
     ui.skipStatus.dataset.tone = "bad";
-    if (response && response.status >= 400 && response.status < 500) {
-      const body = await readJson(response);
-      ui.skipStatus.textContent = `Not skipped: ${describeRefusal(response.status, body)}`;
-    } else {
-      ui.skipStatus.textContent = "Not skipped: server unreachable. Try again.";
-    }
+    ui.skipStatus.textContent = outcome.message;
   }
 
   // --- lease ---------------------------------------------------------------------------------
 
   let leaseTimer = null;
 
-  async function renewLease() {
-    if (state.done) return;
-    try {
-      const response = await postJson(data.urls.lease);
-      if (response.status === 409) {
-        const body = await readJson(response);
-        const reason = describeRefusal(409, body);
-        ui.leaseNotice.textContent = `${reason} Submitting may be refused; your draft is kept.`;
-        ui.leaseNotice.hidden = false;
-      } else if (response.ok) {
-        ui.leaseNotice.hidden = true;
-      }
-    } catch {
-      /* the next renewal, or the submit, will tell */
-    }
-  }
-
-  // --- keyboard ------------------------------------------------------------------------------
-
-  function isTyping(target) {
-    if (!(target instanceof Element)) return false;
-    if (target.isContentEditable) return true;
-    if (target instanceof HTMLTextAreaElement || target instanceof HTMLSelectElement) return true;
-    if (target instanceof HTMLInputElement) {
-      return !["checkbox", "radio", "button", "submit", "reset", "range", "color"].includes(target.type);
-    }
-    return false;
+  function renewLease() {
+    if (!state.done) renewLeaseAt(data.urls.lease, ui.leaseNotice);
   }
 
   // --- key help, layout and long completions ---------------------------------------------------
 
-  let focusBeforeHelp = null;
-
-  function keyHelpOpen() {
-    return Boolean(ui.keyHelp) && !ui.keyHelp.hidden;
-  }
-
-  /** Show or hide the key help overlay; focus goes into it and back where it was. */
-  function toggleKeyHelp(force) {
-    if (!ui.keyHelp) return;
-    const open = force === undefined ? !keyHelpOpen() : force;
-    if (open === keyHelpOpen()) return;
-    ui.keyHelp.hidden = !open;
-    if (open) {
-      focusBeforeHelp = document.activeElement;
-      ui.keyHelpClose.focus();
-    } else if (focusBeforeHelp instanceof HTMLElement && document.contains(focusBeforeHelp)) {
-      focusBeforeHelp.focus();
-      focusBeforeHelp = null;
-    }
-  }
-
-  const LAYOUTS = ["columns", "stacked"];
-
-  function storedLayout() {
-    try {
-      const layout = window.localStorage.getItem(data.layoutKey);
-      return LAYOUTS.includes(layout) ? layout : null;
-    } catch {
-      return null;
-    }
-  }
-
-  /** Columns or stacked; CSS decides whether columns fit (K and the window's width). */
-  function setLayout(layout, remember) {
-    app.dataset.layout = layout;
-    for (const button of $$("[data-layout-choice]")) {
-      button.setAttribute("aria-pressed", String(button.dataset.layoutChoice === layout));
-    }
-    if (remember) {
-      try {
-        window.localStorage.setItem(data.layoutKey, layout);
-      } catch {
-        /* remembered for this page only */
-      }
-    }
-    measureLongCompletions();
-  }
-
-  /** Mark completions taller than the cap (CSS) as long: collapsed, with a button to expand. */
-  function measureLongCompletions() {
-    for (const { card, text, expand } of completions.values()) {
-      if (!text || !expand || card.classList.contains("is-expanded")) continue;
-      const long = text.scrollHeight > text.clientHeight + 4;
-      card.classList.toggle("is-long", long);
-      expand.hidden = !long;
-    }
-  }
-
-  function setExpanded(card, expanded) {
-    const { expand } = completions.get(Number(card.dataset.completionId));
-    card.classList.toggle("is-expanded", expanded);
-    expand.setAttribute("aria-expanded", String(expanded));
-    expand.firstElementChild.textContent = expanded ? "Show less" : "Show all";
-    if (!expanded) {
-      measureLongCompletions();
-      if (card.getBoundingClientRect().top < 0) card.scrollIntoView({ block: "nearest" });
-    }
-  }
-
-  function inView(card) {
-    const box = card.getBoundingClientRect();
-    return box.bottom > 0 && box.top < window.innerHeight;
-  }
-
-  /** The long completion `e` acts on: the selected one, the one holding focus, else the first
-   * long one in view. */
-  function expandTarget() {
-    const isLong = (card) => card && card.classList.contains("is-long");
-    const selected = state.selected !== null && completions.get(state.selected).card;
-    if (isLong(selected)) return selected;
-    const focused = document.activeElement && document.activeElement.closest("article.completion");
-    if (isLong(focused)) return focused;
-    return [...completions.values()].map(({ card }) => card)
-      .find((card) => isLong(card) && inView(card)) || null;
-  }
+  const help = keyHelp(ui.keyHelp, ui.keyHelpClose);
+  const cards = completionCards(app, [...completions.values()], data.layoutKey);
 
   function toggleExpandTarget() {
-    const card = expandTarget();
-    if (card) setExpanded(card, !card.classList.contains("is-expanded"));
+    const selected = state.selected !== null ? completions.get(state.selected).card : null;
+    const card = cards.expandTarget(selected);
+    if (card) cards.toggle(card);
     else announce("No long completion in view to show in full.");
   }
 
-  function toggleExpandAll() {
-    const long = [...completions.values()].map(({ card }) => card)
-      .filter((card) => card.classList.contains("is-long"));
-    const expand = long.some((card) => !card.classList.contains("is-expanded"));
-    long.forEach((card) => setExpanded(card, expand));
-  }
 
   function onKeyDown(event) {
     if (event.defaultPrevented || event.isComposing) return;
@@ -884,14 +624,14 @@
 
     if (key === "?") {
       event.preventDefault();
-      toggleKeyHelp();
+      help.toggle();
       return;
     }
     if (key === "Escape") {
-      toggleKeyHelp(false);
+      help.toggle(false);
       return;
     }
-    if (keyHelpOpen()) {
+    if (help.isOpen()) {
       if (key === "Tab") { // the dialog is modal: focus stays on its one control
         event.preventDefault();
         ui.keyHelpClose.focus();
@@ -905,12 +645,12 @@
         return;
       case "E":
         event.preventDefault();
-        toggleExpandAll();
+        cards.toggleAll();
         return;
       case "c":
       case "C":
         event.preventDefault();
-        setLayout(app.dataset.layout === "columns" ? "stacked" : "columns", true);
+        cards.setLayout(app.dataset.layout === "columns" ? "stacked" : "columns", true);
         return;
       default:
     }
@@ -980,17 +720,16 @@
     if (!target) return;
     const expandButton = target.closest("button[data-expand]");
     if (expandButton) {
-      const card = expandButton.closest("article.completion");
-      setExpanded(card, !card.classList.contains("is-expanded"));
+      cards.toggle(expandButton.closest("article.completion"));
       return;
     }
     const layoutButton = target.closest("button[data-layout-choice]");
     if (layoutButton) {
-      setLayout(layoutButton.dataset.layoutChoice, true);
+      cards.setLayout(layoutButton.dataset.layoutChoice, true);
       return;
     }
     if (target === ui.keyHelp || target.closest("#key-help-close")) {
-      toggleKeyHelp(false); // the backdrop or the close button
+      help.toggle(false); // the backdrop or the close button
       return;
     }
     const keyButton = target.closest("button.rank-key");
@@ -1143,7 +882,7 @@
   // --- start ---------------------------------------------------------------------------------
 
   function restore() {
-    const draft = readDraft();
+    const draft = drafts.read();
     if (draft) {
       state.tiers = cleanTiers(draft.tiers);
       state.flags = cleanFlags(draft.flags);
@@ -1155,8 +894,7 @@
       if (Number.isInteger(draft.baseRevision) && draft.baseRevision >= 0) {
         state.baseRevision = draft.baseRevision;
       }
-      const earlier = Number(draft.timeSpentMs);
-      timer.earlier = Number.isFinite(earlier) && earlier > 0 ? Math.min(earlier, MAX_TIME_SPENT_MS) : 0;
+      timer.restore(draft.timeSpentMs);
       state.hasDraft = true;
       ui.draftNotice.hidden = false;
       setStatus("Draft restored.", "info");
@@ -1214,22 +952,14 @@
       changed();
     });
     ui.submit.addEventListener("click", () => submit());
-    ui.retryNow.addEventListener("click", () => wakeRetry && wakeRetry());
-    window.addEventListener("online", () => wakeRetry && wakeRetry());
+    ui.retryNow.addEventListener("click", () => retry.now());
+    window.addEventListener("online", () => retry.now());
     ui.draftDiscard.addEventListener("click", discardDraft);
     ui.staleKeepMine.addEventListener("click", keepMine);
     ui.staleLoadCurrent.addEventListener("click", loadCurrent);
-    if (ui.cheatToggle) ui.cheatToggle.addEventListener("click", () => toggleKeyHelp(true));
-    setLayout(storedLayout() || app.dataset.layout || "columns", false);
-    let measuring = false;
-    window.addEventListener("resize", () => {
-      if (measuring) return;
-      measuring = true;
-      window.requestAnimationFrame(() => {
-        measuring = false;
-        measureLongCompletions();
-      });
-    });
+    if (ui.cheatToggle) ui.cheatToggle.addEventListener("click", () => help.toggle(true));
+    cards.setLayout(cards.storedLayout() || app.dataset.layout || "columns", false);
+    cards.watchResize();
     if (ui.skipButton) ui.skipButton.addEventListener("click", () => skip());
 
     document.addEventListener("visibilitychange", () => {

@@ -18,12 +18,19 @@ def test_doctests_of_the_data_contracts_pass():
     assert attempted > 0 and failed == 0
 
 
-def test_the_module_does_not_load_django():
-    code = ("import sys, annotate.rating_data; "
-            "print(sorted(m for m in sys.modules if 'django' in m))")
+@pytest.mark.parametrize("module", ["annotate.rating_data", "annotate.rating_exporters"])
+def test_the_modules_do_not_load_django(module):
+    code = f"import sys, {module}; print(sorted(m for m in sys.modules if 'django' in m))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_export_doctests_pass():
+    import annotate.rating_exporters
+
+    failed, attempted = doctest.testmod(annotate.rating_exporters)
+    assert attempted > 0 and failed == 0
 
 
 def test_three_labelers_give_means_votes_spreads_and_pairs_with_margins():

@@ -1,20 +1,25 @@
-"""Reward model: train a one-output sequence classifier on an export's pairs."""
+"""Reward model: train a one-output sequence classifier on an export's pairs, or (method
+"regression") on the rated completions of a rate project's export (scores.jsonl)."""
 
 from pathlib import Path
 
+from annotate.models import Export
 from annotate.services import export_file_path
 from config.errors import Invalid
 
 from ..catalog import CatalogModel, check_role
 from ..ml.config import LR_SCHEDULERS, RENDERINGS, REWARD_METHODS, RewardTrainingConfig
+from ..ml.data import DataError
 from ..ml.reward import report_lines
+from ..ml.scores import read_scores
 from .base import Curve, JobKind, ModelSlot, Param, job_params, model_location
 
 
 class RewardKind(JobKind):
     name = "reward"
     label = "Reward model"
-    help = "Train a reward model on an export's preference pairs; it is registered."
+    help = ("Train a reward model on an export's preference pairs (or, by regression, on a "
+            "rate project's scores); it is registered.")
     config_class = RewardTrainingConfig
     entry = "training.ml.reward:train_reward_model"
     models = (ModelSlot("base", "reward", "Base model", artifact_kind="reward",
@@ -24,7 +29,9 @@ class RewardKind(JobKind):
     registers = "reward"
     params = (
         Param("method", "kway: each completion forwarded once per prompt; trl: TRL's "
-              "RewardTrainer", choices=REWARD_METHODS),
+              "RewardTrainer; regression: tanh(output) fitted to each rated completion's "
+              "score (a rate project's export, or a scores JSONL file)",
+              choices=REWARD_METHODS),
         Param("epochs"),
         Param("batch_size", "Pairs per optimiser step"),
         Param("learning_rate"),
@@ -49,6 +56,8 @@ class RewardKind(JobKind):
               advanced=True),
         Param("use_margin", "Use the export's margin column in the loss", advanced=True),
         Param("center_rewards_coefficient", advanced=True),
+        Param("held_out_fraction", "Regression: the fraction of prompts held out of rows "
+              "without a split", advanced=True),
         Param("seed", advanced=True),
         Param("checkpoint_every", "Optimiser steps between checkpoints (0: never)",
               advanced=True),
@@ -61,7 +70,10 @@ class RewardKind(JobKind):
     set_by_job = {"base_model": "-", "train_file": "-", "output_dir": "-"}
 
     def check(self, project, request, resolved) -> dict | None:
-        """Settle the input rendering now, so the job page and the model folder say it."""
+        """Refuse regression data that cannot train (before any job exists), and settle the
+        input rendering now, so the job page and the model folder say it."""
+        if request.params.get("method") == "regression":
+            _check_scores(request)
         base, rendering = resolved["base"], request.params.get("rendering", "auto")
         if not isinstance(base, CatalogModel):
             return None  # a registered model keeps the rendering it was trained with
@@ -72,7 +84,11 @@ class RewardKind(JobKind):
         return {"rendering": facts.rendering} if rendering == "auto" else None
 
     def prepare(self, job, directory: Path) -> RewardTrainingConfig:
-        if job.export is not None:
+        if job.export is not None and job.params.get("method") == "regression":
+            train_file = scores_file(job.export)
+            test_file = export_file_path(job.export, "test.jsonl")  # its pairs, if any
+            eval_file = str(test_file) if test_file.stat().st_size else None
+        elif job.export is not None:
             train_file = export_file_path(job.export, "train.jsonl")
             test_file = export_file_path(job.export, "test.jsonl")
             eval_file = str(test_file) if test_file.stat().st_size else None
@@ -84,8 +100,11 @@ class RewardKind(JobKind):
 
     def artifact_fields(self, job, result: dict) -> dict:
         keep = ("steps", "train_pairs", "dropped_pairs", "truncated_pairs", "pairs_per_second",
-                "train_seconds")
+                "train_seconds", "method", "output", "train_rows", "truncated_rows",
+                "rows_per_second")
         metrics = {key: result[key] for key in keep if key in result}
+        if "held_out" in result:  # a regression model's held-out scores
+            metrics["held_out"] = result["held_out"]
         return {"model_dir": result["model_dir"], "merged_dir": result.get("merged_dir"),
                 "is_adapter": bool(job.params.get("lora")), "export": job.export,
                 "metrics": metrics | {"eval": result.get("eval")}}
@@ -97,3 +116,25 @@ class RewardKind(JobKind):
 
 
 KIND = RewardKind()
+
+
+def scores_file(export: Export) -> Path:
+    """Where an export keeps its rated completions (a rate project's export has them)."""
+    return export_file_path(export, "train.jsonl").parent / "scores.jsonl"
+
+
+def _check_scores(request) -> None:
+    """Read the regression data now: a missing file, an export without scores or a bad line
+    is refused with what and where, and no job is made."""
+    if request.export_id is not None:
+        export = Export.objects.get(id=request.export_id)
+        path = scores_file(export)
+        if not path.is_file():
+            raise Invalid(f"export: v{export.version} has no scores.jsonl (regression trains "
+                          "on a rate project's export; choose kway or trl for ranked pairs)")
+    else:
+        path = Path(request.dataset_path)
+    try:
+        read_scores(path)
+    except DataError as exc:
+        raise Invalid(f"dataset: {exc}") from None

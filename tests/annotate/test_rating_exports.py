@@ -220,6 +220,9 @@ def test_max_spread_is_validated_everywhere(rated, carol, api):
                                format="json")
     assert response.status_code == 400
     assert "max_spread" in json.dumps(response.json()) and not Export.objects.exists()
+    infinite = api(carol).post(f"/api/projects/{rated.id}/exports/", b'{"max_spread": 1e999}',
+                               content_type="application/json")
+    assert infinite.status_code == 400 and "max_spread" in infinite.json()
     with pytest.raises(CommandError, match="max_spread must be a number of at least 0"):
         call_command("export_preferences", rated.slug, "--max-spread", "-1")
 

@@ -258,3 +258,15 @@ def test_a_rate_project_without_ratings_says_so(rate_project):
 def test_a_rank_projects_params_have_no_max_spread(project):
     assert "max_spread" not in services.ExportParams().as_dict()
     assert "max_spread" not in build(project).params
+
+
+def test_the_training_readers_take_the_files(rated):
+    from training.ml.data import read_preferences
+    from training.ml.scores import read_scores
+
+    folder = folder_of(build(rated, test_fraction=0))
+    assert [row.margin for row in read_preferences(folder / "train.jsonl")] == [
+        2.0, 3.333333, 1.333333]
+    scores = read_scores(folder / "scores.jsonl")
+    assert [row.score for row in scores][:3] == [0.833333, -0.166667, -0.833333]
+    assert {row.split for row in scores} == {"train"}

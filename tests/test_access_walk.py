@@ -88,6 +88,7 @@ ROUTES = {
     A: api("labeler", "GET", admin_methods=("PATCH",)),  # PATCH: change its settings
     A + "next-prompt/": api("labeler", "GET"),
     A + "rankings/": api("labeler", "POST"),
+    A + "demonstrations/": api("labeler", "POST"),
     A + "skips/": api("labeler", "POST"),
     A + "prompts/<int:prompt_id>/lease/": api("labeler", "POST"),
     A + "progress/": api("labeler", "GET"),

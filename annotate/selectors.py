@@ -13,6 +13,7 @@ from .agreement import gold_accuracy
 from .models import (
     Assignment,
     Completion,
+    Demonstration,
     Export,
     Membership,
     Project,
@@ -165,6 +166,32 @@ def rank_page_for_lease(assignment: Assignment) -> RankPage:
     completions = {c.id: c for c in prompt.completions.all()}
     order = display_order(list(completions), assignment.seed)
     return RankPage(prompt, [completions[i] for i in order], assignment, None)
+
+
+@dataclass(frozen=True)
+class DemonstrationPage:
+    """What the writing page of a demonstrate project shows: a prompt leased to the labeler,
+    or one they wrote for (revising)."""
+
+    prompt: Prompt
+    completions: list[Completion]  # in this labeler's display order, keys 1..K
+    assignment: Assignment | None
+    demonstration: Demonstration | None  # set when revising
+
+
+def demonstration_page_get(project: Project, labeler, prompt_id: int) -> DemonstrationPage:
+    """The page's data, or Http404 unless the prompt is leased to them or they wrote for it."""
+    prompt = Prompt.objects.filter(project=project, id=prompt_id).first()
+    if prompt is None:
+        raise Http404("No such prompt.")
+    demonstration = Demonstration.objects.filter(prompt=prompt, labeler=labeler).first()
+    assignment = Assignment.objects.filter(prompt=prompt, labeler=labeler).first()
+    leased = assignment is not None and assignment.status == Assignment.Status.LEASED
+    if demonstration is None and not leased:
+        raise Http404("This prompt is not leased to you.")
+    completions = {c.id: c for c in prompt.completions.all()}
+    order = display_order(list(completions), assignment.seed if assignment else prompt.id)
+    return DemonstrationPage(prompt, [completions[i] for i in order], assignment, demonstration)
 
 
 def rankings_of_labeler(project: Project, labeler) -> QuerySet[Ranking]:

@@ -16,9 +16,10 @@ from . import selectors, services
 from .agreement import PAIR_SHARE_BINS
 from .charts import bar_chart, line_chart
 from .forms import ExportForm, ImportForm, ProjectForm
-from .models import Export, Membership, PromptImport
+from .models import Export, Membership, Project, PromptImport
 from .quality import project_quality
 from .ranking import FLAG_NAMES
+from .services.demonstrations import MAX_TEXT_CHARS
 from .rating_quality import project_rating_agreement
 
 
@@ -136,6 +137,8 @@ def rank_next(request, slug: str):
 @require_GET
 def rank_page(request, slug: str, prompt_id: int):
     project = selectors.project_get_visible(request.user, slug=slug)
+    if project.annotation_mode == Project.Mode.DEMONSTRATE:
+        return _demonstrate_page(request, project, prompt_id)
     page = selectors.rank_page_get(project, request.user, prompt_id)
     keys = "123456789"
     rank_data = {
@@ -167,6 +170,41 @@ def rank_page(request, slug: str, prompt_id: int):
         "progress": selectors.labeler_progress(project, request.user),
         "rank_data": rank_data,
         "flag_names": FLAG_NAMES,
+    })
+
+
+def _demonstrate_page(request, project, prompt_id: int):
+    """A demonstrate project's labeling page: write the response the prompt should get."""
+    page = selectors.demonstration_page_get(project, request.user, prompt_id)
+    keys = "123456789"
+    written = page.demonstration
+    write_data = {
+        "projectId": project.id,
+        "promptId": page.prompt.id,
+        "frozen": project.is_frozen,
+        # Raw texts: "Start from this one" copies a completion into the editor as written.
+        "completions": [{"id": c.id, "key": keys[i], "text": c.text}
+                        for i, c in enumerate(page.completions)],
+        "initial": ({"text": written.text, "sourceId": written.source_completion_id,
+                     "comment": written.comment} if written else None),
+        "revision": written.revision if written else 0,
+        "maxChars": MAX_TEXT_CHARS,
+        "draftKey": f"rlhf-studio:demonstration-draft:{request.user.id}:{page.prompt.id}",
+        "leaseMinutes": project.lease_minutes,
+        "urls": {
+            "demonstrations": reverse("api_demonstrations", args=[project.id]),
+            "skips": reverse("api_skips", args=[project.id]),
+            "lease": reverse("api_lease_renew", args=[project.id, page.prompt.id]),
+            "next": reverse("rank_next", args=[project.slug]),
+        },
+    }
+    return render(request, "annotate/demonstrate.html", {
+        "project": project,
+        "page": page,
+        "keyed_completions": list(zip(keys, page.completions, strict=False)),
+        "progress": selectors.labeler_progress(project, request.user),
+        "write_data": write_data,
+        "max_chars": MAX_TEXT_CHARS,
     })
 
 

@@ -19,8 +19,8 @@ from .forms import ExportForm, ImportForm, ProjectForm
 from .models import Export, Membership, Project, PromptImport
 from .quality import project_quality
 from .ranking import FLAG_NAMES
-from .services.demonstrations import MAX_TEXT_CHARS
 from .rating_quality import project_rating_agreement
+from .services.demonstrations import MAX_TEXT_CHARS
 
 
 @require_GET

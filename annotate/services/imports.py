@@ -7,6 +7,8 @@ file is refused, or imported, the same way.
 """
 
 import zlib
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from typing import IO
 
@@ -22,7 +24,7 @@ from .. import importers
 from ..content import content_key
 from ..importers import PromptRow, RowError
 from ..models import Completion, Project, Prompt, PromptImport, Ranking
-from . import import_runs
+from . import bulk_insert, import_runs
 
 IMPORT_BATCH_SIZE = 2000
 # Past this many errors, a failing import stops reading: the file needs fixing anyway.
@@ -255,95 +257,149 @@ def _refresh_planner_statistics() -> None:
 def _import_rows(
     record: PromptImport, rows: Iterable[PromptRow | RowError], *, stop_on_error: bool
 ) -> tuple[list[RowError], bool]:
-    """Write valid rows in batches; return the errors met and whether reading stopped early."""
-    stored = Prompt.objects.filter(project=record.project)
-    existing_ids = set(stored.exclude(external_id="").values_list("external_id", flat=True))
-    # The same prompt with the same completions is one prompt: a second copy would double
-    # its votes and could straddle the train/test split.
-    seen: dict[str, str] = {key: "a prompt already in this project" for key in
-                            stored.exclude(content_hash="").values_list("content_hash",
-                                                                         flat=True)}
+    """Write valid rows in batches; return the errors met and whether reading stopped early.
+
+    The file is read a batch at a time (IMPORT_BATCH_SIZE prompts and the errors between
+    them), looked up against the database in one query for its ids and content, and written
+    in one statement per table: memory holds a batch, not the file.
+    """
+    written = _WrittenLines()
+    unwritten: dict[str, str] = {}
     errors: list[RowError] = []
-    batch: list[PromptRow] = []
+    chunk: list[PromptRow | RowError] = []
+    prompts_in_chunk = 0
     for row in rows:
-        if isinstance(row, PromptRow) and row.external_id in existing_ids:
-            row = RowError(row.line, "id", f"id {row.external_id!r} is already in this project")
-        elif isinstance(row, PromptRow):
-            key = _content_key(row)
-            if key in seen:
-                row = RowError(row.line, "prompt", f"the same prompt and completions as "
-                                                   f"{seen[key]}")
-            else:
-                seen[key] = f"line {row.line}"
-        if isinstance(row, RowError):
-            errors.append(row)
-            if row.fatal or len(errors) >= MAX_REPORTED_ERRORS:
-                return errors, not row.fatal
-            continue
-        if stop_on_error and errors:
-            continue  # the import will be rejected: only look for more errors
-        batch.append(row)
-        if len(batch) >= IMPORT_BATCH_SIZE:
-            _write_batch(record, batch)
-            batch = []
-    if batch and not (stop_on_error and errors):
-        _write_batch(record, batch)
+        chunk.append(row)
+        prompts_in_chunk += isinstance(row, PromptRow)
+        if prompts_in_chunk >= IMPORT_BATCH_SIZE or (isinstance(row, RowError) and row.fatal):
+            if _import_chunk(record, chunk, written, unwritten, errors, stop_on_error):
+                return errors, not errors[-1].fatal
+            chunk, prompts_in_chunk = [], 0
+    if chunk and _import_chunk(record, chunk, written, unwritten, errors, stop_on_error):
+        return errors, not errors[-1].fatal
     return errors, False
+
+
+def _import_chunk(record: PromptImport, chunk: list[PromptRow | RowError],
+                  written: "_WrittenLines", unwritten: dict[str, str], errors: list[RowError],
+                  stop_on_error: bool) -> bool:
+    """Check a chunk's rows in file order and write the valid ones, unless an error already
+    rejects the file. True when reading must stop (a fatal error, or too many errors)."""
+    prompts = [row for row in chunk if isinstance(row, PromptRow)]
+    refusals = _duplicates_refused(record, prompts, written, unwritten)
+    fresh: list[tuple[PromptRow, str]] = []
+    for row in chunk:
+        if isinstance(row, PromptRow):
+            key, row = next(refusals)
+            if isinstance(row, PromptRow):
+                fresh.append((row, key))
+                continue
+        errors.append(row)
+        if row.fatal or len(errors) >= MAX_REPORTED_ERRORS:
+            return True
+    if stop_on_error and errors:
+        # The file is refused: its rows are no longer written, so the content of those
+        # still to come is kept here to find copies among them (a refused file only).
+        unwritten.update((key, f"line {row.line}") for row, key in fresh)
+    elif fresh:
+        _write_batch(record, fresh)
+        written.add(record, [row for row, _ in fresh])
+    return False
+
+
+class _WrittenLines:
+    """The line of each prompt this import wrote, by id, in two arrays: 12 bytes a prompt
+    (a dict of content hashes to lines held about 200), so that naming "the same prompt and
+    completions as line N" costs no memory to speak of on a file of millions of prompts."""
+
+    def __init__(self):
+        self.ids = array("q")
+        self.lines = array("I")
+
+    def add(self, record: PromptImport, rows: list[PromptRow]) -> None:
+        """Read back the ids just written (one indexed query): they follow file order."""
+        last = self.ids[-1] if self.ids else 0
+        ids = Prompt.objects.filter(source_import_id=record.pk, id__gt=last).order_by(
+            "id").values_list("id", flat=True)
+        self.ids.extend(ids)
+        self.lines.extend(row.line for row in rows)
+
+    def line_of(self, prompt_id: int) -> int:
+        return self.lines[bisect_left(self.ids, prompt_id)]
+
+
+def _duplicates_refused(record: PromptImport, rows: list[PromptRow], written: _WrittenLines,
+                        unwritten: dict[str, str]) -> Iterator[tuple[str, PromptRow | RowError]]:
+    """Each row's content key, with the row, or the error refusing it as a copy: an id
+    already in the project, or the same content as a stored prompt (this import's earlier
+    batches included, named by line), as a row not written, or as an earlier row of the
+    batch. An id twice in the file is the parser's to refuse."""
+    keys = [_content_key(row) for row in rows]
+    project = {"project_id": record.project_id}
+    taken_ids = {external_id for external_id, in bulk_insert.rows_where_in(
+        Prompt, ["external_id"], "external_id",
+        {row.external_id for row in rows if row.external_id}, **project)}
+    seen: dict[str, str] = {}
+    for content_hash, source_import_id, prompt_id in bulk_insert.rows_where_in(
+            Prompt, ["content_hash", "source_import_id", "id"], "content_hash", set(keys),
+            **project):
+        mine = source_import_id == record.pk
+        seen.setdefault(content_hash, f"line {written.line_of(prompt_id)}" if mine
+                        else "a prompt already in this project")
+    for row, key in zip(rows, keys, strict=True):
+        where = seen.get(key) or unwritten.get(key)
+        if row.external_id in taken_ids:
+            yield key, RowError(row.line, "id",
+                                f"id {row.external_id!r} is already in this project")
+        elif where:
+            yield key, RowError(row.line, "prompt",
+                                f"the same prompt and completions as {where}")
+        else:
+            seen[key] = f"line {row.line}"
+            yield key, row
 
 
 def _content_key(row: PromptRow) -> str:
     return content_key(row.text, row.messages, [c.text for c in row.completions])
 
 
-def _write_batch(record: PromptImport, rows: list[PromptRow]) -> None:
-    prompts = Prompt.objects.bulk_create(
-        Prompt(
-            project_id=record.project_id,
-            source_import=record,
-            external_id=row.external_id,
-            text=row.text,
-            messages=row.messages,
-            metadata=row.metadata,
-            content_hash=_content_key(row),
-        )
-        for row in rows
-    )
-    completions = Completion.objects.bulk_create(
-        Completion(
-            prompt_id=prompt.id,
-            position=position,
-            text=completion.text,
-            model_name=completion.model_name,
-            generation_params=completion.generation_params,
-            external_id=completion.external_id,
-        )
-        for prompt, row in zip(prompts, rows, strict=True)
-        for position, completion in enumerate(row.completions)
-    )
-    ids_by_prompt: dict[int, list[int]] = {}
-    for completion in completions:
-        ids_by_prompt.setdefault(completion.prompt_id, []).append(completion.id)
-    gold = []
-    for prompt, row in zip(prompts, rows, strict=True):
-        if row.gold_tiers is not None:
-            prompt.gold_tiers = _tiers_of_ids(row.gold_tiers, ids_by_prompt[prompt.id])
-            prompt.gold_mode = row.gold_mode
-            gold.append(prompt)
-    if gold:  # set after the completions exist: the reference names their ids
-        Prompt.objects.bulk_update(gold, ["gold_tiers", "gold_mode"])
-    rankings = Ranking.objects.bulk_create(
-        Ranking(
-            prompt_id=prompt.id,
-            source=Ranking.Source.IMPORTED,
-            tiers=_tiers_of_ids(row.reference_tiers, ids_by_prompt[prompt.id]),
-        )
-        for prompt, row in zip(prompts, rows, strict=True)
-        if row.reference_tiers is not None
-    )
-    record.prompt_count += len(prompts)
-    record.completion_count += len(completions)
+PROMPT_COLUMNS = ("id", "project_id", "source_import_id", "external_id", "text", "messages",
+                  "metadata", "content_hash", "gold_tiers", "gold_mode")
+COMPLETION_COLUMNS = ("id", "prompt_id", "position", "text", "model_name", "generation_params",
+                      "external_id")
+RANKING_COLUMNS = ("prompt_id", "source", "tiers")
+
+
+def _write_batch(record: PromptImport, rows: list[tuple[PromptRow, str]]) -> None:
+    """Write the prompts (with their content keys), their completions and imported rankings,
+    one statement a table; count them on `record`. The ids are reserved first, so tiers name
+    completion ids without reading them back."""
+    prompt_ids = bulk_insert.ids_reserve(Prompt, len(rows))
+    completion_ids = iter(bulk_insert.ids_reserve(
+        Completion, sum(len(row.completions) for row, _ in rows)))
+    ids_of = [[next(completion_ids) for _ in row.completions] for row, _ in rows]
+    bulk_insert.rows_insert(Prompt, PROMPT_COLUMNS, (
+        (prompt_id, record.project_id, record.pk, row.external_id, row.text, row.messages,
+         row.metadata, key, _tiers_of_ids(row.gold_tiers, ids), row.gold_mode)
+        for prompt_id, (row, key), ids in zip(prompt_ids, rows, ids_of, strict=True)))
+    bulk_insert.rows_insert(Completion, COMPLETION_COLUMNS, (
+        (completion_id, prompt_id, position, completion.text, completion.model_name,
+         completion.generation_params, completion.external_id)
+        for prompt_id, (row, _), ids in zip(prompt_ids, rows, ids_of, strict=True)
+        for position, (completion_id, completion) in enumerate(zip(ids, row.completions,
+                                                                   strict=True))))
+    rankings = [(prompt_id, Ranking.Source.IMPORTED.value, _tiers_of_ids(row.reference_tiers, ids))
+                for prompt_id, (row, _), ids in zip(prompt_ids, rows, ids_of, strict=True)
+                if row.reference_tiers is not None]
+    if rankings:  # each passes the tiers trigger of migration 0002, as any ranking does
+        bulk_insert.rows_insert(Ranking, RANKING_COLUMNS, rankings)
+    record.prompt_count += len(rows)
+    record.completion_count += sum(len(ids) for ids in ids_of)
     record.ranking_count += len(rankings)
 
 
-def _tiers_of_ids(position_tiers: list[list[int]], completion_ids: list[int]) -> list[list[int]]:
+def _tiers_of_ids(position_tiers: list[list[int]] | None,
+                  completion_ids: list[int]) -> list[list[int]] | None:
+    if position_tiers is None:
+        return None
     return [[completion_ids[position] for position in tier] for tier in position_tiers]

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from config.errors import ApplicationError
 
-from . import selectors, services
+from . import rate_views, selectors, services
 from .agreement import PAIR_SHARE_BINS
 from .charts import bar_chart, line_chart
 from .forms import ExportForm, ImportForm, ProjectForm
@@ -137,6 +137,8 @@ def rank_next(request, slug: str):
 @require_GET
 def rank_page(request, slug: str, prompt_id: int):
     project = selectors.project_get_visible(request.user, slug=slug)
+    if project.annotation_mode == Project.Mode.RATE:
+        return rate_views.rate_page(request, project, prompt_id)
     if project.annotation_mode == Project.Mode.DEMONSTRATE:
         return _demonstrate_page(request, project, prompt_id)
     page = selectors.rank_page_get(project, request.user, prompt_id)

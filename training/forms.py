@@ -96,9 +96,7 @@ class JobForm(forms.Form):
             self.unavailable = self.unavailable or (
                 "Dataset: this project has no finished export yet; create one on the project "
                 "page.")
-        choices = [(str(e.id), f"v{e.version}: {e.counts.get('pairs', {}).get('train', 0)} "
-                    f"train pairs, {e.counts.get('pairs', {}).get('test', 0)} test")
-                   for e in exports]
+        choices = [(str(e.id), export_label(e)) for e in exports]
         return forms.ChoiceField(choices=choices, label="Dataset (export)",
                                  initial=choices[0][0] if choices else None)
 
@@ -212,3 +210,10 @@ class ScoreForm(forms.Form):
     prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=100_000)
     response = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), max_length=100_000)
     alpha = forms.FloatField(initial=1.0, help_text="Scale applied to the reward")
+
+
+def export_label(export: Export) -> str:
+    """"v3: 120 train pairs, 12 test"; a demonstrate project's export counts its examples."""
+    unit = "examples" if "examples" in export.counts else "pairs"
+    split = export.counts.get(unit, {})
+    return f"v{export.version}: {split.get('train', 0)} train {unit}, {split.get('test', 0)} test"

@@ -60,3 +60,13 @@ def test_train_sft_on_a_demonstration_export_id(demonstration_export, tiny_model
     assert evaluation["loss_after"] < evaluation["loss_before"], evaluation
     artifact = ModelArtifact.objects.get(job=job)
     assert (artifact.kind, artifact.export) == ("policy", demonstration_export)
+
+
+def test_the_training_form_offers_the_export_by_its_examples(demonstration_export):
+    from training.forms import JobForm
+    from training.kinds import KINDS
+
+    form = JobForm(kind=KINDS["sft"], project=demonstration_export.project)
+    train, test = (lines_in(demonstration_export, f"{split}.jsonl") for split in ("train", "test"))
+    assert dict(form.fields["export"].choices)[str(demonstration_export.id)] == (
+        f"v1: {train} train examples, {test} test")

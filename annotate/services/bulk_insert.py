@@ -69,7 +69,10 @@ def rows_insert(model: type[Model], columns: Sequence[str], rows: Iterable[Seque
     prepared = (_with_json(row, json_positions) + defaults for row in rows)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            with cursor.copy(f"COPY {table} ({all_columns}) FROM STDIN") as copy:
+            # Django's cursor wraps execute's errors, not copy's: an IntegrityError (a
+            # concurrent import's id, the tiers trigger) must stay one for the caller.
+            with connection.wrap_database_errors, cursor.copy(
+                    f"COPY {table} ({all_columns}) FROM STDIN") as copy:
                 for row in prepared:
                     copy.write_row(row)
         else:

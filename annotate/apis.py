@@ -54,6 +54,14 @@ class ProjectCreateInput(serializers.Serializer):
     labelers_per_prompt = serializers.IntegerField(min_value=1, default=3)
     allow_ties = serializers.BooleanField(default=False)
     auto_place_last = serializers.BooleanField(default=True)
+    annotation_mode = serializers.ChoiceField(choices=Project.Mode.choices,
+                                              default=Project.Mode.RANK)
+    rating_scale_min = serializers.IntegerField(default=1, help_text="Rate mode: the worst score.")
+    rating_scale_max = serializers.IntegerField(
+        default=5, help_text="Rate mode: the best score; at most 10 points, from 0 to 10.")
+    rating_aspects = serializers.ListField(
+        child=serializers.CharField(max_length=40), default=list, max_length=6,
+        help_text="Rate mode: aspects scored separately; none: one overall score.")
 
     def validate_slug(self, slug: str) -> str:
         if Project.objects.filter(slug=slug).exists():
@@ -134,7 +142,8 @@ class ProjectDetailApi(APIView):
     @raises(Conflict)
     def patch(self, request, project_id: int):
         """Change the project's settings (its admins). Completions per prompt cannot change
-        once the project has prompts (409, saying why)."""
+        once the project has prompts, nor the annotation mode, rating scale and aspects once it
+        has rankings (409, saying why)."""
         project = project_for_admin(request, project_id)
         serializer = ProjectUpdateInput(project, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)

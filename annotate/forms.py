@@ -4,6 +4,7 @@ from django import forms
 
 from .importers import FORMATS
 from .models import PROJECT_SETTINGS, Membership, Project
+from .ratings import aspects_from_text, rating_settings_errors
 
 
 def share_text(value: float) -> str:
@@ -41,12 +42,58 @@ class ShareField(forms.FloatField):
         return super().to_python(value)
 
 
+class AspectsField(forms.CharField):
+    """Rate mode's aspects, typed as a comma-separated list; stored as a list of names."""
+
+    def __init__(self, *, encoder=None, decoder=None, **kwargs):  # what JSONField passes
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        if isinstance(value, list):  # a disabled field cleans the stored value
+            return value
+        return aspects_from_text(super().to_python(value))
+
+
 class ProjectForm(forms.ModelForm):
     class Meta:
         model = Project
         fields = PROJECT_SETTINGS
         widgets = {"instructions": forms.Textarea(attrs={"rows": 6})}
-        field_classes = {"consensus_min_agreement": ShareField}
+        field_classes = {"consensus_min_agreement": ShareField, "rating_aspects": AspectsField}
+        labels = {"rating_scale_min": "Rating scale: worst score",
+                  "rating_scale_max": "Rating scale: best score",
+                  "rating_aspects": "Rating aspects"}
+        help_texts = {
+            "rating_scale_min": "Rate mode: whole-number scores from this (the worst) ...",
+            "rating_scale_max": "... to this (the best): at most 10 points, from 0 to 10.",
+            "rating_aspects": "Rate mode: comma-separated names each scored separately, e.g. "
+                              "helpfulness, honesty (at most 6); empty: one overall score.",
+        }
+
+    # Settings added with annotation modes: a form posted without them (a script written
+    # before them) keeps what the project has, or the defaults for a new one.
+    KEPT_WHEN_LEFT_OUT = ("annotation_mode", "rating_scale_min", "rating_scale_max",
+                          "consensus_max_spread")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in self.KEPT_WHEN_LEFT_OUT:
+            self.fields[name].required = False
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in self.KEPT_WHEN_LEFT_OUT:
+            if name in cleaned and cleaned[name] in (None, ""):
+                cleaned[name] = getattr(self.instance, name)
+        names = ("rating_scale_min", "rating_scale_max", "rating_aspects")
+        if all(name in cleaned for name in names):
+            errors = rating_settings_errors(*(cleaned[name] for name in names))
+            for name, message in errors.items():
+                self.add_error(name, message[0].upper() + message[1:] + ".")
+        return cleaned
 
 
 class ImportForm(forms.Form):

@@ -15,16 +15,12 @@ from .forms import MemberForm, MemberPasswordForm, MemberRoleForm, ProjectSettin
 from .models import PROJECT_SETTINGS, Membership
 
 
-def _fixed_settings(project) -> dict[str, str]:
-    return services.FIXED_ONCE_PROMPTS if project.prompts.exists() else {}
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_settings(request, slug: str):
     project = selectors.project_get_administered(request.user, slug=slug)
     form = ProjectSettingsForm(request.POST or None, instance=project,
-                               fixed=_fixed_settings(project))
+                               fixed=services.fixed_settings(project))
     if request.method == "POST" and form.is_valid():
         changed = {name: form.cleaned_data[name] for name in form.changed_data
                    if name in PROJECT_SETTINGS}

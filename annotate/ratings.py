@@ -109,3 +109,69 @@ def normalised(score: float, *, scale_min: int, scale_max: int) -> float:
     0.5
     """
     return 2 * (score - scale_min) / (scale_max - scale_min) - 1
+
+
+# A project's scale: whole numbers within these bounds, at most MAX_SCALE_POINTS of them, so
+# that every score has its own digit key on the rating page (0 stands for 10 on 1..10).
+SCALE_BOUNDS = (0, 10)
+MAX_SCALE_POINTS = 10
+MAX_ASPECTS = 6
+MAX_ASPECT_CHARS = 40
+
+
+def aspects_from_text(text: str) -> list[str]:
+    """Aspect names typed as a comma-separated list, each stripped; blank: none.
+
+    >>> aspects_from_text(" helpfulness, honesty ")
+    ['helpfulness', 'honesty']
+    >>> aspects_from_text("  ")
+    []
+    """
+    return [name.strip() for name in text.split(",")] if text.strip() else []
+
+
+def rating_settings_errors(scale_min: object, scale_max: object,
+                           aspects: object) -> dict[str, str]:
+    """What is wrong with a rate project's scale and aspects, by setting; empty when nothing.
+
+    >>> rating_settings_errors(1, 5, ["helpfulness", "honesty"])
+    {}
+    >>> rating_settings_errors(5, 5, ["a", "A"])["rating_scale_max"]
+    'must be above the lowest score (5)'
+    >>> rating_settings_errors(0, 10, [])["rating_scale_max"]
+    'a scale has at most 10 points (one digit key each), e.g. 0 to 9 or 1 to 10; 0 to 10 has 11'
+    """
+    errors = {}
+    low, high = SCALE_BOUNDS
+    for name, value in (("rating_scale_min", scale_min), ("rating_scale_max", scale_max)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            errors[name] = f"must be a whole number from {low} to {high}"
+    if not errors and scale_max <= scale_min:
+        errors["rating_scale_max"] = f"must be above the lowest score ({scale_min})"
+    elif not errors and scale_max - scale_min + 1 > MAX_SCALE_POINTS:
+        errors["rating_scale_max"] = (
+            f"a scale has at most {MAX_SCALE_POINTS} points (one digit key each), e.g. 0 to 9 "
+            f"or 1 to 10; {scale_min} to {scale_max} has {scale_max - scale_min + 1}")
+    problem = _aspects_problem(aspects)
+    if problem:
+        errors["rating_aspects"] = problem
+    return errors
+
+
+def _aspects_problem(aspects: object) -> str | None:
+    if not isinstance(aspects, list) or not all(isinstance(name, str) for name in aspects):
+        return "must be a list of names"
+    if len(aspects) > MAX_ASPECTS:
+        return f"at most {MAX_ASPECTS} aspects; this names {len(aspects)}"
+    seen = set()
+    for index, name in enumerate(aspects, start=1):
+        if not name.strip():
+            return f"aspect {index} has no name"
+        if name != name.strip():
+            return f"aspect {index} ({name!r}) has spaces around it"
+        if len(name) > MAX_ASPECT_CHARS:
+            return f"aspect {index} is longer than {MAX_ASPECT_CHARS} characters"
+        if name.casefold() in seen:
+            return f"aspect {name!r} is named twice"
+        seen.add(name.casefold())
+    return None

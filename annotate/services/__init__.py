@@ -36,7 +36,14 @@ from .members import (
     member_role_set,
     password_refusal,
 )
-from .projects import FIXED_ONCE_PROMPTS, membership_set, project_create, project_update
+from .projects import (
+    FIXED_ONCE_PROMPTS,
+    FIXED_ONCE_RANKINGS,
+    fixed_settings,
+    membership_set,
+    project_create,
+    project_update,
+)
 from .prompts import prompt_gold_mark, prompt_restore, prompt_retire
 
 __all__ = [
@@ -53,6 +60,8 @@ __all__ = [
     "ImportRejected",
     "assignment_next",
     "FIXED_ONCE_PROMPTS",
+    "FIXED_ONCE_RANKINGS",
+    "fixed_settings",
     "InvitationRefused",
     "MemberAdded",
     "invitation_accept",

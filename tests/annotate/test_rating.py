@@ -31,7 +31,7 @@ def rating_project(db):
 @pytest.fixture
 def aspect_project(db):
     return make_project("aspects", annotation_mode="rate", rating_scale_min=0,
-                        rating_scale_max=10, rating_aspects=["helpfulness", "honesty"])
+                        rating_scale_max=9, rating_aspects=["helpfulness", "honesty"])
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_bare_numbers_are_overall_scores(rating_project, alice):
 
 def test_aspect_scores_are_ranked_by_their_mean(aspect_project, alice):
     prompt_id, (a, b, c) = leased(aspect_project, alice)
-    scores = {str(a): {"helpfulness": 10, "honesty": 0}, str(b): {"helpfulness": 6,
+    scores = {str(a): {"helpfulness": 9, "honesty": 1}, str(b): {"helpfulness": 6,
               "honesty": 6}, str(c): {"helpfulness": 3, "honesty": 7}}
     rate(aspect_project, alice, prompt_id, scores)
     assert Ranking.objects.get().tiers == [[b], [a, c]]  # means 6, 5 and 5
@@ -232,7 +232,7 @@ def test_the_next_prompt_says_what_to_send(rating_project, aspect_project, ranki
                      "rating_aspects": ["overall"]}
     aspects = client.get(f"/api/projects/{aspect_project.id}/next-prompt/").json()["annotation"]
     assert aspects["rating_aspects"] == ["helpfulness", "honesty"]
-    assert (aspects["rating_scale_min"], aspects["rating_scale_max"]) == (0, 10)
+    assert (aspects["rating_scale_min"], aspects["rating_scale_max"]) == (0, 9)
     ranked = client.get(f"/api/projects/{ranking_project.id}/next-prompt/").json()["annotation"]
     assert ranked["annotation_mode"] == "rank"
     project = client.get(f"/api/projects/{aspect_project.id}/").json()

@@ -275,3 +275,11 @@ def test_a_ranking_through_the_api_shows_no_scores(ranking_project, alice, api):
     assert missing.status_code == 400
     assert "tiers must be a non-empty list" in missing.json()["detail"]
 
+
+
+def test_the_project_page_offers_to_start_rating(rating_project, ranking_project, alice,
+                                                  client):
+    client.force_login(alice)
+    assert "Start rating" in client.get(f"/projects/{rating_project.slug}/").content.decode()
+    assert "Start ranking" in client.get(f"/projects/{ranking_project.slug}/").content.decode()
+    assert "Start rating" in client.get("/").content.decode()

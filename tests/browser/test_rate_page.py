@@ -218,3 +218,25 @@ def test_the_key_help_lists_the_rating_keys(page, live_server, lena):
     press(page, "Escape")
     expect(page.locator("#key-help")).to_be_hidden()
     expect(page.locator(".score-point.is-on")).to_have_count(0)
+
+
+def test_revising_a_rating_starts_from_the_saved_scores(page, live_server, lena):
+    project = rating_project()
+    join(project, lena)
+    prompt_id = log_in_and_rate(page, live_server, lena, project)
+    a, b, c, d = card_ids(page)
+    press(page, "5", "4", "3", "2", "Enter")
+    wait_until_left(page, prompt_id)
+
+    page.goto(f"{live_server.url}/projects/{project.slug}/rank/{prompt_id}/")
+    wait_for_rate_page(page)
+    expect(page.locator("#revising-notice")).to_contain_text("revision 1")
+    expect(page.locator(f"#completion-{d} [data-score-badge]")).to_have_text("Score 2")
+    assert focused_slot(page) == (a, "overall")  # every score is set: from the top
+    press(page, "j", "j", "j", "5", "Enter")  # d was the worst; now it ties with a
+    expect(status(page)).to_have_text(re.compile(r"^Saved \(revision 2\)"))
+    wait_until_left(page, prompt_id)
+    ranking = Ranking.objects.get(prompt_id=prompt_id, labeler=lena)
+    assert ranking.revision == 2 and ranking.scores == overall([a, b, c, d], 5, 4, 3, 5)
+    assert ranking.tiers == [sorted([a, d]), [b], [c]]
+    assert ranking.revisions.get().scores == overall([a, b, c, d], 5, 4, 3, 2)

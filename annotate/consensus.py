@@ -141,16 +141,21 @@ def merge_votes(
     """
     verdicts: list[PairVerdict] = []
     for prompt_id, group in rankings_by_prompt(rankings):
-        for (low, high), tally in sorted(tally_pairs(group, tie_policy).items()):
-            verdict = _verdict(prompt_id, low, high, tally)
-            if (
-                verdict is not None
-                and verdict.votes >= min_votes
-                and verdict.agreement >= min_agreement
-            ):
-                verdicts.append(verdict)
+        tallies = tally_pairs(group, tie_policy)
+        verdicts.extend(_kept_verdicts(prompt_id, tallies, min_votes, min_agreement))
     verdicts.sort(key=attrgetter("prompt_id", "chosen", "rejected"))
     return verdicts
+
+
+def _kept_verdicts(prompt_id: int, tallies: dict[tuple[int, int], PairTally], min_votes: int,
+                   min_agreement: float) -> list[PairVerdict]:
+    kept = []
+    for (low, high), tally in sorted(tallies.items()):
+        verdict = _verdict(prompt_id, low, high, tally)
+        if (verdict is not None and verdict.votes >= min_votes
+                and verdict.agreement >= min_agreement):
+            kept.append(verdict)
+    return kept
 
 
 def _verdict(prompt_id: int, low: int, high: int, tally: PairTally) -> PairVerdict | None:
@@ -236,3 +241,34 @@ def consensus_rankings(
         tiers = ranked_pairs(sorted(completion_ids), tally_pairs(group, tie_policy))
         result.append(ConsensusRanking(prompt_id, tiers, len(group)))
     return result
+
+
+def merge_prompt(
+    rankings: Sequence[LabeledRanking],
+    *,
+    min_votes: int = 1,
+    min_agreement: float = 0.5,
+    tie_policy: TiePolicy = "half",
+) -> tuple[list[PairVerdict], ConsensusRanking | None]:
+    """One prompt's rankings merged both ways, from one tally: what merge_votes and
+    consensus_rankings return for it (the consensus None when there are no rankings).
+
+    An export merges every prompt both ways: tallying once halves that work.
+
+    >>> votes = [LabeledRanking(1, "a", [[7], [8]]), LabeledRanking(1, "b", [[7], [8]])]
+    >>> verdicts, consensus = merge_prompt(votes, min_votes=2)
+    >>> [(v.chosen, v.rejected, v.agreement) for v in verdicts], consensus.tiers
+    ([(7, 8, 1.0)], [[7], [8]])
+    """
+    groups = list(rankings_by_prompt(rankings))
+    if not groups:
+        return [], None
+    if len(groups) > 1:
+        raise ValueError("merge_prompt takes the rankings of one prompt")
+    prompt_id, group = groups[0]
+    tallies = tally_pairs(group, tie_policy)
+    verdicts = _kept_verdicts(prompt_id, tallies, min_votes, min_agreement)
+    verdicts.sort(key=attrgetter("prompt_id", "chosen", "rejected"))
+    completion_ids = {i for ranking in group for tier in ranking.tiers for i in tier}
+    tiers = ranked_pairs(sorted(completion_ids), tallies)
+    return verdicts, ConsensusRanking(prompt_id, tiers, len(group))

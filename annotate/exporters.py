@@ -129,8 +129,87 @@ def consensus_row(prompt: PromptForExport, consensus: ConsensusRanking,
     }
 
 
+# json.dumps(value, ensure_ascii=False, separators=(",", ":")) is this encoder's encode: one
+# shared instance spares building an encoder per row, and the bytes are the same.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def dumps(row: dict[str, Any]) -> str:
-    return json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return _encode(row) + "\n"
+
+
+def _scalar(value: Any) -> str:
+    """A number as json.dumps writes it (an int's repr, directly: the common case)."""
+    return int.__repr__(value) if type(value) is int else _encode(value)
+
+
+class _PromptRows:
+    """One prompt's preference and consensus lines, byte for byte what dumps() writes of
+    preference_row() and consensus_row(): the prompt and each completion are encoded once,
+    not once per pair, and the rows are joined from those pieces in the same key order."""
+
+    def __init__(self, prompt: PromptForExport, conversational: bool):
+        self.head = (f'{{"prompt_id":{_scalar(prompt.prompt_id)},'
+                     f'"external_id":{_encode(prompt.external_id)},'
+                     f'"prompt":{_encode(prompt_value(prompt, conversational))}')
+        self.texts = {completion_id: _encode(text)
+                      for completion_id, text in prompt.completions.items()}
+        self.responses = (
+            {completion_id: f'[{{"role":"assistant","content":{text}}}]'
+             for completion_id, text in self.texts.items()} if conversational else self.texts)
+
+    def preference(self, verdict: PairVerdict) -> str:
+        return (f'{self.head},"chosen":{self.responses[verdict.chosen]},'
+                f'"rejected":{self.responses[verdict.rejected]},'
+                f'"chosen_id":{_scalar(verdict.chosen)},"rejected_id":{_scalar(verdict.rejected)},'
+                f'"votes":{_scalar(verdict.votes)},'
+                f'"agreement":{_scalar(round(verdict.agreement, 6))},'
+                f'"margin":{_scalar(round(verdict.margin, 6))}}}\n')
+
+    def consensus(self, consensus: ConsensusRanking) -> str:
+        completions = ",".join(
+            f'{{"id":{_scalar(completion_id)},"text":{self.texts[completion_id]}}}'
+            for tier in consensus.tiers for completion_id in tier)
+        return (f'{self.head},"ranking":{_encode([list(tier) for tier in consensus.tiers])},'
+                f'"completions":[{completions}],'
+                f'"rankings_merged":{_scalar(consensus.rankings)},"method":"ranked-pairs"}}\n')
+
+
+WRITE_BUFFER = 1 << 18  # characters held per file before they are encoded and written
+
+
+class _DigestingFile:
+    """A UTF-8 text file written through a buffer, hashed and counted as it is written, so
+    the manifest need not read it again."""
+
+    def __init__(self, path: Path):
+        self._handle = path.open("wb")
+        self._parts: list[str] = []
+        self._held = 0
+        self._sha256 = hashlib.sha256()
+        self.size = self.lines = 0
+
+    def write(self, text: str) -> None:
+        self._parts.append(text)
+        self._held += len(text)
+        if self._held >= WRITE_BUFFER:
+            self._flush()
+
+    def _flush(self) -> None:
+        data = "".join(self._parts).encode("utf-8")
+        self._parts, self._held = [], 0
+        self._handle.write(data)
+        self._sha256.update(data)
+        self.size += len(data)
+        self.lines += data.count(b"\n")
+
+    def close(self) -> tuple[str, int, int]:
+        """Write what is held; return the file's sha256, size and lines, as _digest would."""
+        try:
+            self._flush()
+        finally:
+            self._handle.close()
+        return self._sha256.hexdigest(), self.size, self.lines
 
 
 @dataclass
@@ -160,19 +239,23 @@ class ExportWriter:
         self.seed = seed
         self.counts = ExportCounts()
         directory.mkdir(parents=True, exist_ok=True)
-        self._files = {name: (directory / name).open("w", encoding="utf-8")
-                       for name in DATA_FILES}
+        self._files = {name: _DigestingFile(directory / name) for name in DATA_FILES}
         self._keys: dict[str, set[str]] = {"train": set(), "test": set()}
+        # Each data file's (sha256, bytes, lines) once closed, for write_manifest.
+        self.digests: dict[str, tuple[str, int, int]] = {}
 
     def add_prompt(self, prompt: PromptForExport, rankings: Sequence[RankingForExport],
                    verdicts: Sequence[PairVerdict], consensus: ConsensusRanking | None) -> None:
         self.counts.prompts += 1
         self.counts.rankings += len(rankings)
+        written = self._files["rankings.jsonl"]
         for ranking in rankings:
-            self._files["rankings.jsonl"].write(dumps(ranking_row(prompt, ranking)))
+            written.write(dumps(ranking_row(prompt, ranking)))
+        if consensus is None and not verdicts:
+            return
+        rows = _PromptRows(prompt, self.conversational)
         if consensus is not None:
-            row = consensus_row(prompt, consensus, self.conversational)
-            self._files["consensus.jsonl"].write(dumps(row))
+            self._files["consensus.jsonl"].write(rows.consensus(consensus))
         if not verdicts:
             return
         self.counts.prompts_with_pairs += 1
@@ -180,14 +263,13 @@ class ExportWriter:
         key = prompt_key(prompt.text, prompt.messages)
         split = "test" if is_test_prompt(key, self.test_fraction, self.seed) else "train"
         self._keys[split].add(key[:32])
-        out = self._files[f"{split}.jsonl"]
+        self._files[f"{split}.jsonl"].write("".join(rows.preference(v) for v in verdicts))
         for verdict in verdicts:
-            out.write(dumps(preference_row(prompt, verdict, self.conversational)))
             self.counts.count_pair(split, verdict.agreement)
 
     def close(self) -> None:
-        for handle in self._files.values():
-            handle.close()
+        for name, handle in self._files.items():
+            self.digests[name] = handle.close()
         self.counts.distinct_prompts = {split: len(keys) for split, keys in self._keys.items()}
         self.counts.prompts_in_both = len(self._keys["train"] & self._keys["test"])
 
@@ -204,14 +286,17 @@ def content_hash(directory: Path) -> str:
 
 
 def write_manifest(directory: Path, *, counts: ExportCounts, data_hash: str,
-                   params: dict[str, Any]) -> dict[str, Any]:
+                   params: dict[str, Any],
+                   digests: dict[str, tuple[str, int, int]] | None = None) -> dict[str, Any]:
     """Write manifest.json: each file of the export (all but itself) with its size in bytes,
     SHA-256 and, for JSONL and Parquet, its record count; and the export's counts.
 
     A reader recomputes the hashes to know the export is whole. Nothing in it depends on
-    when or where it was built, so equal files give an equal manifest.
+    when or where it was built, so equal files give an equal manifest. `digests`: files
+    already hashed as they were written (ExportWriter.digests, by path), not read again.
     """
-    files = [_file_entry(directory, path)
+    files = [_file_entry(directory, path, (digests or {}).get(path.relative_to(directory)
+                                                              .as_posix()))
              for path in sorted(directory.rglob("*")) if path.is_file() and path.name != MANIFEST]
     manifest = {
         "format": "rlhf-studio-export",
@@ -238,8 +323,9 @@ def _digest(path: Path) -> tuple[str, int, int]:
     return digest.hexdigest(), size, lines
 
 
-def _file_entry(directory: Path, path: Path) -> dict[str, Any]:
-    sha256, size, lines = _digest(path)
+def _file_entry(directory: Path, path: Path,
+                known: tuple[str, int, int] | None = None) -> dict[str, Any]:
+    sha256, size, lines = known or _digest(path)
     records = None
     if path.suffix == ".jsonl":
         records = lines  # every row ends with "\n"

@@ -9,6 +9,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from .mode_words import ModeWords, mode_words
+
 MIN_COMPLETIONS = 2
 MAX_COMPLETIONS = 9
 
@@ -140,6 +142,11 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def words(self) -> ModeWords:
+        """What labeler-facing pages call the mode's work: rank, rate or write."""
+        return mode_words(self.annotation_mode)
 
 
 # The settings an admin chooses for a project: the form edits them, the API shows them.

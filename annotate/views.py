@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from config.errors import ApplicationError
 
-from . import rate_views, selectors, services
+from . import rate_views, selectors, services, work_summaries
 from .agreement import PAIR_SHARE_BINS
 from .charts import bar_chart, line_chart
 from .forms import ExportForm, ImportForm, ProjectForm
@@ -213,13 +213,27 @@ def _demonstrate_page(request, project, prompt_id: int):
 @login_required
 @require_GET
 def my_rankings(request, slug: str):
+    """The labeler's own work in the project, as its mode leaves it, and their skips."""
     project = selectors.project_get_visible(request.user, slug=slug)
     return render(request, "annotate/my_rankings.html", {
         "project": project,
-        "rankings": selectors.ranking_summaries(project, request.user),
-        "skips": selectors.skips_of_labeler(project, request.user),
         "progress": selectors.labeler_progress(project, request.user),
+        **_work_of(project, request.user),
     })
+
+
+def _work_of(project, labeler, limit: int | None = None) -> dict:
+    """The labeler's work as the project's mode leaves it (the lists' context), and skips."""
+    context = {"skips": selectors.skips_of_labeler(project, labeler)}
+    if project.annotation_mode == Project.Mode.RATE:
+        context["ratings"] = work_summaries.rating_summaries(project, labeler, limit=limit)
+        context["named_aspects"] = bool(project.rating_aspects)
+    elif project.annotation_mode == Project.Mode.DEMONSTRATE:
+        context["demonstrations"] = work_summaries.demonstration_summaries(project, labeler,
+                                                                           limit=limit)
+    else:
+        context["rankings"] = selectors.ranking_summaries(project, labeler, limit=limit)
+    return context
 
 
 @login_required
@@ -292,6 +306,5 @@ def project_labeler(request, slug: str, username: str):
                    None)
     return render(request, "annotate/labeler.html", {
         "project": project, "labeler": labeler, "quality": quality,
-        "rankings": selectors.ranking_summaries(project, labeler, limit=20),
-        "skips": selectors.skips_of_labeler(project, labeler),
+        **_work_of(project, labeler, limit=20),
     })

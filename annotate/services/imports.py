@@ -302,8 +302,10 @@ def _import_chunk(record: PromptImport, chunk: list[PromptRow | RowError],
         # still to come is kept here to find copies among them (a refused file only).
         unwritten.update((key, f"line {row.line}") for row, key in fresh)
     elif fresh:
-        _write_batch(record, fresh)
-        written.add(record, [row for row, _ in fresh])
+        ids = bulk_insert.ids_reserve(Prompt, len(fresh))
+        _write_batch(record, [(row, key, prompt_id) for (row, key), prompt_id in zip(
+            fresh, ids, strict=True)])
+        written.add(ids, [row for row, _ in fresh])
     return False
 
 
@@ -316,11 +318,7 @@ class _WrittenLines:
         self.ids = array("q")
         self.lines = array("I")
 
-    def add(self, record: PromptImport, rows: list[PromptRow]) -> None:
-        """Read back the ids just written (one indexed query): they follow file order."""
-        last = self.ids[-1] if self.ids else 0
-        ids = Prompt.objects.filter(source_import_id=record.pk, id__gt=last).order_by(
-            "id").values_list("id", flat=True)
+    def add(self, ids: list[int], rows: list[PromptRow]) -> None:
         self.ids.extend(ids)
         self.lines.extend(row.line for row in rows)
 
@@ -370,26 +368,25 @@ COMPLETION_COLUMNS = ("id", "prompt_id", "position", "text", "model_name", "gene
 RANKING_COLUMNS = ("prompt_id", "source", "tiers")
 
 
-def _write_batch(record: PromptImport, rows: list[tuple[PromptRow, str]]) -> None:
-    """Write the prompts (with their content keys), their completions and imported rankings,
-    one statement a table; count them on `record`. The ids are reserved first, so tiers name
-    completion ids without reading them back."""
-    prompt_ids = bulk_insert.ids_reserve(Prompt, len(rows))
+def _write_batch(record: PromptImport, rows: list[tuple[PromptRow, str, int]]) -> None:
+    """Write the prompts (with their content keys and reserved ids), their completions and
+    imported rankings, one statement a table; count them on `record`. The ids are reserved
+    first, so tiers name completion ids without reading them back."""
     completion_ids = iter(bulk_insert.ids_reserve(
-        Completion, sum(len(row.completions) for row, _ in rows)))
-    ids_of = [[next(completion_ids) for _ in row.completions] for row, _ in rows]
+        Completion, sum(len(row.completions) for row, _, _ in rows)))
+    ids_of = [[next(completion_ids) for _ in row.completions] for row, _, _ in rows]
     bulk_insert.rows_insert(Prompt, PROMPT_COLUMNS, (
         (prompt_id, record.project_id, record.pk, row.external_id, row.text, row.messages,
          row.metadata, key, _tiers_of_ids(row.gold_tiers, ids), row.gold_mode)
-        for prompt_id, (row, key), ids in zip(prompt_ids, rows, ids_of, strict=True)))
+        for (row, key, prompt_id), ids in zip(rows, ids_of, strict=True)))
     bulk_insert.rows_insert(Completion, COMPLETION_COLUMNS, (
         (completion_id, prompt_id, position, completion.text, completion.model_name,
          completion.generation_params, completion.external_id)
-        for prompt_id, (row, _), ids in zip(prompt_ids, rows, ids_of, strict=True)
+        for (row, _, prompt_id), ids in zip(rows, ids_of, strict=True)
         for position, (completion_id, completion) in enumerate(zip(ids, row.completions,
                                                                    strict=True))))
     rankings = [(prompt_id, Ranking.Source.IMPORTED.value, _tiers_of_ids(row.reference_tiers, ids))
-                for prompt_id, (row, _), ids in zip(prompt_ids, rows, ids_of, strict=True)
+                for (row, _, prompt_id), ids in zip(rows, ids_of, strict=True)
                 if row.reference_tiers is not None]
     if rankings:  # each passes the tiers trigger of migration 0002, as any ranking does
         bulk_insert.rows_insert(Ranking, RANKING_COLUMNS, rankings)

@@ -16,6 +16,7 @@ rejected_id, votes and agreement.
 
 import hashlib
 import json
+import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -139,8 +140,14 @@ def dumps(row: dict[str, Any]) -> str:
 
 
 def _scalar(value: Any) -> str:
-    """A number as json.dumps writes it (an int's repr, directly: the common case)."""
-    return int.__repr__(value) if type(value) is int else _encode(value)
+    """A number as json.dumps writes it: an int's repr, a finite float's repr (json's own
+    rules, taken directly for the common cases); anything else through the encoder."""
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    return _encode(value)
 
 
 class _PromptRows:

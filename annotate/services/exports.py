@@ -249,8 +249,11 @@ def _raw_rows(query: QuerySet) -> Iterator[tuple]:
 
 
 def _json(text: str | None):
-    """A JSON column's text decoded, as JSONField.from_db_value does (None stays None)."""
-    return None if text is None else json.loads(text)
+    """A JSON column's text decoded, as JSONField.from_db_value does (None stays None);
+    the empty object, most rankings' flags, without the parser."""
+    if text is None:
+        return None
+    return {} if text == "{}" else json.loads(text)
 
 
 class _peekable:

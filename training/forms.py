@@ -167,15 +167,16 @@ class RoundForm(forms.Form):
         help_text="ppo: ours; rloo, grpo: TRL's; dpo: iterative DPO on the reward model's "
                   "best and worst of K samples per prompt")
 
-    def __init__(self, *args, project: Project, has_rounds: bool, **kwargs):
+    def __init__(self, *args, project: Project, last: Round | None, **kwargs):
+        """`last`: the round a new one goes on from (selectors.round_to_go_on_from)."""
         super().__init__(*args, **kwargs)
+        has_rounds = last is not None
         catalog = catalog_models()
         for name, kind in (("reward_model", KINDS["reward"]), ("policy_model", KINDS["policy"])):
             picker = JobForm(kind=kind, project=project, catalog=catalog).fields["base"]
             keep_going = [("", "go on from the last round's")] if has_rounds else []
             self.fields[name].choices = keep_going + list(picker.choices)[1:]
             self.fields[name].initial = "" if has_rounds else picker.initial
-        last = project.rounds.order_by("-number").first()
         self.fields["algorithm"].initial = (
             last.plan.get("policy", {}).get("params", {}).get("algorithm", "ppo") if last
             else DEFAULT_PLAN["policy"]["params"]["algorithm"])

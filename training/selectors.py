@@ -109,6 +109,13 @@ class RoundStep:
     job_id: int | None
 
 
+def round_to_go_on_from(project: Project) -> Round | None:
+    """The round a new one goes on from (models, plan, algorithm): the newest that did not
+    fail or get cancelled."""
+    return (project.rounds.exclude(status__in=Round.ENDED_UNFINISHED)
+            .order_by("-number").first())
+
+
 def round_steps(round_: Round, now=None) -> list[RoundStep]:
     now = now or timezone.now()
     steps = []

@@ -50,9 +50,8 @@ def project_training(request, slug: str):
 @require_http_methods(["GET", "POST"])
 def project_rounds(request, slug: str):
     project = annotate_selectors.project_get_administered(request.user, slug=slug)
-    has_rounds = project.rounds.exists()
     form = RoundForm(request.POST if request.method == "POST" else None, project=project,
-                     has_rounds=has_rounds)
+                     last=selectors.round_to_go_on_from(project))
     if request.method == "POST" and form.is_valid():
         try:
             round_ = services.round_start(

@@ -164,3 +164,18 @@ def test_the_rounds_form_sets_the_algorithm(client, carol, project, learnable_ex
     assert Round.objects.get().plan["policy"]["params"]["algorithm"] == "dpo"
     page = client.get(f"/projects/{project.slug}/rounds/").content.decode()
     assert '<span class="muted small algorithm">dpo</span>' in page
+
+
+@pytest.mark.django_db
+def test_the_rounds_form_goes_on_from_the_round_a_new_one_starts_from(client, carol, project,
+                                                                      learnable_export, catalog):
+    """A failed round is not what the next one goes on from: the form proposes the algorithm
+    and "go on" choice of the last round that did not fail, as round_start uses it."""
+    client.force_login(carol)
+    client.post(f"/projects/{project.slug}/rounds/", {
+        "reward_model": catalog["reward"], "policy_model": catalog["policy"],
+        "algorithm": "dpo"})
+    Round.objects.filter(number=1).update(status=Round.Status.FAILED, error="stopped")
+    page = client.get(f"/projects/{project.slug}/rounds/").content.decode()
+    assert '<option value="ppo" selected>ppo</option>' in page  # not the failed round's dpo
+    assert "go on from the last round&#x27;s" not in page  # nothing finished to go on from

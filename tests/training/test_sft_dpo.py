@@ -122,7 +122,7 @@ def test_an_sft_policy_is_offered_to_policy_jobs_generation_and_rounds(learnable
     for kind in ("policy", "generate", "dpo", "sft"):
         choices = JobForm(kind=KINDS[kind], project=project).fields["base"].choices
         assert chosen in _flatten(choices), kind
-    assert chosen in _flatten(RoundForm(project=project, has_rounds=False)
+    assert chosen in _flatten(RoundForm(project=project, last=None)
                               .fields["policy_model"].choices)
     reward = ModelArtifact.objects.create(project=project, name="rm", version=1, kind="reward",
                                           base_model="reward", path=str(tiny_models["reward"]))

@@ -18,6 +18,7 @@ from config.errors import Conflict, Invalid, reason_line
 
 from ..kinds import KINDS, JobRequest
 from ..models import ModelArtifact, Round, TrainingJob
+from ..selectors import round_to_go_on_from
 from .jobs import job_cancel, job_run
 from .requests import ARTIFACT_PREFIX, job_request, model_resolve
 
@@ -45,8 +46,7 @@ def round_start(*, project: Project, created_by: AbstractUser | None, reward_mod
         Project.objects.select_for_update().filter(id=project.id).first()
         if project.rounds.filter(status__in=Round.ACTIVE).exists():
             raise Conflict("A round of this project is still running; wait for it.")
-        last = project.rounds.exclude(status__in=Round.ENDED_UNFINISHED).order_by(
-            "-number").first()
+        last = round_to_go_on_from(project)
         plan = _merged(last.plan if last else DEFAULT_PLAN, plan or {})
         if algorithm:
             plan["policy"]["params"] = KINDS["policy"].validate_params(

@@ -160,9 +160,35 @@ class ExportForm(forms.Form):
     weight_by_reliability = forms.BooleanField(
         required=False, label="Weight each labeler's votes by their agreement with the others"
     )
+    max_spread = forms.FloatField(
+        min_value=0, required=False,
+        help_text="Keep a completion only when its labelers' scores differ by at most this "
+                  "(scale points); blank: the project's setting.")
     formats = forms.MultipleChoiceField(
         choices=[("trl-jsonl", "TRL JSONL (always)"), ("parquet", "Parquet"),
                  ("hf-dataset", "Hugging Face dataset folder")],
         initial=["trl-jsonl", "parquet", "hf-dataset"], widget=forms.CheckboxSelectMultiple,
         required=False,
     )
+
+    # The settings each mode's export reads (services.exports, rating_exports,
+    # demonstration_exports); the form shows only these, so none is silently ignored.
+    FIELDS_BY_MODE = {
+        Project.Mode.RANK: ("min_votes", "min_agreement", "tie_policy", "test_fraction", "seed",
+                            "include_imported", "exclude_flagged", "weight_by_reliability",
+                            "formats"),
+        Project.Mode.RATE: ("min_votes", "max_spread", "test_fraction", "seed",
+                            "exclude_flagged", "formats"),
+        Project.Mode.DEMONSTRATE: ("test_fraction", "seed", "exclude_flagged", "formats"),
+    }
+
+    def __init__(self, *args, project: Project, **kwargs):
+        kwargs.setdefault("initial", {"exclude_flagged": project.gold_exclude_flagged,
+                                      "max_spread": project.consensus_max_spread})
+        super().__init__(*args, **kwargs)
+        used = self.FIELDS_BY_MODE[project.annotation_mode]
+        for name in [name for name in self.fields if name not in used]:
+            del self.fields[name]
+        if project.annotation_mode == Project.Mode.DEMONSTRATE:
+            self.fields["test_fraction"].help_text = (
+                "Share of prompts whose demonstrations go to the test split.")

@@ -77,8 +77,7 @@ def _render_project(request, project, import_form=None, import_errors=None, expo
             "imports": project.imports.order_by("-created_at", "-id")[:10],
             "imports_in_progress": project.imports.filter(
                 status__in=PromptImport.ACTIVE).exists(),
-            "export_form": export_form
-            or ExportForm(initial={"exclude_flagged": project.gold_exclude_flagged}),
+            "export_form": export_form or ExportForm(project=project),
             "exports": project.exports.all()[:20],
             "exports_in_progress": project.exports.filter(
                 status__in=[Export.Status.QUEUED, Export.Status.RUNNING]
@@ -240,7 +239,7 @@ def _work_of(project, labeler, limit: int | None = None) -> dict:
 @require_POST
 def project_export_create(request, slug: str):
     project = _project_for_admin(request, slug)
-    form = ExportForm(request.POST)
+    form = ExportForm(request.POST, project=project)
     if not form.is_valid():
         return _render_project(request, project, export_form=form)
     params = services.ExportParams(**{**form.cleaned_data,
@@ -278,7 +277,7 @@ def project_dashboard(request, slug: str):
         "project": project, "quality": quality, "progress": progress,
         "rating": project_rating_agreement(project),  # None unless the project rates
         "exports": project.exports.all()[:20],
-        "export_form": ExportForm(initial={"exclude_flagged": project.gold_exclude_flagged}),
+        "export_form": ExportForm(project=project),
         "charts": {name: mark_safe(svg) for name, svg in charts.items()},  # noqa: S308 - escaped
     })
 

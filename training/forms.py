@@ -12,6 +12,7 @@ from config.errors import ApplicationError
 
 from . import selectors
 from .catalog import catalog_models, folder_bytes
+from .export_contents import WHAT, export_holds, holds_text
 from .kinds import KINDS, JobKind, JobRequest
 from .kinds.base import ModelSlot, var_absolute
 from .ml.inspect import GENERATING
@@ -90,13 +91,20 @@ class JobForm(forms.Form):
         return last.base_model if slot.slot == "base" else None
 
     def _export_field(self) -> forms.ChoiceField:
-        exports = list(self.project.exports.filter(status=Export.Status.SUCCEEDED)
-                       .order_by("-version")[:50])
-        if not exports:
+        finished = list(self.project.exports.filter(status=Export.Status.SUCCEEDED)
+                        .order_by("-version")[:50])
+        # Only exports holding data the kind reads (the request refuses the others).
+        exports = [e for e in finished if export_holds(e.counts) & set(self.kind.reads)]
+        if not finished:
             self.unavailable = self.unavailable or (
                 "Dataset: this project has no finished export yet; create one on the project "
                 "page.")
-        choices = [(str(e.id), export_label(e)) for e in exports]
+        elif not exports:
+            needs = " or ".join(WHAT[name] for name in self.kind.reads)
+            self.unavailable = (self.unavailable
+                                or f"Dataset: no export of this project holds {needs}.")
+        choices = [(str(e.id), f"{export_label(e)} · {holds_text(export_holds(e.counts))}")
+                   for e in exports]
         return forms.ChoiceField(choices=choices, label="Dataset (export)",
                                  initial=choices[0][0] if choices else None)
 

@@ -185,7 +185,9 @@ def test_an_export_without_scores_is_refused_and_no_job_is_made(project, learnab
     from config.errors import Invalid
     from training.models import TrainingJob
 
-    with pytest.raises(Invalid, match=r"export: v\d+ has no scores.jsonl"):
+    with pytest.raises(Invalid, match=r"export: v\d+ holds preference pairs; a Reward model "
+                                      r"\(method regression\) job needs rated completions' "
+                                      r"scores \(scores.jsonl\)"):
         request_job(project, "reward", params={"method": "regression", **FAST},
                     base=catalog["reward"], export=learnable_export)
     assert not TrainingJob.objects.exists()
@@ -197,7 +199,8 @@ def test_the_api_refuses_it_with_a_400_that_says_what(api, carol, project, learn
     body = {"project": project.id, "kind": "reward", "export": learnable_export.id,
             "base_model": catalog["reward"], "params": {"method": "regression"} | FAST}
     refused = api(carol).post("/api/training-jobs/", body, format="json")
-    assert refused.status_code == 400 and "no scores.jsonl" in json.dumps(refused.json())
+    assert refused.status_code == 400
+    assert "needs rated completions' scores" in json.dumps(refused.json())
 
 
 @pytest.mark.django_db

@@ -69,4 +69,4 @@ def test_the_training_form_offers_the_export_by_its_examples(demonstration_expor
     form = JobForm(kind=KINDS["sft"], project=demonstration_export.project)
     train, test = (lines_in(demonstration_export, f"{split}.jsonl") for split in ("train", "test"))
     assert dict(form.fields["export"].choices)[str(demonstration_export.id)] == (
-        f"v1: {train} train examples, {test} test")
+        f"v1: {train} train examples, {test} test · demonstrations (SFT examples, no pairs)")

@@ -79,6 +79,9 @@ class JobKind:
     entry: str  # "training.ml.<module>:<function>", run with (config, reporter)
     models: tuple[ModelSlot, ...] = ()
     takes_export: bool = False  # trains on an export of the project (the dataset picker)
+    # What it can train on from an export (training.export_contents names), for the picker;
+    # export_reads says what one request's job reads.
+    reads: tuple[str, ...] = ()
     takes_prompts_file: bool = False  # the command may give a prompts file instead
     params: tuple[Param, ...] = ()
     registers: str | None = None  # the registry kind of the model it produces
@@ -121,6 +124,15 @@ class JobKind:
         except (ConfigError, TypeError, ValueError) as exc:
             raise Invalid(str(exc)) from None
         return dict(params)
+
+    def export_reads(self, settings: dict) -> tuple[str, ...]:
+        """What a job with these settings (defaults filled in) reads from its export: any
+        one of them will do."""
+        return self.reads
+
+    def job_named(self, settings: dict) -> str:
+        """The job as a refusal names it."""
+        return self.label
 
     # --- what a job does -----------------------------------------------------------------
 

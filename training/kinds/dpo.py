@@ -1,6 +1,7 @@
 """DPO: train a policy on an export's preference pairs with TRL's DPOTrainer (the policy as
 it starts is the reference); registered as a policy."""
 
+from ..export_contents import PAIRS
 from ..ml.dpo import DPOTrainingConfig, report_lines
 from .base import Curve, Param
 from .finetune import SHARED_PARAMS, FineTuneKind
@@ -13,6 +14,7 @@ class DPOKind(FineTuneKind):
             "DPOTrainer, against itself as it starts; it is registered as a policy.")
     config_class = DPOTrainingConfig
     entry = "training.ml.dpo:train_dpo"
+    reads = (PAIRS,)
     params = (*SHARED_PARAMS[:3],
               Param("beta", "How far the policy may move from the reference (higher: less)"),
               *SHARED_PARAMS[3:])

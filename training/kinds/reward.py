@@ -8,6 +8,7 @@ from annotate.services import export_file_path
 from config.errors import Invalid
 
 from ..catalog import CatalogModel, check_role
+from ..export_contents import PAIRS, SCORES
 from ..ml.config import LR_SCHEDULERS, RENDERINGS, REWARD_METHODS, RewardTrainingConfig
 from ..ml.data import DataError
 from ..ml.reward import report_lines
@@ -26,6 +27,7 @@ class RewardKind(JobKind):
                         help="A base model of the catalog, or a reward model of this project "
                              "to continue training"),)
     takes_export = True
+    reads = (PAIRS, SCORES)
     registers = "reward"
     params = (
         Param("method", "kway: each completion forwarded once per prompt; trl: TRL's "
@@ -68,6 +70,12 @@ class RewardKind(JobKind):
     curves = (Curve("Loss", ("loss",)), Curve("Pair accuracy in the batch", ("accuracy",)),
               Curve("Reward margin (chosen - rejected)", ("margin",)))
     set_by_job = {"base_model": "-", "train_file": "-", "output_dir": "-"}
+
+    def export_reads(self, settings: dict) -> tuple[str, ...]:
+        return (SCORES,) if settings.get("method") == "regression" else (PAIRS,)
+
+    def job_named(self, settings: dict) -> str:
+        return f"{self.label} (method {settings.get('method')})"
 
     def check(self, project, request, resolved) -> dict | None:
         """Refuse regression data that cannot train (before any job exists), and settle the

@@ -4,6 +4,7 @@ On a ranking export, each prompt's best-ranked completion is its demonstration; 
 demonstrate project's export, each demonstration the labelers wrote is one example; a file may
 hold {"prompt", "completion"} or {"messages"} lines (training.ml.sft)."""
 
+from ..export_contents import DEMONSTRATIONS, PAIRS
 from ..ml.sft import SFTTrainingConfig, report_lines
 from .base import Curve
 from .finetune import SHARED_PARAMS, FineTuneKind
@@ -17,6 +18,7 @@ class SFTKind(FineTuneKind):
             "demonstrations, with TRL's SFTTrainer; it is registered as a policy.")
     config_class = SFTTrainingConfig
     entry = "training.ml.sft:train_sft"
+    reads = (DEMONSTRATIONS, PAIRS)  # from pairs: each prompt's best-ranked completion
     params = SHARED_PARAMS
     curves = (Curve("Loss", ("loss",)), Curve("Token accuracy", ("token_accuracy",)),
               Curve("Entropy", ("entropy",)))

@@ -13,6 +13,7 @@ from annotate.models import Export, Project
 from config.errors import Invalid
 
 from ..catalog import CatalogModel, catalog_model, check_role
+from ..export_contents import export_refusal
 from ..kinds import JobKind, JobRequest, kind_named
 from ..kinds.base import ModelSlot, location_store, var_absolute, var_relative
 from ..models import ModelArtifact, TrainingJob
@@ -102,6 +103,11 @@ def _export(project: Project, kind: JobKind, request: JobRequest) -> Export | No
                                    status=Export.Status.SUCCEEDED).first()
     if export is None:
         raise Invalid(f"export: no finished export {request.export_id} in this project")
+    settings = {**kind.defaults(), **request.params}
+    refusal = export_refusal(version=export.version, counts=export.counts,
+                             reads=kind.export_reads(settings), job=kind.job_named(settings))
+    if refusal:
+        raise Invalid(refusal)
     return export
 
 

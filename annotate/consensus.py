@@ -149,12 +149,19 @@ def merge_votes(
 
 def _kept_verdicts(prompt_id: int, tallies: dict[tuple[int, int], PairTally], min_votes: int,
                    min_agreement: float) -> list[PairVerdict]:
+    """The verdicts _verdict gives that pass both thresholds, in (low, high) order; a
+    verdict is built only for a pair kept (an export asks this of every pair)."""
     kept = []
     for (low, high), tally in sorted(tallies.items()):
-        verdict = _verdict(prompt_id, low, high, tally)
-        if (verdict is not None and verdict.votes >= min_votes
-                and verdict.agreement >= min_agreement):
-            kept.append(verdict)
+        low_wins, high_wins = tally.low_wins, tally.high_wins
+        total = low_wins + high_wins
+        if tally.votes < min_votes or total <= 0 or low_wins == high_wins:
+            continue
+        chosen, rejected, share = ((low, high, low_wins / total) if low_wins > high_wins
+                                   else (high, low, high_wins / total))
+        if share >= min_agreement:
+            kept.append(PairVerdict(prompt_id, chosen, rejected, tally.votes, share,
+                                    2 * share - 1))
     return kept
 
 

@@ -20,6 +20,7 @@ import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -151,19 +152,31 @@ def _scalar(value: Any) -> str:
 
 
 class _PromptRows:
-    """One prompt's preference and consensus lines, byte for byte what dumps() writes of
+    """One prompt's lines, byte for byte what dumps() writes of ranking_row(),
     preference_row() and consensus_row(): the prompt and each completion are encoded once,
     not once per pair, and the rows are joined from those pieces in the same key order."""
 
     def __init__(self, prompt: PromptForExport, conversational: bool):
-        self.head = (f'{{"prompt_id":{_scalar(prompt.prompt_id)},'
-                     f'"external_id":{_encode(prompt.external_id)},'
-                     f'"prompt":{_encode(prompt_value(prompt, conversational))}')
-        self.texts = {completion_id: _encode(text)
-                      for completion_id, text in prompt.completions.items()}
-        self.responses = (
-            {completion_id: f'[{{"role":"assistant","content":{text}}}]'
-             for completion_id, text in self.texts.items()} if conversational else self.texts)
+        self.prompt, self.conversational = prompt, conversational
+        self.ids = (f'{{"prompt_id":{_scalar(prompt.prompt_id)},'
+                    f'"external_id":{_encode(prompt.external_id)}')
+
+    @cached_property
+    def head(self) -> str:
+        prompt = _encode(prompt_value(self.prompt, self.conversational))
+        return f'{self.ids},"prompt":{prompt}'
+
+    @cached_property
+    def texts(self) -> dict[int, str]:
+        return {completion_id: _encode(text)
+                for completion_id, text in self.prompt.completions.items()}
+
+    @cached_property
+    def responses(self) -> dict[int, str]:
+        if not self.conversational:
+            return self.texts
+        return {completion_id: f'[{{"role":"assistant","content":{text}}}]'
+                for completion_id, text in self.texts.items()}
 
     def preference(self, verdict: PairVerdict) -> str:
         return (f'{self.head},"chosen":{self.responses[verdict.chosen]},'
@@ -172,6 +185,16 @@ class _PromptRows:
                 f'"votes":{_scalar(verdict.votes)},'
                 f'"agreement":{_scalar(round(verdict.agreement, 6))},'
                 f'"margin":{_scalar(round(verdict.margin, 6))}}}\n')
+
+    def ranking(self, ranking: RankingForExport) -> str:
+        """ranking_row()'s line."""
+        scores = "" if ranking.scores is None else f',"scores":{_encode(ranking.scores)}'
+        return (f'{self.ids},"labeler":{_encode(ranking.labeler)},'
+                f'"source":{_encode(ranking.source)},'
+                f'"tiers":{_encode([list(tier) for tier in ranking.tiers])},'
+                f'"revision":{_scalar(ranking.revision)},"flags":{_encode(ranking.flags)},'
+                f'"time_spent_ms":{_scalar(ranking.time_spent_ms)},'
+                f'"displayed_order":{_encode(list(ranking.displayed_order))}{scores}}}\n')
 
     def consensus(self, consensus: ConsensusRanking) -> str:
         completions = ",".join(
@@ -255,12 +278,8 @@ class ExportWriter:
                    verdicts: Sequence[PairVerdict], consensus: ConsensusRanking | None) -> None:
         self.counts.prompts += 1
         self.counts.rankings += len(rankings)
-        written = self._files["rankings.jsonl"]
-        for ranking in rankings:
-            written.write(dumps(ranking_row(prompt, ranking)))
-        if consensus is None and not verdicts:
-            return
         rows = _PromptRows(prompt, self.conversational)
+        self._files["rankings.jsonl"].write("".join(rows.ranking(r) for r in rankings))
         if consensus is not None:
             self._files["consensus.jsonl"].write(rows.consensus(consensus))
         if not verdicts:

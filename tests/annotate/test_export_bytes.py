@@ -206,7 +206,8 @@ def test_merge_prompt_is_merge_votes_and_consensus_rankings_from_one_tally():
 
 
 def test_the_writer_matches_json_dumps_for_awkward_values(tmp_path):
-    """Pure: numbers json writes specially (floats, big ints) and every awkward string."""
+    """Pure: numbers json writes specially (floats, big ints, None), tuples, scores and every
+    awkward string, in all three kinds of line."""
     prompt = PromptForExport(7, AWKWARD[0], AWKWARD[1], None,
                              {10**20: AWKWARD[2], 3: AWKWARD[3], 4: AWKWARD[4]})
     conversational = PromptForExport(8, "", "q", [{"role": "user", "content": AWKWARD[2]}],
@@ -218,8 +219,16 @@ def test_the_writer_matches_json_dumps_for_awkward_values(tmp_path):
             verdicts, consensus = merge_prompt(labeled)
             writer = ExportWriter(tmp_path / f"{item.prompt_id}-{chat}", conversational=chat,
                                   test_fraction=0.0, seed=0)
-            writer.add_prompt(item, [], verdicts, consensus)
+            rankings = [
+                RankingForExport(1, "labeler-a", "labeler", ((ids[0],), tuple(ids[1:])), 2,
+                                 {"c": [AWKWARD[1]]}, None, tuple(ids)),
+                RankingForExport(None, "imported", "imported", [[i] for i in ids], 1, {}, 10**6,
+                                 ids, {str(ids[0]): {"overall": 2.5}, AWKWARD[2]: {}}),
+            ]
+            writer.add_prompt(item, rankings, verdicts, consensus)
             writer.close()
+            assert (writer.directory / "rankings.jsonl").read_text() == "".join(
+                reference_dumps(ranking_row(item, r)) for r in rankings)
             expected = "".join(reference_dumps(preference_row(item, v, chat)) for v in verdicts)
             assert (writer.directory / "train.jsonl").read_text() == expected
             assert (writer.directory / "consensus.jsonl").read_text() == reference_dumps(

@@ -4,12 +4,14 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 
 from .agreement import gold_accuracy
+from .compiled import CompiledQuery
 from .models import (
     Assignment,
     Completion,
@@ -48,10 +50,38 @@ def projects_administered_by(user: AbstractBaseUser | AnonymousUser) -> QuerySet
 
 def project_get_visible(user, **lookup) -> Project:
     """Return the project matching `lookup` that `user` may see, or raise Http404."""
+    if lookup.keys() == {"id"} and type(lookup["id"]) is int and user.is_authenticated:
+        return _project_visible_by_id(user, lookup["id"])
     try:
         return projects_visible_to(user).get(**lookup)
     except Project.DoesNotExist:
         raise Http404("No such project.") from None
+
+
+PROJECT_FIELDS = [field.attname for field in Project._meta.concrete_fields]
+# The same reads as projects_visible_to(user).get(id=...), written by the ORM once (every
+# labeling request starts with one: annotate.compiled).
+_PROJECT_OF_MEMBER = CompiledQuery(
+    lambda project_id, user_id: Project.objects.filter(
+        id=project_id, id__in=Membership.objects.filter(user_id=user_id).values("project_id"),
+    ).order_by().values_list(*PROJECT_FIELDS),
+    project_id=int, user_id=int)
+_PROJECT = CompiledQuery(
+    lambda project_id: Project.objects.filter(id=project_id).order_by()
+    .values_list(*PROJECT_FIELDS),
+    project_id=int)
+
+
+def _project_visible_by_id(user, project_id: int) -> Project:
+    if not user.is_active:
+        raise Http404("No such project.")
+    if user.is_superuser:
+        row = _PROJECT.first(project_id=project_id)
+    else:
+        row = _PROJECT_OF_MEMBER.first(project_id=project_id, user_id=user.id)
+    if row is None:
+        raise Http404("No such project.")
+    return Project.from_db(connection.alias, PROJECT_FIELDS, row)
 
 
 def project_role(user, project: Project) -> str | None:
@@ -157,13 +187,21 @@ def rank_page_get(project: Project, labeler, prompt_id: int) -> RankPage:
     return RankPage(prompt, [completions[i] for i in order], assignment, ranking)
 
 
+COMPLETION_FIELDS = [field.attname for field in Completion._meta.concrete_fields]
+_COMPLETIONS_OF = CompiledQuery(
+    lambda prompt_id: Completion.objects.filter(prompt_id=prompt_id)
+    .values_list(*COMPLETION_FIELDS),
+    prompt_id=int)
+
+
 def rank_page_for_lease(assignment: Assignment) -> RankPage:
     """The page of a prompt the labeler holds a lease on (and so has not ranked yet).
 
     The same order as rank_page_get, without reading the prompt and lease again.
     """
     prompt = assignment.prompt
-    completions = {c.id: c for c in prompt.completions.all()}
+    completions = {row[0]: Completion.from_db(connection.alias, COMPLETION_FIELDS, row)
+                   for row in _COMPLETIONS_OF.rows(prompt_id=prompt.id)}
     order = display_order(list(completions), assignment.seed)
     return RankPage(prompt, [completions[i] for i in order], assignment, None)
 

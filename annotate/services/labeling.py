@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractUser
-from django.db import IntegrityError, transaction
-from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, IntegerField, Max, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from config.errors import Conflict, Invalid, NotFound
 
 from ..agreement import mean_pairwise_agreement
+from ..compiled import CompiledQuery, db_value, execute
 from ..models import Assignment, Project, Prompt, Ranking, RankingRevision
 from ..ranking import InvalidRanking, validate_displayed_order, validate_flags, validate_tiers
 from ..ratings import tiers_from_scores, validate_scores
@@ -73,39 +74,35 @@ def assignment_next(
     prompts closest to done come first. Return None when nothing is left for them.
     """
     now = now or timezone.now()
+    ids = {"project_id": project.id, "labeler_id": labeler.id, "now": now}
     with transaction.atomic():
-        open_lease = (
-            Assignment.objects.select_related("prompt")
-            .filter(prompt__project=project, labeler=labeler, status=Assignment.Status.LEASED,
-                    expires_at__gt=now)
-            .order_by("leased_at")
-            .first()
-        )
-        if open_lease is not None:
-            return open_lease
+        row = OPEN_LEASE.first(**ids)
+        if row is not None:
+            return _assignment_with_prompt(row)
         if _wants_gold(project, labeler):
             # Locked like any prompt we lease: two requests of one labeler lease it once.
             gold = _gold_candidates(project, labeler).select_for_update(of=("self",)).first()
             if gold is not None:
                 return _lease(gold, project, labeler, now)
+        n = project.labelers_per_prompt
         for attempt in range(LOCKED_RETRIES + 1):
-            phases = _candidates(project, labeler, now)
-            for candidates in phases:
-                for prompt in candidates.select_for_update(skip_locked=True, of=("self",))[
-                    :CANDIDATES_PER_CALL
-                ]:
-                    if _open_slots(prompt, project, now, excluding=labeler) > 0:
-                        return _lease(prompt, project, labeler, now)
+            for phase in (STARTED_CANDIDATES, UNTOUCHED_CANDIDATES):
+                for values in phase.rows(**ids, n=n):
+                    prompt = Prompt.from_db(connection.alias, PROMPT_FIELDS, values)
+                    lease = _lease_if_open(prompt, project, labeler, now)
+                    if lease is not None:
+                        return lease
             # Nothing we could lock: done, unless open prompts were only locked by others
             # for a moment (another labeler's lease being written). Then look again.
+            phases = _candidates(project.id, labeler.id, now, n)
             if attempt == LOCKED_RETRIES or not any(c.exists() for c in phases):
                 return None
             time.sleep(0.005 * (attempt + 1))
     return None
 
 
-def _candidates(project: Project, labeler: AbstractUser,
-                now: datetime) -> tuple[QuerySet[Prompt], QuerySet[Prompt]]:
+def _candidates(project_id: int, labeler_id: int, now: datetime,
+                n: int) -> tuple[QuerySet[Prompt], QuerySet[Prompt]]:
     """Prompts the labeler has not ranked or skipped with a slot left, closest to done first.
 
     Two queries, in order: prompts already started (some rankings, or leased to someone),
@@ -114,19 +111,18 @@ def _candidates(project: Project, labeler: AbstractUser,
     started ones are few, and untouched ones come from the (project, ranking_count, id) index.
     """
     done_by_labeler = Assignment.objects.filter(
-        labeler=labeler, prompt__project=project,
+        labeler_id=labeler_id, prompt__project_id=project_id,
         status__in=[Assignment.Status.RANKED, Assignment.Status.SKIPPED],
     ).values("prompt_id")
     leased_to_others = Assignment.objects.filter(
-        prompt__project=project, status=Assignment.Status.LEASED, expires_at__gt=now,
-    ).exclude(labeler=labeler).values("prompt_id")
-    open_prompts = Prompt.objects.filter(project=project, gold_tiers__isnull=True,
+        prompt__project_id=project_id, status=Assignment.Status.LEASED, expires_at__gt=now,
+    ).exclude(labeler_id=labeler_id).values("prompt_id")
+    open_prompts = Prompt.objects.filter(project_id=project_id, gold_tiers__isnull=True,
                                          retired_at__isnull=True).exclude(id__in=done_by_labeler)
-    n = project.labelers_per_prompt
     started = (
         open_prompts.filter(Q(ranking_count__gt=0, ranking_count__lt=n)
                             | Q(extra_rankings__gt=0) | Q(id__in=leased_to_others))
-        .annotate(open_leases=_open_lease_count(now, excluding=labeler))
+        .annotate(open_leases=_open_lease_count(now, excluding=labeler_id))
         .annotate(taken=F("ranking_count") + F("open_leases"))
         .filter(taken__lt=F("extra_rankings") + n)
         .order_by("-taken", "id")
@@ -166,11 +162,11 @@ def _gold_candidates(project: Project, labeler: AbstractUser) -> QuerySet[Prompt
     )
 
 
-def _open_lease_count(now: datetime, excluding: AbstractUser) -> Coalesce:
+def _open_lease_count(now: datetime, excluding: int) -> Coalesce:
     leases = (
         Assignment.objects.filter(prompt=OuterRef("pk"), status=Assignment.Status.LEASED,
                                   expires_at__gt=now)
-        .exclude(labeler=excluding)
+        .exclude(labeler_id=excluding)
         .values("prompt")
         .annotate(count=Count("id"))
         .values("count")
@@ -208,6 +204,75 @@ def _lease(prompt: Prompt, project: Project, labeler: AbstractUser, now: datetim
     else:  # an expired lease of theirs: renew it, keeping its seed (same order)
         assignment.leased_at, assignment.expires_at = now, expires_at
         assignment.save(update_fields=["leased_at", "expires_at"])
+    assignment.prompt = prompt
+    return assignment
+
+
+PROMPT_FIELDS = [field.attname for field in Prompt._meta.concrete_fields]
+ASSIGNMENT_FIELDS = [field.attname for field in Assignment._meta.concrete_fields]
+RANKING_FIELDS = [field.attname for field in Ranking._meta.concrete_fields]
+
+# The hot path's reads, written by the ORM once per connection (annotate.compiled): next-prompt
+# and submit spent more of their CPU building these queries than running them.
+OPEN_LEASE = CompiledQuery(
+    lambda project_id, labeler_id, now: Assignment.objects.filter(
+        prompt__project_id=project_id, labeler_id=labeler_id,
+        status=Assignment.Status.LEASED, expires_at__gt=now,
+    ).order_by("leased_at").values_list(*ASSIGNMENT_FIELDS,
+                                        *(f"prompt__{name}" for name in PROMPT_FIELDS))[:1],
+    project_id=int, labeler_id=int, now=datetime)
+STARTED_CANDIDATES = CompiledQuery(
+    lambda project_id, labeler_id, now, n: _candidates(project_id, labeler_id, now, n)[0]
+    .select_for_update(skip_locked=True, of=("self",))
+    .values_list(*PROMPT_FIELDS)[:CANDIDATES_PER_CALL],
+    project_id=int, labeler_id=int, now=datetime, n=int)
+UNTOUCHED_CANDIDATES = CompiledQuery(
+    lambda project_id, labeler_id, now: _candidates(project_id, labeler_id, now, 1)[1]
+    .select_for_update(skip_locked=True, of=("self",))
+    .values_list(*PROMPT_FIELDS)[:CANDIDATES_PER_CALL],
+    project_id=int, labeler_id=int, now=datetime)
+# A locked prompt's open leases held by others, and the labeler's own assignment if any: the
+# counts _open_slots and _lease read, in one query.
+LEASES_ON_PROMPT = CompiledQuery(
+    lambda prompt_id, labeler_id, now: Assignment.objects.filter(prompt_id=prompt_id)
+    .order_by().values("prompt_id").annotate(
+        open_leases=Count("id", filter=Q(status=Assignment.Status.LEASED, expires_at__gt=now)
+                          & ~Q(labeler_id=labeler_id)),
+        mine=Max("id", filter=Q(labeler_id=labeler_id)),
+    ).values_list("open_leases", "mine"),
+    prompt_id=int, labeler_id=int, now=datetime)
+
+
+def _assignment_with_prompt(row: tuple) -> Assignment:
+    split = len(ASSIGNMENT_FIELDS)
+    assignment = Assignment.from_db(connection.alias, ASSIGNMENT_FIELDS, row[:split])
+    assignment.prompt = Prompt.from_db(connection.alias, PROMPT_FIELDS, row[split:])
+    return assignment
+
+
+def _lease_if_open(prompt: Prompt, project: Project, labeler: AbstractUser,
+                   now: datetime) -> Assignment | None:
+    """Lease `prompt` (locked in this transaction, so its counts are current) if a slot is
+    open, as _open_slots and _lease do, in one read and one write."""
+    row = LEASES_ON_PROMPT.first(prompt_id=prompt.id, labeler_id=labeler.id, now=now)
+    open_leases, mine = row if row is not None else (0, None)
+    target = project.labelers_per_prompt + prompt.extra_rankings
+    if target - prompt.ranking_count - open_leases <= 0:
+        return None
+    if mine is not None:  # an expired lease of theirs: _lease renews it
+        return _lease(prompt, project, labeler, now)
+    values = {"prompt_id": prompt.id, "labeler_id": labeler.id,
+              "status": Assignment.Status.LEASED, "seed": secrets.randbelow(2**31),
+              "leased_at": now, "expires_at": now + timedelta(minutes=project.lease_minutes),
+              "closed_at": None, "skip_reason": ""}
+    names = list(values)
+    [(values["id"],)] = execute(
+        f"INSERT INTO {connection.ops.quote_name(Assignment._meta.db_table)} "
+        f"({', '.join(names)}) "
+        f"VALUES ({', '.join(['%s'] * len(names))}) RETURNING id",
+        [db_value(Assignment, name, value) for name, value in values.items()])
+    assignment = Assignment.from_db(connection.alias, ASSIGNMENT_FIELDS,
+                                    [values[name] for name in ASSIGNMENT_FIELDS])
     assignment.prompt = prompt
     return assignment
 
@@ -303,6 +368,9 @@ def _submit_locked(
     project: Project, labeler: AbstractUser, prompt_id: int, idempotency_key: str,
     answer: dict, now: datetime,
 ) -> tuple[Ranking | RankingRevision, bool]:
+    ranking = _first_ranking_fast(project, labeler, prompt_id, idempotency_key, answer, now)
+    if ranking is not None:
+        return ranking, True
     prompt = _locked_prompt(project, prompt_id)
     # Checked under the prompt's lock, so two copies of one request cannot both pass.
     earlier = _version_with_key(labeler, idempotency_key)
@@ -317,6 +385,83 @@ def _submit_locked(
     if existing is not None:
         return _revise(existing, fields), True
     return _first_ranking(prompt, project, labeler, assignment, fields, now), True
+
+
+# The prompt's completions with the prompt's row locked (its fresh counts, is the project
+# frozen), in one query.
+LOCKED_PROMPT_COMPLETIONS = CompiledQuery(
+    lambda prompt_id, project_id: Prompt.objects.filter(id=prompt_id, project_id=project_id)
+    .select_for_update(of=("self",)).order_by("completions__position")
+    .values_list("completions__id", "project__is_frozen", *PROMPT_FIELDS),
+    prompt_id=int, project_id=int)
+# Anything that makes a submission more than a first ranking: a ranking of the prompt, or a
+# ranking or revision carrying the key.
+KEY_OR_RANKING_SEEN = CompiledQuery(
+    lambda labeler_id, prompt_id, key: Ranking.objects.filter(
+        Q(idempotency_key=key) | Q(prompt_id=prompt_id), labeler_id=labeler_id,
+    ).order_by().values_list("id").union(
+        RankingRevision.objects.filter(ranking__labeler_id=labeler_id, idempotency_key=key)
+        .order_by().values_list("id"), all=True),
+    labeler_id=int, prompt_id=int, key=str)
+OPEN_ASSIGNMENT = CompiledQuery(
+    lambda prompt_id, labeler_id: Assignment.objects.filter(
+        prompt_id=prompt_id, labeler_id=labeler_id, status=Assignment.Status.LEASED,
+    ).order_by().values_list("id", "expires_at")[:1],
+    prompt_id=int, labeler_id=int)
+
+
+def _first_ranking_fast(
+    project: Project, labeler: AbstractUser, prompt_id: object, key: str, answer: dict,
+    now: datetime,
+) -> Ranking | None:
+    """The common submission, a first ranking on a live lease, in three reads and three
+    writes. None for anything else (a retried key, a revision, a base_revision to check, a
+    frozen project, an expired lease, a full prompt, no such prompt): the full path, under
+    the same lock, handles and words those. Invalid answers are refused here as there."""
+    if not key or answer["base_revision"] not in (None, 0) or type(prompt_id) is not int:
+        return None
+    rows = LOCKED_PROMPT_COMPLETIONS.rows(prompt_id=prompt_id, project_id=project.id)
+    if not rows or rows[0][0] is None or rows[0][1]:  # none, no completions, or frozen
+        return None
+    if KEY_OR_RANKING_SEEN.first(labeler_id=labeler.id, prompt_id=prompt_id, key=key):
+        return None
+    lease = OPEN_ASSIGNMENT.first(prompt_id=prompt_id, labeler_id=labeler.id)
+    if lease is None or lease[1] <= now:
+        return None
+    prompt = Prompt.from_db(connection.alias, PROMPT_FIELDS, rows[0][2:])
+    if prompt.ranking_count >= project.labelers_per_prompt + prompt.extra_rankings and (
+            not prompt.is_gold):
+        return None
+    fields = _validated_for(answer, [row[0] for row in rows], project, key)
+    ranking = _ranking_insert(prompt, labeler, fields)
+    table = connection.ops.quote_name
+    execute(f"UPDATE {table(Assignment._meta.db_table)} SET status = %s, closed_at = %s "
+            "WHERE id = %s", [Assignment.Status.RANKED, db_value(Assignment, "closed_at", now),
+                              lease[0]])
+    prompt.ranking_count += 1
+    if _needs_more_rankings(prompt, project):
+        prompt.extra_rankings += 1
+    execute(f"UPDATE {table(Prompt._meta.db_table)} SET ranking_count = %s, "
+            "extra_rankings = %s WHERE id = %s",
+            [prompt.ranking_count, prompt.extra_rankings, prompt.id])
+    return ranking
+
+
+def _ranking_insert(prompt: Prompt, labeler: AbstractUser, fields: dict) -> Ranking:
+    """Ranking.objects.create without the ORM's query building; the instance it returns."""
+    stamp = timezone.now()  # auto_now_add / auto_now
+    values = {"prompt_id": prompt.id, "labeler_id": labeler.id,
+              "source": Ranking.Source.LABELER, **fields, "revision": 1,
+              "created_at": stamp, "updated_at": stamp}
+    names = list(values)
+    [(values["id"],)] = execute(
+        f"INSERT INTO {connection.ops.quote_name(Ranking._meta.db_table)} "
+        f"({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))}) RETURNING id",
+        [db_value(Ranking, name, value) for name, value in values.items()])
+    ranking = Ranking.from_db(connection.alias, RANKING_FIELDS,
+                              [values[name] for name in RANKING_FIELDS])
+    ranking.prompt = prompt
+    return ranking
 
 
 def _check_base(existing: Ranking | None, base_revision: int | None) -> None:
@@ -338,6 +483,10 @@ def _check_base(existing: Ranking | None, base_revision: int | None) -> None:
 def _validated(answer: dict, prompt: Prompt, project: Project, key: str) -> dict:
     """The ranking's fields as stored, or Invalid saying what is wrong."""
     completion_ids = list(prompt.completions.values_list("id", flat=True))
+    return _validated_for(answer, completion_ids, project, key)
+
+
+def _validated_for(answer: dict, completion_ids: list[int], project: Project, key: str) -> dict:
     try:
         fields = {
             **_tiers_and_scores(answer, completion_ids, project),
@@ -486,6 +635,9 @@ def prompt_gold_set(*, project: Project, prompt_id: int, tiers: object, mode: st
     """Mark a prompt as gold with its reference ranking ("ranking") or best tier ("best")."""
     if mode not in ("ranking", "best"):
         raise Invalid("mode must be 'ranking' or 'best'.")
+    if project.annotation_mode == Project.Mode.DEMONSTRATE:
+        raise Invalid("A demonstrate project takes no gold prompts: its labelers write "
+                      "responses, which no reference ranking can score.")
     with transaction.atomic():
         prompt = _locked_prompt(project, prompt_id)
         completion_ids = set(prompt.completions.values_list("id", flat=True))

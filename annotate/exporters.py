@@ -20,7 +20,7 @@ import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,12 @@ def _scalar(value: Any) -> str:
     return _encode(value)
 
 
+@lru_cache(maxsize=4096)
+def _encoded_name(name: str) -> str:
+    """A labeler's pseudonym or a source, encoded once: a few names recur on every row."""
+    return _encode(name)
+
+
 class _PromptRows:
     """One prompt's lines, byte for byte what dumps() writes of ranking_row(),
     preference_row() and consensus_row(): the prompt and each completion are encoded once,
@@ -189,10 +195,12 @@ class _PromptRows:
     def ranking(self, ranking: RankingForExport) -> str:
         """ranking_row()'s line."""
         scores = "" if ranking.scores is None else f',"scores":{_encode(ranking.scores)}'
-        return (f'{self.ids},"labeler":{_encode(ranking.labeler)},'
-                f'"source":{_encode(ranking.source)},'
+        empty = type(ranking.flags) is dict and not ranking.flags  # most rankings' flags
+        flags = "{}" if empty else _encode(ranking.flags)
+        return (f'{self.ids},"labeler":{_encoded_name(ranking.labeler)},'
+                f'"source":{_encoded_name(ranking.source)},'
                 f'"tiers":{_encode([list(tier) for tier in ranking.tiers])},'
-                f'"revision":{_scalar(ranking.revision)},"flags":{_encode(ranking.flags)},'
+                f'"revision":{_scalar(ranking.revision)},"flags":{flags},'
                 f'"time_spent_ms":{_scalar(ranking.time_spent_ms)},'
                 f'"displayed_order":{_encode(list(ranking.displayed_order))}{scores}}}\n')
 

@@ -224,6 +224,7 @@ def test_the_writer_matches_json_dumps_for_awkward_values(tmp_path):
                                  {"c": [AWKWARD[1]]}, None, tuple(ids)),
                 RankingForExport(None, "imported", "imported", [[i] for i in ids], 1, {}, 10**6,
                                  ids, {str(ids[0]): {"overall": 2.5}, AWKWARD[2]: {}}),
+                RankingForExport(2, AWKWARD[1], "labeler", [ids], 1, None, 0, ids),
             ]
             writer.add_prompt(item, rankings, verdicts, consensus)
             writer.close()

@@ -179,7 +179,8 @@ class ExportForm(forms.Form):
                             "formats"),
         Project.Mode.RATE: ("min_votes", "max_spread", "test_fraction", "seed",
                             "exclude_flagged", "formats"),
-        Project.Mode.DEMONSTRATE: ("test_fraction", "seed", "exclude_flagged", "formats"),
+        # No gold in a demonstrate project (prompt_gold_set), so no flagged labelers either.
+        Project.Mode.DEMONSTRATE: ("test_fraction", "seed", "formats"),
     }
 
     def __init__(self, *args, project: Project, **kwargs):
@@ -189,6 +190,10 @@ class ExportForm(forms.Form):
         used = self.FIELDS_BY_MODE[project.annotation_mode]
         for name in [name for name in self.fields if name not in used]:
             del self.fields[name]
+        self.order_fields(used)
+        if project.annotation_mode == Project.Mode.RATE:
+            self.fields["min_votes"].help_text = (
+                "Keep a completion only when at least this many labelers rated it.")
         if project.annotation_mode == Project.Mode.DEMONSTRATE:
             self.fields["test_fraction"].help_text = (
                 "Share of prompts whose demonstrations go to the test split.")

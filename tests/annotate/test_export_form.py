@@ -40,8 +40,7 @@ def test_each_mode_shows_the_settings_its_export_reads(projects, client):
         "min_votes", "test_fraction", "seed", "exclude_flagged", "formats", *RANKING_ONLY}
     assert export_fields(client, made["rate"]) == {
         "min_votes", "max_spread", "test_fraction", "seed", "exclude_flagged", "formats"}
-    assert export_fields(client, made["demonstrate"]) == {
-        "test_fraction", "seed", "exclude_flagged", "formats"}
+    assert export_fields(client, made["demonstrate"]) == {"test_fraction", "seed", "formats"}
 
 
 def test_the_rate_form_starts_from_the_projects_max_spread(projects, client):

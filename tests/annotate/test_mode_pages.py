@@ -83,8 +83,8 @@ def test_my_ratings_show_each_completions_scores_per_aspect(rating_project, alic
     order = shown_order(prompt, alice)
     # In the order she saw them, with the card number, both aspects and the mean.
     assert rows_of(html, prompt.id) == [
-        [f"1 {texts[order[0]]}", "7", "9", "8"],
-        [f"2 {texts[order[1]]}", "2", "4", "3"],
+        [f"1 {texts[order[0]]}", "7", "9", "8.00"],
+        [f"2 {texts[order[1]]}", "2", "4", "3.00"],
         [f"3 {texts[order[2]]}", "7", "8", "7.50"],
     ]
     assert f'href="/projects/{rating_project.slug}/rank/{prompt.id}/">Revise</a>' in html
@@ -162,6 +162,7 @@ def test_the_project_and_home_pages_say_the_modes_words(mode_project, words, ali
     for word in words[:3]:
         assert word in project_page
     assert "You have not" in project_page and "My rankings" not in project_page
+    assert "<dt>Ties</dt>" not in project_page  # ranking-only facts stay on rank projects
     home = client.get("/").content.decode()
     assert words[0] in home and words[3] in home
 

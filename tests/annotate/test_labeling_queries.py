@@ -1,0 +1,123 @@
+"""Query budgets of the labeling hot path (issue 19): upper bounds on the SQL statements that
+next-prompt and submit run, so a change that adds a query per request fails here instead of
+showing up as lost throughput. Transaction control (BEGIN, COMMIT, the test's savepoints) is
+left out of the counts, so the bounds hold on SQLite and PostgreSQL alike."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from annotate import apis, services
+from annotate.compiled import CompiledQuery
+from annotate.models import Prompt, Ranking
+
+pytestmark = pytest.mark.django_db
+
+CONTROL = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT", "BEGIN", "COMMIT")
+
+
+@pytest.fixture
+def four_prompts(db):
+    project = services.project_create(
+        created_by=None, slug="budget", name="Budget", criterion="helpfulness",
+        completions_per_prompt=3, labelers_per_prompt=2)
+    for index in range(4):
+        prompt = Prompt.objects.create(project=project, text=f"Q{index}", external_id=f"q{index}")
+        for position in range(3):
+            prompt.completions.create(position=position, text=f"A{index}.{position}")
+    return project
+
+
+@pytest.fixture
+def token_client(four_prompts, make_user):
+    """A labeler's API client that authenticates with its token, as a real client does."""
+    def client_for(name: str) -> APIClient:
+        user = make_user(name)
+        services.membership_set(project=four_prompts, user=user, role="labeler")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION="Token " + Token.objects.create(user=user).key)
+        return client
+
+    return client_for
+
+
+def statements(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries
+            if not q["sql"].upper().startswith(CONTROL)]
+
+
+def next_prompt(client, project) -> tuple[dict, list[str]]:
+    with CaptureQueriesContext(connection) as queries:
+        answer = client.get(f"/api/projects/{project.id}/next-prompt/")
+    assert answer.status_code == 200
+    return answer.json(), statements(queries)
+
+
+def submit(client, project, page: dict, key: str) -> tuple[dict, list[str]]:
+    order = [c["id"] for c in page["completions"]]
+    body = {"prompt": page["prompt"]["id"], "tiers": [[i] for i in order],
+            "idempotency_key": key, "displayed_order": order}
+    with CaptureQueriesContext(connection) as queries:
+        answer = client.post(f"/api/projects/{project.id}/rankings/", body, format="json")
+    assert answer.status_code == 201, answer.content
+    return answer.json(), statements(queries)
+
+
+def test_next_prompt_leases_in_at_most_8_statements_and_resumes_in_4(four_prompts,
+                                                                      token_client):
+    alice, bob = token_client("alice"), token_client("bob")
+    # Token and user, project and membership, open lease?, started prompts, untouched ones,
+    # slots and own lease on the locked one, the lease's INSERT, the completions.
+    _, fresh = next_prompt(alice, four_prompts)
+    assert len(fresh) <= 8, fresh
+    # Bob gets the started prompt: its slots are read with it, the untouched ones not at all.
+    _, started = next_prompt(bob, four_prompts)
+    assert len(started) <= 7, started
+    # Resuming reads the open lease with its prompt: token, project, lease, completions.
+    _, resumed = next_prompt(alice, four_prompts)
+    assert len(resumed) <= 4, resumed
+
+
+def test_a_first_ranking_is_stored_in_at_most_8_statements(four_prompts, token_client):
+    alice = token_client("alice")
+    page, _ = next_prompt(alice, four_prompts)
+    # Token and user, project, the locked prompt with its completions, key or earlier
+    # ranking?, the lease, INSERT ranking, UPDATE lease, UPDATE prompt's count.
+    body, queries = submit(alice, four_prompts, page, "k1")
+    assert len(queries) <= 8, queries
+    assert Ranking.objects.get(id=body["id"]).tiers == body["tiers"]
+
+
+def test_the_answers_are_what_their_documented_serializers_give(four_prompts, token_client):
+    alice = token_client("alice")
+    page, _ = next_prompt(alice, four_prompts)
+    prompt = Prompt.objects.get(id=page["prompt"]["id"])
+    by_id = {c.id: c for c in prompt.completions.all()}
+    documented = apis.NextPromptOutput({
+        "annotation": apis.annotation_of(four_prompts), "prompt": prompt,
+        "completions": [by_id[c["id"]] for c in page["completions"]],
+        "expires_at": prompt.assignments.get().expires_at}).data
+    assert page == documented
+    body, _ = submit(alice, four_prompts, page, "k1")
+    ranking = Ranking.objects.get(id=body["id"])
+    version = services.RankingVersion.of(ranking)
+    assert body == apis.RankingOutput(version).data
+
+
+def test_a_compiled_query_runs_with_the_values_it_is_given(four_prompts):
+    prompts = CompiledQuery(
+        lambda project_id, text: Prompt.objects.filter(project_id=project_id, text=text)
+        .values_list("external_id"), project_id=int, text=str)
+    assert prompts.rows(project_id=four_prompts.id, text="Q2") == [("q2",)]
+    assert prompts.rows(project_id=four_prompts.id, text="Q9") == []
+    assert prompts.first(project_id=four_prompts.id + 1, text="Q2") is None
+
+
+def test_a_compiled_query_refuses_a_value_that_is_not_a_parameter(four_prompts):
+    # filter(text=None) compiles to IS NULL: there is no parameter to put a value in.
+    nowhere = CompiledQuery(lambda text: Prompt.objects.filter(text=None).values_list("id"),
+                            text=str)
+    with pytest.raises(AssertionError, match="text"):
+        nowhere.rows(text="Q1")

@@ -223,12 +223,28 @@ def run(args) -> None:
     if args.labelstudio:
         import labelstudio
 
+        # Its own data directory: other benchmarks may run Label Studio from the shared one.
+        home = SCRATCH / "export-labelstudio"
+        labelstudio.HOME, labelstudio.DATA = home, home / "data"
+        labelstudio.MIGRATED, labelstudio.GUARD = home / "migrated", home / "guard"
+        labelstudio.NET_LOG = home / "off-loopback.log"
         studio = labelstudio.LabelStudio()
         log("setup: Label Studio ...")
         studio.prepare(USERS)
         studio.import_prompts(prompts_file(prompts))
         studio.stop()
         studio.top_up(rankings)
+    try:
+        measure(args, trees, commits, datasets, studio)
+    finally:
+        if studio is not None:
+            studio.stop()
+    table(args.out)
+
+
+def measure(args, trees: list[Path], commits: list[str], datasets: list[Dataset],
+            studio) -> None:
+    rankings = args.rankings
     with open(args.out, "a") as out:
         def record(**fields):
             line = {"benchmark": "export", "rankings": rankings, "load": os.getloadavg()[0],
@@ -255,9 +271,6 @@ def run(args) -> None:
                     log(f"  {dataset.database} {commit}: {result['seconds']:.2f} s, "
                         f"peak {result['peak_rss_mb']:.0f} MB; "
                         f"{'identical' if not differ else 'DIFFERENT: ' + ', '.join(differ)}")
-    if studio is not None:
-        studio.stop()
-    table(args.out)
 
 
 def memory(args) -> None:

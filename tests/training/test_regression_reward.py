@@ -259,6 +259,9 @@ def test_the_command_trains_on_an_exports_scores_and_its_test_pairs(learnable_ex
     for n, row in enumerate(rows):
         row |= {"aspects": {}, "split": "test" if n >= 24 * 4 else "train"}
     write_rows(scores_file(learnable_export), rows)
+    # As a rate project's export records it (what training.export_contents reads).
+    learnable_export.counts["scores"] = {"train": 96, "test": 32}
+    learnable_export.save(update_fields=["counts"])
     text = command(learnable_export.id, tiny_models["reward"], tmp_path / "rm")
     held_out = HELD_OUT_SCORES.search(text)
     assert held_out and held_out[1] == "32", text  # the rows marked "test"

@@ -18,18 +18,17 @@ from pathlib import Path
 from .config import RewardTrainingConfig
 from .data import Tokens, encode
 from .loading import load_tokenizer
-from .progress import Cancelled, Reporter
-from .reward import (
+from .optimise import (
     all_keep_going,
     checkpoint_if_due,
     disable_dropout,
     make_accelerator,
     optimiser_and_schedule,
     prepare_model,
-    resolve_input,
-    resume,
-    run_settings,
+    resume_run,
 )
+from .progress import Cancelled, Reporter
+from .reward import resolve_input, run_settings
 from .scores import ScoreRow, read_scores, split_scores
 from .scoring import model_inputs
 
@@ -120,7 +119,7 @@ def train_regression(config: RewardTrainingConfig, reporter: Reporter, output: P
     disable_dropout(model)
     optimizer, scheduler = optimiser_and_schedule(model, config, total)
     run = run_settings(config, inputs)
-    start = resume(output, model, optimizer, scheduler, run, reporter, total)
+    start = resume_run(output, model, optimizer, scheduler, run, reporter, total)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
     rows_seen = 0

@@ -86,6 +86,31 @@ def test_held_out_rows_are_whole_prompts_and_a_given_split_is_kept(tiny_models, 
     assert not {r.prompt_key for r in kept} & {r.prompt_key for r in held_out}
 
 
+def test_a_stopped_run_resumes_from_its_checkpoint(tiny_models, tmp_path):
+    from training.ml.progress import Cancelled
+    from training.ml.reward import train_reward_model
+
+    train = write_rows(tmp_path / "scores.jsonl", score_rows(12, seed=4))
+    config = regression_config(tiny_models["reward"], train, tmp_path / "out", epochs=1,
+                               batch_size=8, checkpoint_every=2)
+    with pytest.raises(Cancelled):
+        train_reward_model(config, RecordingReporter(stop_after=3))
+    reporter = RecordingReporter()
+    result = train_reward_model(config, reporter)
+    assert result["resumed_from_step"] == 2
+    assert [step for step, _, _ in reporter.steps] == [3, 4, 5, 6]  # 44 train rows, 8 a step
+
+
+@pytest.mark.django_db
+def test_the_training_form_offers_the_method(project):
+    from training.forms import JobForm
+    from training.kinds import KINDS
+
+    form = JobForm(kind=KINDS["reward"], project=project)
+    assert "regression" in [value for value, _ in form.fields["method"].choices]
+    assert "held_out_fraction" in form.fields
+
+
 # --- scoring: alpha * tanh(output), as a pipeline with the recipe ---------------------------------
 
 

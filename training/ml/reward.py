@@ -19,6 +19,9 @@ scheduler, step, and the run's settings) and resumes from the last checkpoint in
 `output_dir` when started again with the same settings, refusing one of another run; TRL's
 trainer does the same with its own checkpoints. A finished run deletes its checkpoints
 unless `keep_checkpoints`.
+
+`method="regression"` trains on rated completions instead (training.ml.regression), through
+the same entry point, saving and evaluation.
 """
 
 import hashlib
@@ -174,7 +177,7 @@ def train_reward_model(config: RewardTrainingConfig, reporter: Reporter) -> dict
     started = time.perf_counter()
     regression = config.method == "regression"
     if regression:
-        from .regression import held_out_rows, train_regression
+        from .regression import train_regression
 
         train = train_regression
     else:
@@ -194,17 +197,29 @@ def train_reward_model(config: RewardTrainingConfig, reporter: Reporter) -> dict
     result = {"model_dir": saved["model"], "merged_dir": saved.get("merged"), **stats,
               "train_seconds": round(train_seconds, 3),
               f"{unit}_per_second": round(stats[f"{unit}_seen"] / loop, 2) if loop else None}
-    scorer = None
-    if regression and (held_out := held_out_rows(config)):
+    return result | _evaluate(config, saved["model"], stats["max_length"], reporter)
+
+
+def _evaluate(config: RewardTrainingConfig, model_dir: str, max_length: int,
+              reporter: Reporter) -> dict:
+    """A regression model's held-out scores ("held_out"), and any model's accuracy on the
+    eval file's pairs ("eval")."""
+    found, scorer = {}, None
+    held_out = []
+    if config.method == "regression":
+        from .regression import held_out_rows
+
+        held_out = held_out_rows(config)
+    if held_out:
         reporter.log(f"evaluating on {len(held_out)} held-out rated completions")
-        scorer = RewardScorer.load(saved["model"], batch_size=config.eval_batch_size)
-        result["held_out"] = evaluate_scores(scorer, held_out, max_length=stats["max_length"])
+        scorer = RewardScorer.load(model_dir, batch_size=config.eval_batch_size)
+        found["held_out"] = evaluate_scores(scorer, held_out, max_length=max_length)
     if config.eval_file:
         reporter.log(f"evaluating on {config.eval_file}")
-        scorer = scorer or RewardScorer.load(saved["model"], batch_size=config.eval_batch_size)
-        result["eval"] = evaluate_pairs(scorer, read_preferences(config.eval_file),
-                                        max_length=stats["max_length"])
-    return result
+        scorer = scorer or RewardScorer.load(model_dir, batch_size=config.eval_batch_size)
+        found["eval"] = evaluate_pairs(scorer, read_preferences(config.eval_file),
+                                       max_length=max_length)
+    return found
 
 
 def report_lines(result: dict) -> list[str]:

@@ -291,3 +291,14 @@ def test_the_command_trains_on_an_exports_scores_and_its_test_pairs(learnable_ex
     held_out = HELD_OUT_SCORES.search(text)
     assert held_out and held_out[1] == "32", text  # the rows marked "test"
     assert re.search(r"^Held-out: \d+ pairs, .*; accuracy [\d.]+", text, re.M), text
+
+
+def test_the_doctests_of_the_scores_contract_pass():
+    import doctest
+
+    import training.ml.regression
+    import training.ml.scores
+
+    for module in (training.ml.scores, training.ml.regression):
+        failed, attempted = doctest.testmod(module)
+        assert attempted > 0 and failed == 0, module.__name__

@@ -307,6 +307,44 @@ class RankingOutput(serializers.Serializer):
         return version.prompt_id
 
 
+_JSON_INPUTS = {"tiers": None, "scores": None, "flags": dict, "displayed_order": list}
+
+
+def _plain_text(value: object, max_length: int, blank: bool) -> bool:
+    """A string RankingInput's CharField keeps as it is: no surrounding whitespace to trim, no
+    characters it refuses, within its length."""
+    return (type(value) is str and len(value) <= max_length and (blank or value != "")
+            and value.isprintable() and value == value.strip())
+
+
+def plain_ranking_input(body: object) -> dict | None:
+    """RankingInput's validated_data for the body every client sends (plain types, nothing to
+    coerce or refuse), without the serializer's cost; None for anything else, which the
+    serializer then checks and words as ever."""
+    if type(body) is not dict or type(body.get("prompt")) is not int:
+        return None
+    if not _plain_text(body.get("idempotency_key"), 100, blank=False):
+        return None
+    if "comment" in body and not _plain_text(body["comment"], 5000, blank=True):
+        return None
+    for name, minimum in (("time_spent_ms", None), ("base_revision", 0)):
+        value = body.get(name)
+        if value is not None and (type(value) is not int
+                                  or (minimum is not None and value < minimum)):
+            return None
+    data = {"prompt": body["prompt"], "idempotency_key": body["idempotency_key"],
+            "comment": body.get("comment", ""), "time_spent_ms": body.get("time_spent_ms"),
+            "base_revision": body.get("base_revision")}
+    for name, default in _JSON_INPUTS.items():
+        if name not in body:
+            data[name] = default() if default else None
+        elif body[name] is None:  # refused by the serializer (not nullable): let it say so
+            return None
+        else:
+            data[name] = body[name]
+    return data
+
+
 def ranking_body(version) -> dict:
     """RankingOutput's shape, built directly (the serializer cost more than the query)."""
     return {"id": version.id, "prompt": version.prompt_id, "revision": version.revision,
@@ -320,9 +358,11 @@ class RankingCreateApi(APIView):
     @raises(Conflict)
     def post(self, request, project_id: int):
         project = selectors.project_get_visible(request.user, id=project_id)
-        serializer = RankingInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = plain_ranking_input(request.data)
+        if data is None:
+            serializer = RankingInput(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
         version, _ = services.ranking_submit(
             project=project, labeler=request.user, prompt_id=data["prompt"],
             tiers=data["tiers"], idempotency_key=data["idempotency_key"],

@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--sql", action="store_true")
+    parser.add_argument("--no-profile", action="store_true", help="CPU time without cProfile")
     parser.add_argument("--jsonl", default="/tmp/bench-prompts-2000-k4.jsonl")
     args = parser.parse_args()
     if args.postgres:
@@ -112,17 +113,18 @@ def main() -> None:
     for i in range(20):
         one(clients[i % 4], False, show=args.sql and i == 19)
     profiler = cProfile.Profile()
-    profiler.enable()
+    if not args.no_profile:
+        profiler.enable()
     for i in range(args.iterations):
         one(clients[i % 4], True)
     profiler.disable()
     n = args.iterations
     print(f"{connection.vendor}: queries next {sum(counts['next']) / n:.2f} "
           f"({min(counts['next'])}-{max(counts['next'])}), submit "
-          f"{sum(counts['submit']) / n:.2f}; CPU ms (under cProfile) next "
+          f"{sum(counts['submit']) / n:.2f}; CPU ms{'' if args.no_profile else ' (cProfile)'} next "
           f"{1000 * cpu['next'] / n:.1f}, submit {1000 * cpu['submit'] / n:.1f}")
-    stats = pstats.Stats(profiler).sort_stats("cumulative")
-    stats.print_stats(args.top)
+    if not args.no_profile:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.top)
 
 
 if __name__ == "__main__":

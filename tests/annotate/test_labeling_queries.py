@@ -121,3 +121,31 @@ def test_a_compiled_query_refuses_a_value_that_is_not_a_parameter(four_prompts):
                             text=str)
     with pytest.raises(AssertionError, match="text"):
         nowhere.rows(text="Q1")
+
+
+@pytest.mark.parametrize("body", [
+    {"prompt": 3, "tiers": [[1], [2]], "idempotency_key": "k"},
+    {"prompt": 3, "tiers": [[1, 2]], "idempotency_key": "k", "comment": "fine",
+     "time_spent_ms": 5, "displayed_order": [2, 1], "flags": {"1": ["unsafe"]},
+     "base_revision": 0, "unknown": 1},
+    {"prompt": 3, "scores": {"1": {"overall": 2}}, "idempotency_key": "k",
+     "time_spent_ms": None, "base_revision": None},
+    # The serializer's to say: trimmed, coerced, refused.
+    {"prompt": "3", "tiers": [[1]], "idempotency_key": "k"},
+    {"prompt": 3, "tiers": [[1]], "idempotency_key": " k "},
+    {"prompt": 3, "tiers": [[1]], "idempotency_key": ""},
+    {"prompt": 3, "tiers": [[1]], "idempotency_key": "k" * 101},
+    {"prompt": 3, "tiers": [[1]], "idempotency_key": "k", "comment": "two\nlines "},
+    {"prompt": 3, "tiers": None, "idempotency_key": "k"},
+    {"prompt": 3, "tiers": [[1]], "idempotency_key": "k", "time_spent_ms": True},
+    {"prompt": 3, "tiers": [[1]], "idempotency_key": "k", "base_revision": -1},
+    {"prompt": 3, "tiers": [[1]]},
+    [{"prompt": 3}],
+])
+def test_plain_ranking_bodies_skip_the_serializer_with_the_same_result(body):
+    plain = apis.plain_ranking_input(body)
+    serializer = apis.RankingInput(data=body)
+    if plain is not None:
+        assert serializer.is_valid() and plain == dict(serializer.validated_data)
+    else:  # left to the serializer: only bodies it changes or refuses
+        assert not serializer.is_valid() or dict(serializer.validated_data) != body

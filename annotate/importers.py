@@ -343,8 +343,19 @@ def loads_strict(text: str, where: str = "") -> Any:
         raise _FieldError(name, exc.message) from None
     except ValueError as exc:  # e.g. an integer of more than 4,300 digits
         raise _FieldError(name, f"invalid JSON: {str(exc)[:200]}") from None
-    _check_json_value(value, where)
+    if _may_be_unstorable(text):
+        _check_json_value(value, where)
     return value
+
+
+def _may_be_unstorable(text: str) -> bool:
+    """False when no value parsed from `text` can fail _check_json_value, so the walk (40%
+    of parsing an ASCII file) is skipped: json.loads refuses raw control characters in
+    strings, so a NUL or a lone surrogate arrives only as a \\u escape (or as itself in a str
+    not decoded from UTF-8), and nesting past MAX_JSON_DEPTH needs as many brackets."""
+    return ("\\u" in text or "\x00" in text
+            or (not text.isascii() and _SURROGATE.search(text) is not None)
+            or text.count("[") + text.count("{") > MAX_JSON_DEPTH)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

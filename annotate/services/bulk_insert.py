@@ -110,7 +110,10 @@ def _with_json(row: Sequence, json_positions: list[int]) -> tuple:
 
 
 def _json(value) -> str | None:
-    # As JSONField stores it: None is SQL NULL, anything else its JSON text.
+    # As JSONField stores it: None is SQL NULL, anything else its JSON text. Most params and
+    # metadata are empty: their text is known.
+    if isinstance(value, dict) and not value:
+        return "{}"
     return None if value is None else json.dumps(value)
 
 

@@ -357,3 +357,25 @@ def test_detect_format(name, head, expected):
 def test_unknown_format_is_fatal():
     error = only_error(parse(b"", "xml"))
     assert error.fatal and error.field == "format"
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": "nul \\u0000 here"}', '{"a": "lone \\ud800"}', '{"k\\u0000": 1}',
+    '{"a": ' + "[" * 64 + "]" * 64 + "}", "[" * 65 + "]" * 65,
+    '{"a": "\ud800 raw"}',  # a str not decoded from UTF-8 can hold one as itself
+])
+def test_lines_the_storability_walk_would_refuse_are_never_skipped(text):
+    """loads_strict skips its walk over the value only where the walk cannot fail."""
+    from annotate import importers
+
+    assert importers._may_be_unstorable(text)
+    with pytest.raises(importers._FieldError):
+        importers.loads_strict(text)
+
+
+def test_plain_lines_skip_the_walk_and_still_parse():
+    from annotate import importers
+
+    text = json.dumps(prompt_record(1, metadata={"nested": [[1], {"b": "ok"}]}))
+    assert not importers._may_be_unstorable(text)
+    assert importers.loads_strict(text)["metadata"] == {"nested": [[1], {"b": "ok"}]}

@@ -195,15 +195,25 @@ def ranked_pairs(
     """
     majorities = []
     for (low, high), tally in tallies.items():
-        if tally.low_wins != tally.high_wins:
-            win, lose = max(tally.low_wins, tally.high_wins), min(tally.low_wins, tally.high_wins)
-            winner, loser = (low, high) if tally.low_wins > tally.high_wins else (high, low)
-            majorities.append((-win, lose, winner, loser))
+        low_wins, high_wins = tally.low_wins, tally.high_wins
+        if low_wins > high_wins:
+            majorities.append((-low_wins, high_wins, low, high))
+        elif high_wins > low_wins:
+            majorities.append((-high_wins, low_wins, high, low))
     majorities.sort()
     beats: dict[int, set[int]] = {completion_id: set() for completion_id in completion_ids}
+    # What each completion reaches through locked majorities, itself included: kept as they
+    # are locked, so checking for a cycle is a set lookup, not a search (exports ask it of
+    # every pair of every prompt).
+    reach = {completion_id: {completion_id} for completion_id in beats}
     for _, _, winner, loser in majorities:
-        if not _reaches(beats, loser, winner):
-            beats[winner].add(loser)
+        if winner in reach[loser]:
+            continue  # locking it would close a cycle
+        beats[winner].add(loser)
+        gained = reach[loser]
+        for reached in reach.values():
+            if winner in reached:
+                reached |= gained
     beaten = {completion_id: 0 for completion_id in beats}
     for losers in beats.values():
         for loser in losers:
@@ -217,18 +227,6 @@ def ranked_pairs(
             for loser in beats[completion_id]:
                 beaten[loser] -= 1
     return tiers
-
-
-def _reaches(beats: dict[int, set[int]], start: int, goal: int) -> bool:
-    stack, seen = [start], {start}
-    while stack:
-        node = stack.pop()
-        if node == goal:
-            return True
-        for nxt in beats[node] - seen:
-            seen.add(nxt)
-            stack.append(nxt)
-    return False
 
 
 @dataclass(frozen=True, slots=True)

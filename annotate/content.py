@@ -10,10 +10,13 @@ import hashlib
 import json
 from collections.abc import Sequence
 
+# json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")), without
+# building an encoder per call: an export keys every prompt.
+_canonical = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
+
 
 def _digest(value: object) -> str:
-    canonical = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_canonical(value).encode()).hexdigest()
 
 
 def prompt_key(text: str, messages: list[dict[str, str]] | None) -> str:

@@ -16,10 +16,9 @@ from .export_contents import WHAT, export_holds, holds_text
 from .kinds import KINDS, JobKind, JobRequest
 from .kinds.base import ModelSlot, var_absolute
 from .ml.inspect import GENERATING
-from .ml.policy import ALGORITHMS
 from .models import ModelArtifact, Round
 from .services.requests import ARTIFACT_PREFIX
-from .services.rounds import DEFAULT_PLAN, round_failed_step
+from .services.rounds import DEFAULT_PLAN, ROUND_ALGORITHMS, round_failed_step
 
 # A refusal that names one of these goes beside that field.
 FIELD_OF_MESSAGE = {"base_model": "base", "base_artifact": "base", "reward_artifact": "reward",
@@ -171,9 +170,10 @@ class RoundForm(forms.Form):
     reward_model = forms.ChoiceField(required=False, label="Reward model to start from")
     policy_model = forms.ChoiceField(required=False, label="Policy to start from")
     algorithm = forms.ChoiceField(
-        required=False, label="Policy algorithm", choices=[(a, a) for a in ALGORITHMS],
+        required=False, label="Policy algorithm", choices=[(a, a) for a in ROUND_ALGORITHMS],
         help_text="ppo: ours; rloo, grpo: TRL's; dpo: iterative DPO on the reward model's "
-                  "best and worst of K samples per prompt")
+                  "best and worst of K samples per prompt; dpo-labelers: DPO on the "
+                  "labelers' own pairs in the round's snapshot")
 
     def __init__(self, *args, project: Project, last: Round | None, **kwargs):
         """`last`: the round a new one goes on from (selectors.round_to_go_on_from)."""
@@ -186,8 +186,7 @@ class RoundForm(forms.Form):
             self.fields[name].choices = keep_going + list(picker.choices)[1:]
             self.fields[name].initial = "" if has_rounds else picker.initial
         self.fields["algorithm"].initial = (
-            last.plan.get("policy", {}).get("params", {}).get("algorithm", "ppo") if last
-            else DEFAULT_PLAN["policy"]["params"]["algorithm"])
+            last.policy_algorithm if last else DEFAULT_PLAN["policy"]["params"]["algorithm"])
 
 
 class RoundRetryForm(forms.Form):

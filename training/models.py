@@ -176,6 +176,7 @@ class Round(models.Model):
     ACTIVE = (Status.EXPORTING, Status.TRAINING_REWARD, Status.TRAINING_POLICY,
               Status.GENERATING)
     ENDED_UNFINISHED = (Status.FAILED, Status.CANCELLED)
+    LABELERS_DPO = "dpo-labelers"
     # The steps in order: the plan's part, the field that holds its work, what pages call it.
     STEPS = (("export", "export", "Dataset snapshot"), ("reward", "reward_job", "Reward model"),
              ("policy", "policy_job", "Policy"), ("generate", "generation_job", "Generation"))
@@ -213,3 +214,11 @@ class Round(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project} round {self.number} ({self.status})"
+
+    @property
+    def policy_algorithm(self) -> str:
+        """How the round trains its policy: the policy kind's algorithm, or LABELERS_DPO."""
+        policy = self.plan.get("policy", {})
+        if policy.get("preferences") == "labelers":
+            return self.LABELERS_DPO
+        return policy.get("params", {}).get("algorithm", "ppo")

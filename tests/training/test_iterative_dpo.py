@@ -179,3 +179,47 @@ def test_the_rounds_form_goes_on_from_the_round_a_new_one_starts_from(client, ca
     page = client.get(f"/projects/{project.slug}/rounds/").content.decode()
     assert '<option value="ppo" selected>ppo</option>' in page  # not the failed round's dpo
     assert "go on from the last round&#x27;s" not in page  # nothing finished to go on from
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_a_round_can_train_its_policy_by_dpo_on_the_labelers_own_pairs(
+        client, carol, project, learnable_export, ppo_catalog):
+    """dpo-labelers: the policy step is a DPO job on the round's snapshot (the pairs the
+    labelers ranked), not on the reward model's picks; the reward model still judges."""
+    from .test_rounds import FAST_GENERATE
+    from .test_sft_dpo import FAST_DPO as FAST_OFFLINE_DPO
+
+    plan = {"reward": {"params": FAST_REWARD}, "generate": {"params": FAST_GENERATE},
+            "dpo": {"params": {**FAST_OFFLINE_DPO, "epochs": 1.0}},
+            "export": {"min_agreement": 0.66}}
+    round_ = services.round_start(project=project, created_by=None, plan=plan,
+                                  reward_model=ppo_catalog["reward"],
+                                  policy_model=ppo_catalog["policy"], algorithm="dpo-labelers")
+    assert round_.policy_algorithm == "dpo-labelers"
+    export_run(round_.export_id)
+    for job in ("reward_job", "policy_job", "generation_job"):
+        round_.refresh_from_db()
+        services.job_run_and_rounds_advance(getattr(round_, job).id)
+    round_.refresh_from_db()
+    assert round_.status == "ranking", round_.error
+    assert round_.policy_job.kind == "dpo"
+    assert round_.policy_job.export_id == round_.export_id  # the labelers' pairs
+    assert round_.policy_artifact.kind == "policy"
+    assert round_.reward_artifact is not None
+    client.force_login(carol)
+    page = client.get(f"/projects/{project.slug}/rounds/").content.decode()
+    assert '<span class="muted small algorithm">dpo-labelers</span>' in page
+    assert '<option value="dpo-labelers" selected>dpo-labelers</option>' in page
+
+
+@pytest.mark.django_db
+def test_an_unknown_round_algorithm_is_refused_naming_the_choices(project, learnable_export,
+                                                                  catalog):
+    from config.errors import Invalid
+
+    with pytest.raises(Invalid, match="algorithm: must be one of ppo, rloo, grpo, dpo, "
+                                      "dpo-labelers"):
+        services.round_start(project=project, created_by=None, reward_model=catalog["reward"],
+                             policy_model=catalog["policy"], algorithm="sgd")
+    assert not Round.objects.exists()

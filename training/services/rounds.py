@@ -17,12 +17,19 @@ from annotate.models import Export, Project
 from config.errors import Conflict, Invalid, reason_line
 
 from ..kinds import KINDS, JobRequest
+from ..ml.policy import ALGORITHMS
 from ..models import ModelArtifact, Round, TrainingJob
 from ..selectors import round_to_go_on_from
 from .jobs import job_cancel, job_run
 from .requests import ARTIFACT_PREFIX, job_request, model_resolve
 
 logger = logging.getLogger(__name__)
+
+# A round's policy step: the policy kind's algorithms (PPO, RLOO, GRPO, iterative DPO on the
+# reward model's best and worst of K), or DPO on the labelers' own pairs (the round's
+# snapshot, ranked by people rather than by the reward model).
+LABELERS_DPO = Round.LABELERS_DPO
+ROUND_ALGORITHMS = (*ALGORITHMS, LABELERS_DPO)
 
 DEFAULT_PLAN = {
     "export": {"min_votes": 2, "min_agreement": 2 / 3, "test_fraction": 0.1},
@@ -41,7 +48,8 @@ def round_start(*, project: Project, created_by: AbstractUser | None, reward_mod
     """Start the next round. Models are choices as a job request takes them (a catalog name
     or "model:<id>"); without them it goes on from the last round's reward model and policy
     (and its plan). The first round needs both. `algorithm` (ppo, rloo, grpo or dpo, the
-    policy kind's) sets how the round trains its policy; without it, as the last round."""
+    policy kind's, or dpo-labelers: DPO on the snapshot's pairs) sets how the round trains
+    its policy; without it, as the last round."""
     with transaction.atomic():
         Project.objects.select_for_update().filter(id=project.id).first()
         if project.rounds.filter(status__in=Round.ACTIVE).exists():
@@ -49,8 +57,7 @@ def round_start(*, project: Project, created_by: AbstractUser | None, reward_mod
         last = round_to_go_on_from(project)
         plan = _merged(last.plan if last else DEFAULT_PLAN, plan or {})
         if algorithm:
-            plan["policy"]["params"] = KINDS["policy"].validate_params(
-                {**plan["policy"]["params"], "algorithm": algorithm})
+            _set_algorithm(plan, algorithm)
         plan["reward"]["model"] = reward_model or (
             f"{ARTIFACT_PREFIX}{last.reward_artifact_id}" if last and last.reward_artifact_id
             else "")
@@ -72,6 +79,15 @@ def round_start(*, project: Project, created_by: AbstractUser | None, reward_mod
         round_.export = fields["export"]
         round_.save()
         return round_
+
+
+def _set_algorithm(plan: dict, algorithm: str) -> None:
+    if algorithm not in ROUND_ALGORITHMS:
+        raise Invalid(f"algorithm: must be one of {', '.join(ROUND_ALGORITHMS)}")
+    plan["policy"]["preferences"] = "labelers" if algorithm == LABELERS_DPO else "reward_model"
+    if algorithm != LABELERS_DPO:
+        plan["policy"]["params"] = KINDS["policy"].validate_params(
+            {**plan["policy"]["params"], "algorithm": algorithm})
 
 
 def _export_plan(plan: dict) -> dict:
@@ -200,10 +216,15 @@ def _start_reward(round_: Round) -> tuple[str, dict]:
 def _start_policy(round_: Round) -> tuple[str, dict]:
     reward = ModelArtifact.objects.get(job=round_.reward_job)
     plan = round_.plan["policy"]
-    job, _ = job_request(
-        project=round_.project, created_by=round_.created_by,
-        request=JobRequest("policy", plan["params"], {
-            "base": plan["model"], "reward": f"{ARTIFACT_PREFIX}{reward.id}"}))
+    if round_.policy_algorithm == LABELERS_DPO:
+        # The labelers' pairs themselves; the reward model still judges the round.
+        request = JobRequest("dpo", round_.plan.get("dpo", {}).get("params", {}),
+                             {"base": plan["model"]}, export_id=round_.export_id)
+    else:
+        request = JobRequest("policy", plan["params"], {
+            "base": plan["model"], "reward": f"{ARTIFACT_PREFIX}{reward.id}"})
+    job, _ = job_request(project=round_.project, created_by=round_.created_by,
+                         request=request)
     return Round.Status.TRAINING_POLICY, {"reward_artifact": reward, "policy_job": job}
 
 

@@ -370,21 +370,25 @@ RANKING_COLUMNS = ("prompt_id", "source", "tiers")
 
 def _write_batch(record: PromptImport, rows: list[tuple[PromptRow, str, int]]) -> None:
     """Write the prompts (with their content keys and reserved ids), their completions and
-    imported rankings, one statement a table; count them on `record`. The ids are reserved
-    first, so tiers name completion ids without reading them back."""
-    completion_ids = iter(bulk_insert.ids_reserve(
-        Completion, sum(len(row.completions) for row, _, _ in rows)))
-    ids_of = [[next(completion_ids) for _ in row.completions] for row, _, _ in rows]
+    imported rankings, one statement a table; count them on `record`. Where tiers (gold, an
+    imported ranking) name completions, their ids are reserved first, so they are known
+    without reading them back; otherwise the table numbers them."""
+    ids_of = _completion_ids(rows)
     bulk_insert.rows_insert(Prompt, PROMPT_COLUMNS, (
         (prompt_id, record.project_id, record.pk, row.external_id, row.text, row.messages,
          row.metadata, key, _tiers_of_ids(row.gold_tiers, ids), row.gold_mode)
         for (row, key, prompt_id), ids in zip(rows, ids_of, strict=True)))
-    bulk_insert.rows_insert(Completion, COMPLETION_COLUMNS, (
+    completions = (
         (completion_id, prompt_id, position, completion.text, completion.model_name,
          completion.generation_params, completion.external_id)
         for (row, _, prompt_id), ids in zip(rows, ids_of, strict=True)
         for position, (completion_id, completion) in enumerate(zip(ids, row.completions,
-                                                                   strict=True))))
+                                                                   strict=True)))
+    if ids_of[0][0] is not None:
+        bulk_insert.rows_insert(Completion, COMPLETION_COLUMNS, completions)
+    else:  # no id reserved: the table numbers them
+        bulk_insert.rows_insert(Completion, COMPLETION_COLUMNS[1:],
+                                (values[1:] for values in completions))
     rankings = [(prompt_id, Ranking.Source.IMPORTED.value, _tiers_of_ids(row.reference_tiers, ids))
                 for (row, _, prompt_id), ids in zip(rows, ids_of, strict=True)
                 if row.reference_tiers is not None]
@@ -393,6 +397,15 @@ def _write_batch(record: PromptImport, rows: list[tuple[PromptRow, str, int]]) -
     record.prompt_count += len(rows)
     record.completion_count += sum(len(ids) for ids in ids_of)
     record.ranking_count += len(rankings)
+
+
+def _completion_ids(rows: list[tuple[PromptRow, str, int]]) -> list[list[int | None]]:
+    """Each row's completion ids, reserved, if any row's tiers name them; else Nones."""
+    if not any(row.gold_tiers or row.reference_tiers for row, _, _ in rows):
+        return [[None] * len(row.completions) for row, _, _ in rows]
+    ids = iter(bulk_insert.ids_reserve(Completion, sum(len(row.completions)
+                                                       for row, _, _ in rows)))
+    return [[next(ids) for _ in row.completions] for row, _, _ in rows]
 
 
 def _tiers_of_ids(position_tiers: list[list[int]] | None,

@@ -1,4 +1,5 @@
-"""The demo that `make run` loads: three accounts and a project of prompts we wrote."""
+"""The demo that `make run` loads: three accounts and our prompts in three projects, one
+per annotation mode (rank, rate, demonstrate)."""
 
 import json
 from pathlib import Path
@@ -29,8 +30,31 @@ Rank the answers from **most** to **least helpful** for the person asking.
 """
 
 
+RATE_INSTRUCTIONS = """\
+Score every answer from **1** (useless or harmful) to **5** (could not be better), once for
+how **helpful** it is and once for how **honest** it is (no confident errors, no made-up
+facts). Score each answer on its own, not against the others.
+"""
+WRITE_INSTRUCTIONS = """\
+Write the answer you would want to receive: start from the best completion and fix it, or
+write one from scratch. Correct first, then complete and clear; refuse politely what could
+hurt someone.
+"""
+# (slug, fields): the ranked project comes first; the others share its prompts.
+DEMO_PROJECTS = [
+    (DEMO_SLUG, {"name": "Demo: helpfulness", "criterion": "helpfulness",
+                 "instructions": DEMO_INSTRUCTIONS}),
+    ("demo-ratings", {"name": "Demo: ratings", "criterion": "helpfulness and honesty",
+                      "instructions": RATE_INSTRUCTIONS, "annotation_mode": "rate",
+                      "rating_aspects": ["helpfulness", "honesty"]}),
+    ("demo-demonstrations", {"name": "Demo: demonstrations", "criterion": "helpfulness",
+                             "instructions": WRITE_INSTRUCTIONS,
+                             "annotation_mode": "demonstrate"}),
+]
+
+
 def demo_load() -> list[tuple[str, str]]:
-    """Create the demo accounts and project if missing; return (username, password) pairs."""
+    """Create the demo accounts and projects if missing; return (username, password) pairs."""
     if settings.PRODUCTION:
         raise ImproperlyConfigured("The demo's default accounts are refused in production.")
     User = get_user_model()
@@ -42,35 +66,28 @@ def demo_load() -> list[tuple[str, str]]:
             user.is_staff = user.is_superuser = is_admin
             user.save()
             users[username] = user
-        project = Project.objects.filter(slug=DEMO_SLUG).first()
-        if project is None:
-            project = services.project_create(
-                created_by=users["admin"],
-                slug=DEMO_SLUG,
-                name="Demo: helpfulness",
-                criterion="helpfulness",
-                instructions=DEMO_INSTRUCTIONS,
-                completions_per_prompt=4,
-                labelers_per_prompt=2,
-            )
-            with DEMO_FILE.open("rb") as binary:
-                services.prompts_import(
-                    project=project,
-                    binary=binary,
-                    filename=DEMO_FILE.name,
-                    imported_by=users["admin"],
-                )
-            fresh = True
-        else:
-            fresh = False
-        for username in ("alice", "bob"):
-            services.membership_set(
-                project=project, user=users[username], role=Membership.Role.LABELER
-            )
-        if fresh:
-            for username in ("alice", "bob"):
-                _rank_as_judged(project, users[username])
+        for slug, fields in DEMO_PROJECTS:
+            _project_load(slug, fields, users)
     return [(username, password) for username, password, _ in DEMO_ACCOUNTS]
+
+
+def _project_load(slug: str, fields: dict, users: dict) -> None:
+    project = Project.objects.filter(slug=slug).first()
+    fresh = project is None
+    if fresh:
+        project = services.project_create(created_by=users["admin"], slug=slug,
+                                          completions_per_prompt=4, labelers_per_prompt=2,
+                                          **fields)
+        with DEMO_FILE.open("rb") as binary:
+            services.prompts_import(project=project, binary=binary, filename=DEMO_FILE.name,
+                                    imported_by=users["admin"])
+    for username in ("alice", "bob"):
+        services.membership_set(project=project, user=users[username],
+                                role=Membership.Role.LABELER)
+    # Only the ranked project comes half ranked, so that a round can start at once.
+    if fresh and project.annotation_mode == Project.Mode.RANK:
+        for username in ("alice", "bob"):
+            _rank_as_judged(project, users[username])
 
 
 def _rank_as_judged(project: Project, labeler) -> None:

@@ -99,6 +99,34 @@ def test_load_demo_creates_accounts_and_a_project_once(capsys, django_user_model
             ranking.prompt.external_id]
 
 
+def test_load_demo_has_a_project_per_annotation_mode_on_the_same_prompts(django_user_model):
+    from annotate.services import demonstration_submit
+
+    call_command("load_demo")
+    call_command("load_demo")
+    modes = dict(Project.objects.values_list("slug", "annotation_mode"))
+    assert modes == {DEMO_SLUG: "rank", "demo-ratings": "rate",
+                     "demo-demonstrations": "demonstrate"}
+    rate = Project.objects.get(slug="demo-ratings")
+    assert rate.rating_aspects == ["helpfulness", "honesty"]
+    for project in Project.objects.exclude(slug=DEMO_SLUG):
+        assert project.prompts.count() == 16
+        assert not Ranking.objects.filter(prompt__project=project).exists()
+    # alice can work in each at once: the rate page's scores and a demonstration are taken.
+    alice = django_user_model.objects.get(username="alice")
+    from annotate.services import assignment_next, ranking_submit
+
+    lease = assignment_next(project=rate, labeler=alice)
+    ids = list(lease.prompt.completions.values_list("id", flat=True))
+    ranking_submit(project=rate, labeler=alice, prompt_id=lease.prompt_id, idempotency_key="r",
+                   scores={str(i): {"helpfulness": 3, "honesty": 4} for i in ids})
+    write = Project.objects.get(slug="demo-demonstrations")
+    lease = assignment_next(project=write, labeler=alice)
+    demonstration_submit(project=write, labeler=alice, prompt_id=lease.prompt_id,
+                         text="A better answer.", idempotency_key="d")
+    assert write.prompts.get(id=lease.prompt_id).demonstrations.count() == 1
+
+
 def test_load_demo_is_refused_in_production(settings):
     settings.PRODUCTION = True
     with pytest.raises(Exception, match="refused in production"):

@@ -54,8 +54,10 @@ def start(page, live_server, project, kind: str, choices: dict[str, str],
         section.locator(f"select[name={name}]").select_option(value)
     for name, value in (settings or {}).items():
         section.locator(f"input[name={name}]").fill(value)
-    section.locator("button[type=submit]").click()
-    page.wait_for_url(re.compile(r"/training/jobs/\d+/$"))
+    # The request checks the model in a child process that loads torch: seconds on a
+    # loaded 2-core machine, so its navigation gets more than the default 10 s.
+    section.locator("button[type=submit]").click(no_wait_after=True)
+    page.wait_for_url(re.compile(r"/training/jobs/\d+/$"), timeout=60_000)
     job_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
     services.job_run_and_rounds_advance(job_id)
     page.reload()

@@ -63,7 +63,7 @@ def is_test_prompt(prompt_id: int | str, test_fraction: float, seed: int) -> boo
     growing project keep their earlier test prompts in test.
 
     >>> [is_test_prompt(p, 0.5, seed=1) for p in range(6)]
-    [False, True, True, False, True, False]
+    [False, False, True, False, True, True]
     """
     digest = hashlib.sha256(f"{seed}:{prompt_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < test_fraction

@@ -491,6 +491,10 @@ class Assignment(models.Model):
         indexes = [
             models.Index(fields=["prompt", "status", "expires_at"]),
             models.Index(fields=["labeler", "status"]),
+            # Open leases, project-wide: next-prompt's "leased to others" reads these few
+            # rows instead of a project's every assignment.
+            models.Index(fields=["expires_at", "prompt", "labeler"],
+                         condition=Q(status="leased"), name="assignment_open_lease_idx"),
         ]
 
     def __str__(self) -> str:

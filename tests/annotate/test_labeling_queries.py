@@ -149,3 +149,26 @@ def test_plain_ranking_bodies_skip_the_serializer_with_the_same_result(body):
         assert serializer.is_valid() and plain == dict(serializer.validated_data)
     else:  # left to the serializer: only bodies it changes or refuses
         assert not serializer.is_valid() or dict(serializer.validated_data) != body
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's EXPLAIN QUERY PLAN; "
+                    "PostgreSQL's plans: bench/started_prompts_plan.py")
+def test_started_prompts_are_read_by_id_not_by_scanning_the_project(four_prompts, make_user):
+    # An OR of the three "started" conditions made the database read every prompt of the
+    # project; the UNION of their ids reads each prompt it returns by its id.
+    from django.db import transaction
+    from django.utils import timezone
+
+    from annotate.services.labeling import STARTED_CANDIDATES
+
+    values = {"project_id": four_prompts.id, "labeler_id": make_user("ann").id,
+              "now": timezone.now(), "n": 2}
+    with transaction.atomic():
+        query = STARTED_CANDIDATES.build(**values).query
+        sql, params = query.get_compiler(connection=connection).as_sql()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+        plan = cursor.fetchall()
+    outer = [detail for _, parent, _, detail in plan if parent == 0 and "annotate_prompt" in detail]
+    assert len(outer) == 1 and "rowid=?" in outer[0], plan
+    assert any("assignment_open_lease_idx" in detail for *_, detail in plan), plan

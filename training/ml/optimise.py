@@ -1,17 +1,39 @@
 """The training step's machinery the reward-model methods share (training.ml.reward's K-way
 loop and TRL run, training.ml.regression): the model to train, AdamW as transformers' Trainer
-makes it, the schedule, and checkpoints that belong to a run."""
+makes it, the schedule, the input a run resolves (rendering, max length) and checkpoints
+that belong to a run."""
 
+import hashlib
 import json
 import math
 from pathlib import Path
 
 from . import checkpoints
 from .config import RewardTrainingConfig
+from .data import model_max_length, resolve_rendering
 from .loading import add_lora, load_reward_model
 from .progress import Reporter
 
 CHECKPOINT = "checkpoint"  # the K-way and regression loops' checkpoint folder in output_dir
+# Settings that do not change what a run computes: a resume may differ in these.
+NOT_OF_THE_RUN = ("output_dir", "eval_file", "eval_batch_size", "checkpoint_every", "threads",
+                  "keep_checkpoints", "merge_adapter", "max_length", "rendering", "train_file")
+
+
+def resolve_input(config: RewardTrainingConfig, tokenizer, model) -> tuple[str, int, int | None]:
+    """Return the rendering, the max length (capped at the model's positions) and that limit."""
+    rendering = resolve_rendering(config.rendering, tokenizer)
+    limit = model_max_length(model.config, tokenizer)
+    return rendering, min(config.max_length, limit) if limit else config.max_length, limit
+
+
+def run_settings(config: RewardTrainingConfig, inputs) -> dict:
+    """The settings a checkpoint belongs to: the config less what does not change the run,
+    with the resolved rendering and max length (`inputs`' own) and the train file's hash."""
+    settings = {k: v for k, v in config.as_dict().items() if k not in NOT_OF_THE_RUN}
+    digest = hashlib.sha256(Path(config.train_file).read_bytes()).hexdigest()
+    return {**settings, "rendering": inputs.rendering, "max_length": inputs.max_length,
+            "train_file_sha256": digest}
 
 
 def prepare_model(config: RewardTrainingConfig, tokenizer):

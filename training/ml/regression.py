@@ -25,10 +25,11 @@ from .optimise import (
     make_accelerator,
     optimiser_and_schedule,
     prepare_model,
+    resolve_input,
     resume_run,
+    run_settings,
 )
 from .progress import Cancelled, Reporter
-from .reward import resolve_input, run_settings
 from .scores import ScoreRow, read_scores, split_scores
 from .scoring import model_inputs
 

@@ -24,7 +24,6 @@ unless `keep_checkpoints`.
 the same entry point, saving and evaluation.
 """
 
-import hashlib
 import math
 import random
 import shutil
@@ -41,9 +40,7 @@ from .data import (
     encode,
     end_token,
     group_by_prompt,
-    model_max_length,
     read_preferences,
-    resolve_rendering,
     save_rendering,
 )
 from .loading import load_tokenizer, save_model
@@ -55,16 +52,15 @@ from .optimise import (
     make_accelerator,
     optimiser_and_schedule,
     prepare_model,
+    resolve_input,
     resume_run,
+    run_settings,
 )
 from .progress import Cancelled, Reporter, quiet, trainer_callback
 from .scoring import RewardScorer, evaluate_pairs, evaluate_scores, model_inputs, save_output
 
 TRL_CHECKPOINTS = "trl-checkpoints"
 MODEL_DIR = "model"
-# Settings that do not change what a run computes: a resume may differ in these.
-NOT_OF_THE_RUN = ("output_dir", "eval_file", "eval_batch_size", "checkpoint_every", "threads",
-                  "keep_checkpoints", "merge_adapter", "max_length", "rendering", "train_file")
 RENDERING_WORDS = {"chat_template": "the tokenizer's chat template",
                    "pair": "pair encoding tokenizer(prompt, response)",
                    "text": "prompt text + response + end token"}
@@ -102,13 +98,6 @@ def encode_groups(groups: list[PromptGroup], tokenizer, max_length: int,
     return encoded, truncated
 
 
-def resolve_input(config: RewardTrainingConfig, tokenizer, model) -> tuple[str, int, int | None]:
-    """Return the rendering, the max length (capped at the model's positions) and that limit."""
-    rendering = resolve_rendering(config.rendering, tokenizer)
-    limit = model_max_length(model.config, tokenizer)
-    return rendering, min(config.max_length, limit) if limit else config.max_length, limit
-
-
 def prepare_inputs(config: RewardTrainingConfig, tokenizer, model) -> Inputs:
     """Resolve the rendering, cap max_length at the model's positions, encode the train file."""
     rendering, max_length, limit = resolve_input(config, tokenizer, model)
@@ -116,15 +105,6 @@ def prepare_inputs(config: RewardTrainingConfig, tokenizer, model) -> Inputs:
         group_by_prompt(read_preferences(config.train_file), config.use_margin), tokenizer,
         max_length, rendering)
     return Inputs(rendering, max_length, limit, groups, truncated)
-
-
-def run_settings(config: RewardTrainingConfig, inputs) -> dict:
-    """The settings a checkpoint belongs to: the config less what does not change the run,
-    with the resolved rendering and max length (`inputs`' own) and the train file's hash."""
-    settings = {k: v for k, v in config.as_dict().items() if k not in NOT_OF_THE_RUN}
-    digest = hashlib.sha256(Path(config.train_file).read_bytes()).hexdigest()
-    return {**settings, "rendering": inputs.rendering, "max_length": inputs.max_length,
-            "train_file_sha256": digest}
 
 
 def step_schedule(groups: list[EncodedGroup], config: RewardTrainingConfig) -> list[list[int]]:

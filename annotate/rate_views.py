@@ -2,13 +2,11 @@
 hands over to it). Apart from views.py to keep each module short."""
 
 from django.shortcuts import render
-from django.urls import reverse
 
 from . import selectors
+from .labeling_pages import KEYS, page_data
 from .ranking import FLAG_NAMES
 from .ratings import aspects_of
-
-KEYS = "123456789"
 
 
 def rate_page(request, project, prompt_id: int):
@@ -16,9 +14,7 @@ def rate_page(request, project, prompt_id: int):
     aspects = aspects_of(project.rating_aspects)
     ranking = page.ranking
     rate_data = {
-        "projectId": project.id,
-        "promptId": page.prompt.id,
-        "frozen": project.is_frozen,
+        **page_data(request, project, page.prompt, draft="rating-draft", submit="rankings"),
         "scaleMin": project.rating_scale_min,
         "scaleMax": project.rating_scale_max,
         "aspects": aspects,
@@ -28,16 +24,6 @@ def rate_page(request, project, prompt_id: int):
         "initialFlags": ranking.flags if ranking else {},
         "initialComment": ranking.comment if ranking else "",
         "revision": ranking.revision if ranking else 0,
-        # Not the ranking page's key: a draft of one kind never loads into the other.
-        "draftKey": f"rlhf-studio:rating-draft:{request.user.id}:{page.prompt.id}",
-        "layoutKey": f"rlhf-studio:layout:{request.user.id}",
-        "leaseMinutes": project.lease_minutes,
-        "urls": {
-            "rankings": reverse("api_rankings", args=[project.id]),
-            "skips": reverse("api_skips", args=[project.id]),
-            "lease": reverse("api_lease_renew", args=[project.id, page.prompt.id]),
-            "next": reverse("rank_next", args=[project.slug]),
-        },
     }
     return render(request, "annotate/rate.html", {
         "project": project,

@@ -6,7 +6,6 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -16,6 +15,7 @@ from . import rate_views, selectors, services, work_summaries
 from .agreement import PAIR_SHARE_BINS
 from .charts import bar_chart, line_chart
 from .forms import ExportForm, ImportForm, ProjectForm
+from .labeling_pages import KEYS, page_data
 from .models import Export, Membership, Project, PromptImport
 from .quality import project_quality
 from .ranking import FLAG_NAMES
@@ -141,33 +141,21 @@ def rank_page(request, slug: str, prompt_id: int):
     if project.annotation_mode == Project.Mode.DEMONSTRATE:
         return _demonstrate_page(request, project, prompt_id)
     page = selectors.rank_page_get(project, request.user, prompt_id)
-    keys = "123456789"
     rank_data = {
-        "projectId": project.id,
-        "promptId": page.prompt.id,
+        **page_data(request, project, page.prompt, draft="draft", submit="rankings"),
         "allowTies": project.allow_ties,
         "autoPlaceLast": project.auto_place_last,
-        "frozen": project.is_frozen,
-        "completions": [{"id": c.id, "key": keys[i]} for i, c in enumerate(page.completions)],
+        "completions": [{"id": c.id, "key": KEYS[i]} for i, c in enumerate(page.completions)],
         "displayedOrder": [c.id for c in page.completions],
         "initialTiers": page.ranking.tiers if page.ranking else None,
         "initialFlags": page.ranking.flags if page.ranking else {},
         "initialComment": page.ranking.comment if page.ranking else "",
         "revision": page.ranking.revision if page.ranking else 0,
-        "draftKey": f"rlhf-studio:draft:{request.user.id}:{page.prompt.id}",
-        "layoutKey": f"rlhf-studio:layout:{request.user.id}",
-        "leaseMinutes": project.lease_minutes,
-        "urls": {
-            "rankings": reverse("api_rankings", args=[project.id]),
-            "skips": reverse("api_skips", args=[project.id]),
-            "lease": reverse("api_lease_renew", args=[project.id, page.prompt.id]),
-            "next": reverse("rank_next", args=[project.slug]),
-        },
     }
     return render(request, "annotate/rank.html", {
         "project": project,
         "page": page,
-        "keyed_completions": list(zip(keys, page.completions, strict=False)),
+        "keyed_completions": list(zip(KEYS, page.completions, strict=False)),
         "progress": selectors.labeler_progress(project, request.user),
         "rank_data": rank_data,
         "flag_names": FLAG_NAMES,
@@ -177,32 +165,22 @@ def rank_page(request, slug: str, prompt_id: int):
 def _demonstrate_page(request, project, prompt_id: int):
     """A demonstrate project's labeling page: write the response the prompt should get."""
     page = selectors.demonstration_page_get(project, request.user, prompt_id)
-    keys = "123456789"
     written = page.demonstration
     write_data = {
-        "projectId": project.id,
-        "promptId": page.prompt.id,
-        "frozen": project.is_frozen,
+        **page_data(request, project, page.prompt, draft="demonstration-draft",
+                    submit="demonstrations"),
         # Raw texts: "Start from this one" copies a completion into the editor as written.
-        "completions": [{"id": c.id, "key": keys[i], "text": c.text}
+        "completions": [{"id": c.id, "key": KEYS[i], "text": c.text}
                         for i, c in enumerate(page.completions)],
         "initial": ({"text": written.text, "sourceId": written.source_completion_id,
                      "comment": written.comment} if written else None),
         "revision": written.revision if written else 0,
         "maxChars": MAX_TEXT_CHARS,
-        "draftKey": f"rlhf-studio:demonstration-draft:{request.user.id}:{page.prompt.id}",
-        "leaseMinutes": project.lease_minutes,
-        "urls": {
-            "demonstrations": reverse("api_demonstrations", args=[project.id]),
-            "skips": reverse("api_skips", args=[project.id]),
-            "lease": reverse("api_lease_renew", args=[project.id, page.prompt.id]),
-            "next": reverse("rank_next", args=[project.slug]),
-        },
     }
     return render(request, "annotate/demonstrate.html", {
         "project": project,
         "page": page,
-        "keyed_completions": list(zip(keys, page.completions, strict=False)),
+        "keyed_completions": list(zip(KEYS, page.completions, strict=False)),
         "progress": selectors.labeler_progress(project, request.user),
         "write_data": write_data,
         "max_chars": MAX_TEXT_CHARS,

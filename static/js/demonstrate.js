@@ -79,41 +79,18 @@
     baseRevision: Number(data.revision) || 0,
   };
   const timer = lib.activeTimer();
-  const drafts = lib.draftStore(data.draftKey, () => { ui.storageNotice.hidden = false; });
   const retry = lib.retryWaiter();
   const help = lib.keyHelp(ui.keyHelp, ui.keyHelpClose);
   let leaseTimer = null;
 
-  function writeDraft() {
-    if (state.done) return;
-    if (!state.idempotencyKey) state.idempotencyKey = lib.newKey();
-    state.hasDraft = drafts.write({
-      version: 1,
-      text: state.text,
-      sourceId: state.sourceId,
-      comment: state.comment,
-      idempotencyKey: state.idempotencyKey,
-      keyUsed: state.keyUsed,
-      timeSpentMs: Math.round(timer.total()),
-      baseRevision: state.baseRevision,
-      savedAt: new Date().toISOString(),
-    }) || state.hasDraft;
-  }
-
-  function deleteDraft() {
-    state.hasDraft = false;
-    drafts.remove();
-  }
-
+  const drafts = lib.draftKeeper({
+    key: data.draftKey, state, timer, render,
+    content: () => ({ text: state.text, sourceId: state.sourceId, comment: state.comment }),
+    onBlocked: () => { ui.storageNotice.hidden = false; },
+  });
+  const { write: writeDraft, remove: deleteDraft } = drafts;
   /** Every edit of the text, source or comment ends here. */
-  function changed() {
-    if (state.keyUsed) {
-      state.idempotencyKey = lib.newKey();
-      state.keyUsed = false;
-    }
-    writeDraft();
-    render();
-  }
+  const changed = drafts.changed;
 
   // --- rendering -----------------------------------------------------------------------------
 
@@ -137,10 +114,7 @@
     app.classList.toggle("is-busy", state.submitting);
   }
 
-  function setStatus(text, tone = "info") {
-    ui.status.textContent = text;
-    ui.status.dataset.tone = tone;
-  }
+  const setStatus = lib.statusLine(ui.status, state).set;
 
   // --- editing -------------------------------------------------------------------------------
 

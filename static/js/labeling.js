@@ -74,6 +74,61 @@
     };
   }
 
+  /**
+   * A page's draft, kept until the server confirms it: the page's own content (`content()`:
+   * tiers, scores or text, with flags and comment) and what a submission needs again after a
+   * reload (the idempotency key and whether it was sent, active time, the base revision).
+   * Every edit ends in `changed()`: a key already sent may name a stored version, so an edit
+   * takes a new one.
+   */
+  function draftKeeper({ key, state, timer, content, render, onBlocked }) {
+    const store = draftStore(key, onBlocked);
+    function write() {
+      if (state.done) return;
+      if (!state.idempotencyKey) state.idempotencyKey = newKey();
+      const draft = {
+        version: 1,
+        ...content(),
+        idempotencyKey: state.idempotencyKey,
+        keyUsed: state.keyUsed,
+        timeSpentMs: Math.round(timer.total()),
+        baseRevision: state.baseRevision,
+        savedAt: new Date().toISOString(),
+      };
+      if (store.write(draft)) state.hasDraft = true;
+    }
+    function remove() {
+      state.hasDraft = false;
+      store.remove();
+    }
+    function changed() {
+      if (state.keyUsed) {
+        state.idempotencyKey = newKey();
+        state.keyUsed = false;
+      }
+      write();
+      render();
+    }
+    return { read: () => store.read(), write, remove, changed };
+  }
+
+  /**
+   * The save-status line: `set` says how a submission went; `announce` is a short message for a
+   * keyboard action that never overwrites a save error or "Saved".
+   */
+  function statusLine(element, state) {
+    function set(text, tone = "info") {
+      element.textContent = text;
+      element.dataset.tone = tone;
+    }
+    function announce(text) {
+      if (state.submitting || state.done) return;
+      if (element.dataset.tone === "bad" && element.textContent) return;
+      set(text, "info");
+    }
+    return { set, announce };
+  }
+
   /** Active time on the page: counts while the page is visible. */
   function activeTimer() {
     return {
@@ -378,7 +433,7 @@
   }
 
   window.rlhfLabeling = {
-    $, $$, element, newKey, draftStore, activeTimer, postJson, readJson, describeRefusal,
+    $, $$, element, newKey, draftStore, draftKeeper, statusLine, activeTimer, postJson, readJson, describeRefusal,
     submitWithRetry, retryWaiter, skipPrompt, renewLease, isTyping, keyHelp, completionCards,
   };
 })();

@@ -18,8 +18,8 @@
   const data = JSON.parse(dataElement.textContent);
 
   const {
-    $, $$, element, newKey, draftStore, activeTimer, submitWithRetry, retryWaiter, skipPrompt,
-    renewLease: renewLeaseAt, isTyping, keyHelp, completionCards, describeRefusal,
+    $, $$, element, newKey, draftKeeper, statusLine, activeTimer, submitWithRetry, retryWaiter,
+    skipPrompt, renewLease: renewLeaseAt, isTyping, keyHelp, completionCards, describeRefusal,
   } = window.rlhfLabeling; // static/js/labeling.js
 
   const NAVIGATE_DELAY_MS = 400;
@@ -272,40 +272,14 @@
 
   // --- drafts --------------------------------------------------------------------------------
 
-  const drafts = draftStore(data.draftKey, () => { ui.storageNotice.hidden = false; });
-
-  function writeDraft() {
-    if (state.done) return;
-    if (!state.idempotencyKey) state.idempotencyKey = newKey();
-    const draft = {
-      version: 1,
-      tiers: state.tiers,
-      flags: state.flags,
-      comment: state.comment,
-      idempotencyKey: state.idempotencyKey,
-      keyUsed: state.keyUsed,
-      timeSpentMs: Math.round(timer.total()),
-      baseRevision: state.baseRevision,
-      savedAt: new Date().toISOString(),
-    };
-    if (drafts.write(draft)) state.hasDraft = true;
-  }
-
-  function deleteDraft() {
-    state.hasDraft = false;
-    drafts.remove();
-  }
-
+  const drafts = draftKeeper({
+    key: data.draftKey, state, timer, render,
+    content: () => ({ tiers: state.tiers, flags: state.flags, comment: state.comment }),
+    onBlocked: () => { ui.storageNotice.hidden = false; },
+  });
+  const { write: writeDraft, remove: deleteDraft } = drafts;
   /** Every edit of the ranking, flags or comment ends here. */
-  function changed() {
-    if (state.keyUsed) {
-      // The earlier key may already name a stored version; this is a new one.
-      state.idempotencyKey = newKey();
-      state.keyUsed = false;
-    }
-    writeDraft();
-    render();
-  }
+  const changed = drafts.changed;
 
   // --- rendering -----------------------------------------------------------------------------
 
@@ -435,18 +409,7 @@
 
   // --- status line ---------------------------------------------------------------------------
 
-  function setStatus(text, tone = "info") {
-    ui.status.textContent = text;
-    ui.status.dataset.tone = tone;
-  }
-
-  // A short-lived message for keyboard actions; never overwrites a save error or "Saved".
-  function announce(text) {
-    if (state.submitting || state.done) return;
-    const tone = ui.status.dataset.tone;
-    if (tone === "bad" && ui.status.textContent) return;
-    setStatus(text, "info");
-  }
+  const { set: setStatus, announce } = statusLine(ui.status, state);
 
   // --- submit --------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@
   const data = JSON.parse(dataElement.textContent);
 
   const {
-    $, $$, newKey, draftStore, activeTimer, submitWithRetry, retryWaiter, skipPrompt,
+    $, $$, newKey, draftKeeper, statusLine, activeTimer, submitWithRetry, retryWaiter, skipPrompt,
     renewLease, isTyping, keyHelp, completionCards, describeRefusal,
   } = window.rlhfLabeling;
 
@@ -187,40 +187,14 @@
 
   // --- drafts --------------------------------------------------------------------------------
 
-  const drafts = draftStore(data.draftKey, () => { ui.storageNotice.hidden = false; });
-
-  function writeDraft() {
-    if (state.done) return;
-    if (!state.idempotencyKey) state.idempotencyKey = newKey();
-    const draft = {
-      version: 1,
-      scores: state.scores,
-      flags: state.flags,
-      comment: state.comment,
-      idempotencyKey: state.idempotencyKey,
-      keyUsed: state.keyUsed,
-      timeSpentMs: Math.round(timer.total()),
-      baseRevision: state.baseRevision,
-      savedAt: new Date().toISOString(),
-    };
-    if (drafts.write(draft)) state.hasDraft = true;
-  }
-
-  function deleteDraft() {
-    state.hasDraft = false;
-    drafts.remove();
-  }
-
+  const drafts = draftKeeper({
+    key: data.draftKey, state, timer, render,
+    content: () => ({ scores: state.scores, flags: state.flags, comment: state.comment }),
+    onBlocked: () => { ui.storageNotice.hidden = false; },
+  });
+  const { write: writeDraft, remove: deleteDraft } = drafts;
   /** Every edit of the scores, flags or comment ends here. */
-  function changed() {
-    if (state.keyUsed) {
-      // The earlier key may already name a stored version; this is a new one.
-      state.idempotencyKey = newKey();
-      state.keyUsed = false;
-    }
-    writeDraft();
-    render();
-  }
+  const changed = drafts.changed;
 
   // --- rendering -----------------------------------------------------------------------------
 
@@ -280,17 +254,7 @@
 
   // --- status line ---------------------------------------------------------------------------
 
-  function setStatus(text, tone = "info") {
-    ui.status.textContent = text;
-    ui.status.dataset.tone = tone;
-  }
-
-  // A short-lived message for keyboard actions; never overwrites a save error or "Saved".
-  function announce(text) {
-    if (state.submitting || state.done) return;
-    if (ui.status.dataset.tone === "bad" && ui.status.textContent) return;
-    setStatus(text, "info");
-  }
+  const { set: setStatus, announce } = statusLine(ui.status, state);
 
   // --- submit --------------------------------------------------------------------------------
 

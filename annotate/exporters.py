@@ -241,6 +241,16 @@ class _DigestingFile:
         self.size += len(data)
         self.lines += data.count(b"\n")
 
+    def append(self, source: Path) -> None:
+        """Append a file's bytes (a part built elsewhere), hashed and counted as they pass."""
+        self._flush()
+        with source.open("rb") as handle:
+            for data in iter(lambda: handle.read(1 << 20), b""):
+                self._handle.write(data)
+                self._sha256.update(data)
+                self.size += len(data)
+                self.lines += data.count(b"\n")
+
     def close(self) -> tuple[str, int, int]:
         """Write what is held; return the file's sha256, size and lines, as _digest would."""
         try:
@@ -300,6 +310,27 @@ class ExportWriter:
         self._files[f"{split}.jsonl"].write("".join(rows.preference(v) for v in verdicts))
         for verdict in verdicts:
             self.counts.count_pair(split, verdict.agreement)
+
+    def split_keys(self) -> dict[str, list[str]]:
+        """The content keys of the prompts with pairs in each split, for append_part."""
+        return {split: sorted(keys) for split, keys in self._keys.items()}
+
+    def append_part(self, directory: Path, counts: dict[str, Any],
+                    keys: dict[str, list[str]]) -> None:
+        """Append the files another writer wrote of the prompts that follow this one's (in
+        another process): their lines go after this one's, their counts add up and their
+        split keys join this one's, so the export is what one writer of all would write."""
+        for name, handle in self._files.items():
+            handle.append(directory / name)
+        mine = self.counts
+        for name in ("prompts", "prompts_with_pairs", "rankings"):
+            setattr(mine, name, getattr(mine, name) + counts[name])
+        for split in mine.pairs:
+            mine.pairs[split] += counts["pairs"][split]
+            self._keys[split].update(keys[split])
+        mine.agreement_histogram = [a + b for a, b in zip(mine.agreement_histogram,
+                                                          counts["agreement_histogram"],
+                                                          strict=True)]
 
     def close(self) -> None:
         for name, handle in self._files.items():

@@ -5,6 +5,8 @@ in one invocation (issue 19).
     git worktree add --detach /tmp/bench-OLD OLD
     .venv/bin/python bench/export_side_by_side.py run --trees /tmp/bench-OLD,. --repeat 3 \
         --out bench/results/x.jsonl                     # about 10 minutes
+    .venv/bin/python bench/export_side_by_side.py run --trees . --workers 1,2 --repeat 3 \
+        --out bench/results/y.jsonl                     # one process against two, and LS
     .venv/bin/python bench/export_side_by_side.py memory --rankings 10000,100000 --trees .
     .venv/bin/python bench/export_side_by_side.py profile --database sqlite --out DIR
     .venv/bin/python bench/export_side_by_side.py table bench/results/x.jsonl
@@ -114,11 +116,16 @@ class Dataset:
         if done.returncode:
             raise RuntimeError(f"{argv[1:4]} failed:\n{done.stderr[-3000:]}")
 
-    def export(self, tree: Path) -> dict:
+    def export(self, tree: Path, workers: int | None = None) -> dict:
         """One export by `tree`'s code in a fresh process, its memory sampled; then the
-        export's hash and files, read back and removed (the disk stays small)."""
+        export's hash and files, read back and removed (the disk stays small). `workers`:
+        its EXPORT_WORKERS (None: the default); the CPU seconds include its part processes
+        (wait4 counts the children it waited for)."""
+        env = self.env(tree)
+        if workers is not None:
+            env["EXPORT_WORKERS"] = str(workers)
         child = subprocess.Popen([sys.executable, str(tree / "bench" / "rlhf_studio.py"),
-                                  "--child", "export"], cwd=tree, env=self.env(tree),
+                                  "--child", "export"], cwd=tree, env=env,
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if child.stdout.readline().strip() != "ready":
             child.wait()
@@ -260,15 +267,18 @@ def measure(args, trees: list[Path], commits: list[str], datasets: list[Dataset]
                     record(rep=rep, system="labelstudio", kind=kind, **result)
                     log(f"  {kind}: {result['seconds']:.2f} s")
             for dataset in datasets:
-                order = list(zip(trees, commits, strict=True))
-                for tree, commit in (order[::-1] if rep % 2 == 0 else order):
-                    result = dataset.export(tree)
+                order = [(tree, commit, workers)
+                         for tree, commit in zip(trees, commits, strict=True)
+                         for workers in args.workers]
+                for tree, commit, workers in (order[::-1] if rep % 2 == 0 else order):
+                    result = dataset.export(tree, workers)
                     first = reference.setdefault(dataset.database, result)
                     differ = same_output(first, result)
                     record(rep=rep, system="rlhf-studio", database=dataset.database,
-                           commit=commit, tree=str(tree), identical=not differ, differ=differ,
-                           **strip(result))
-                    log(f"  {dataset.database} {commit}: {result['seconds']:.2f} s, "
+                           commit=commit, workers=workers, tree=str(tree),
+                           identical=not differ, differ=differ, **strip(result))
+                    log(f"  {dataset.database} {commit} W={workers or 'default'}: "
+                        f"{result['seconds']:.2f} s, {result['cpu_seconds']:.2f} CPU s, "
                         f"peak {result['peak_rss_mb']:.0f} MB; "
                         f"{'identical' if not differ else 'DIFFERENT: ' + ', '.join(differ)}")
 
@@ -350,7 +360,8 @@ def table(path: str) -> None:
         if row["system"] == "labelstudio":
             key = ("Label Studio 1.23.2, SQLite", row["kind"])
         else:
-            key = (f"rlhf-studio {row['commit']}", row["database"])
+            workers = f", W={row['workers']}" if row.get("workers") else ""
+            key = (f"rlhf-studio {row['commit']}{workers}", row["database"])
         groups.setdefault(key, []).append(row)
     medians = {key: statistics.median(r["seconds"] for r in group)
                for key, group in groups.items()}
@@ -389,6 +400,10 @@ def main() -> None:
     one.add_argument("--rankings", type=int, default=10_000)
     one.add_argument("--repeat", type=int, default=3)
     one.add_argument("--no-labelstudio", dest="labelstudio", action="store_false")
+    one.add_argument("--workers", default="", type=lambda text: [
+        int(n) for n in text.split(",") if n] or [None],
+                     help="EXPORT_WORKERS values to export with, each tree, e.g. 1,2 "
+                          "(default: the tree's own default)")
     one.add_argument("--out", required=True)
     mem = sub.add_parser("memory")
     mem.add_argument("--trees", default=".")

@@ -27,6 +27,7 @@ from ..quality import flagged_labeler_ids
 from ..rating_exporters import SCORES_FILE
 from ..selectors import model_win_rates
 from ..signals import export_finished
+from .export_parts import export_part_job, export_parts_start
 from .export_runs import Heartbeat, export_claim, export_dispatch
 
 logger = logging.getLogger(__name__)
@@ -165,24 +166,33 @@ def _build(export: Export, directory: Path) -> tuple[dict, str]:
         from .rating_exports import rating_export_build  # it streams with this module's reader
 
         return rating_export_build(export, params, directory)
-    conversational = project.prompts.filter(messages__isnull=False).exists()
-    excluded = flagged_labeler_ids(project) if params.exclude_flagged else set()
-    weights = labeler_reliability(project, params, excluded) if params.weight_by_reliability else {}
-    writer = exporters.ExportWriter(directory, conversational=conversational,
-                                    test_fraction=params.test_fraction, seed=params.seed)
+    # Children first: their start overlaps the weights' pass and the parent's own range.
+    ranges, parts = export_parts_start(export, params, directory)
+    writer = None
     try:
-        for done, (prompt, all_rankings) in enumerate(prompts_with_rankings(project, params), 1):
-            rankings = [r for r in all_rankings if r.labeler_id not in excluded]
-            labeled = [LabeledRanking(prompt.prompt_id, r.labeler, r.tiers,
-                                      weights.get(r.labeler_id, 1.0)) for r in rankings]
-            verdicts, consensus = merge_prompt(labeled, min_votes=params.min_votes,
-                                               min_agreement=params.min_agreement,
-                                               tie_policy=params.tie_policy)
-            writer.add_prompt(prompt, rankings, verdicts, consensus)
-            if done % PROGRESS_EVERY == 0:
-                Export.objects.filter(id=export.id).update(prompts_done=done)
+        conversational = project.prompts.filter(messages__isnull=False).exists()
+        excluded = flagged_labeler_ids(project) if params.exclude_flagged else set()
+        weights = (labeler_reliability(project, params, excluded)
+                   if params.weight_by_reliability else {})
+        writer = exporters.ExportWriter(directory, conversational=conversational,
+                                        test_fraction=params.test_fraction, seed=params.seed)
+        # What depends on the whole export (weights, exclusions, the chat form) is settled
+        # above, once: each part writes its own prompts' lines, which depend on them alone.
+        for part in parts:
+            part.send(export_part_job(export, params, conversational=conversational,
+                                      excluded=excluded, weights=weights))
+
+        def progress(done: int) -> None:
+            Export.objects.filter(id=export.id).update(prompts_done=done)
+
+        export_write_prompts(writer, project, params, excluded, weights, ranges[0], progress)
+        for part in parts:  # in order: the files are the parts' lines, concatenated
+            writer.append_part(*part.wait())
     finally:
-        writer.close()
+        for part in parts:
+            part.stop()
+        if writer is not None:
+            writer.close()
     data_hash = exporters.content_hash(directory)
     if "parquet" in params.formats:
         exporters.write_parquet(directory)
@@ -199,23 +209,44 @@ def _build(export: Export, directory: Path) -> tuple[dict, str]:
     return writer.counts.__dict__, data_hash
 
 
+def export_write_prompts(writer: exporters.ExportWriter, project: Project, params: ExportParams,
+                         excluded: set[int], weights: dict[int | None, float],
+                         ids: "IdRange" = (None, None), on_progress=None) -> None:
+    """Merge and write the prompts whose ids are in `ids`, in id order (all: the default)."""
+    for done, (prompt, all_rankings) in enumerate(prompts_with_rankings(project, params, ids), 1):
+        rankings = [r for r in all_rankings if r.labeler_id not in excluded]
+        labeled = [LabeledRanking(prompt.prompt_id, r.labeler, r.tiers,
+                                  weights.get(r.labeler_id, 1.0)) for r in rankings]
+        verdicts, consensus = merge_prompt(labeled, min_votes=params.min_votes,
+                                           min_agreement=params.min_agreement,
+                                           tie_policy=params.tie_policy)
+        writer.add_prompt(prompt, rankings, verdicts, consensus)
+        if on_progress is not None and done % PROGRESS_EVERY == 0:
+            on_progress(done)
+
+
+IdRange = tuple[int | None, int | None]  # prompt ids from (inclusive), to (exclusive); None: open
+
+
 def prompts_with_rankings(
-    project: Project, params: ExportParams
+    project: Project, params: ExportParams, ids: IdRange = (None, None)
 ) -> Iterator[tuple[PromptForExport, list[RankingForExport]]]:
     """Stream the project's prompts in id order, each with its completions and rankings;
-    retired prompts are left out.
+    retired prompts are left out. `ids`: only the prompts in that range of ids.
 
     Three ordered queries read side by side (a merge join), so only one prompt is in memory.
     """
-    prompts = _raw_rows(Prompt.objects.filter(project=project, retired_at__isnull=True)
+    prompts = _raw_rows(_in_range(Prompt.objects.filter(project=project, retired_at__isnull=True),
+                                  "id", ids)
                         .order_by("id").values_list("id", "external_id", "text", "messages"))
     completions = _peekable(_raw_rows(
-        Completion.objects.filter(prompt__project=project).order_by("prompt_id", "position")
-        .values_list("prompt_id", "id", "text")
+        _in_range(Completion.objects.filter(prompt__project=project), "prompt_id", ids)
+        .order_by("prompt_id", "position").values_list("prompt_id", "id", "text")
     ))
     sources = ["labeler", "imported"] if params.include_imported else ["labeler"]
     rankings = _peekable(_raw_rows(
-        Ranking.objects.filter(prompt__project=project, source__in=sources)
+        _in_range(Ranking.objects.filter(prompt__project=project, source__in=sources),
+                  "prompt_id", ids)
         .order_by("prompt_id", "source", "labeler_id")
         .values_list("prompt_id", "labeler_id", "source", "tiers", "revision", "flags",
                      "time_spent_ms", "displayed_order", "scores")
@@ -236,6 +267,15 @@ def prompts_with_rankings(
                 scores=_json(scores),
             ))
         yield PromptForExport(prompt_id, external_id, text, _json(messages), texts), ranked
+
+
+def _in_range(query: QuerySet, column: str, ids: IdRange) -> QuerySet:
+    low, high = ids
+    if low is not None:
+        query = query.filter(**{f"{column}__gte": low})
+    if high is not None:
+        query = query.filter(**{f"{column}__lt": high})
+    return query
 
 
 def _raw_rows(query: QuerySet) -> Iterator[tuple]:

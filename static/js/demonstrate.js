@@ -364,38 +364,12 @@
       state.text = ui.editor.value;
       changed();
     });
-    ui.comment.addEventListener("input", () => {
-      state.comment = ui.comment.value;
-      changed();
-    });
     ui.scratch.addEventListener("click", startFromScratch);
-    ui.submit.addEventListener("click", () => submit());
-    ui.retryNow.addEventListener("click", () => retry.now());
-    window.addEventListener("online", () => retry.now());
-    ui.draftDiscard.addEventListener("click", discardDraft);
-    ui.staleKeepMine.addEventListener("click", keepMine);
-    ui.staleLoadCurrent.addEventListener("click", loadCurrent);
-    if (ui.cheatToggle) ui.cheatToggle.addEventListener("click", () => help.toggle(true));
-    if (ui.skipButton) ui.skipButton.addEventListener("click", () => skip());
     cards.measure();
     cards.watchResize();
-    document.addEventListener("visibilitychange", () => {
-      if (document.hidden) {
-        timer.pause();
-        if (state.hasDraft) writeDraft(); // keep the time spent so far
-      } else {
-        timer.resume();
-      }
+    leaseTimer = lib.listenAlike({
+      ui, state, data, timer, drafts, submit, retry, help, skip, discardDraft, keepMine, loadCurrent,
     });
-    window.addEventListener("pagehide", () => {
-      if (state.hasDraft) writeDraft();
-    });
-    if (!(data.revision > 0)) {
-      const leaseMs = Math.max(1, Number(data.leaseMinutes) || 30) * 60000;
-      leaseTimer = window.setInterval(() => {
-        if (!state.done) lib.renewLease(data.urls.lease, ui.leaseNotice);
-      }, Math.min(5 * 60000, leaseMs / 2));
-    }
     render();
     app.dataset.state = "ready";
   }

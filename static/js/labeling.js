@@ -129,6 +129,55 @@
     return { set, announce };
   }
 
+  /**
+   * What every labeling page listens to alike: flag boxes and the comment (each edit ends in
+   * `drafts.changed`), submit and retry, the draft and stale-notice buttons, key help, skip,
+   * active time (a hidden page stops the clock and keeps the draft's time), and the lease kept
+   * alive while a first answer is open. Returns the lease timer's id (null when revising).
+   */
+  function listenAlike({ ui, state, data, timer, drafts, submit, retry, help, skip,
+                         discardDraft, keepMine, loadCurrent }) {
+    for (const box of $$("input[data-flag]")) {
+      box.addEventListener("change", () => {
+        const id = box.dataset.completionId;
+        const names = new Set(state.flags[id] || []);
+        if (box.checked) names.add(box.dataset.flag);
+        else names.delete(box.dataset.flag);
+        if (names.size) state.flags[id] = [...names].sort();
+        else delete state.flags[id];
+        drafts.changed();
+      });
+    }
+    ui.comment.addEventListener("input", () => {
+      state.comment = ui.comment.value;
+      drafts.changed();
+    });
+    ui.submit.addEventListener("click", () => submit());
+    ui.retryNow.addEventListener("click", () => retry.now());
+    window.addEventListener("online", () => retry.now());
+    ui.draftDiscard.addEventListener("click", discardDraft);
+    ui.staleKeepMine.addEventListener("click", keepMine);
+    ui.staleLoadCurrent.addEventListener("click", loadCurrent);
+    if (ui.cheatToggle) ui.cheatToggle.addEventListener("click", () => help.toggle(true));
+    if (ui.skipButton) ui.skipButton.addEventListener("click", () => skip());
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden) {
+        timer.pause();
+        if (state.hasDraft) drafts.write(); // keep the time spent so far
+      } else {
+        timer.resume();
+      }
+    });
+    window.addEventListener("pagehide", () => {
+      if (state.hasDraft) drafts.write();
+    });
+    if (data.revision > 0) return null;
+    const leaseMs = Math.max(1, Number(data.leaseMinutes) || 30) * 60000;
+    return window.setInterval(() => {
+      if (!state.done) renewLease(data.urls.lease, ui.leaseNotice);
+    }, Math.min(5 * 60000, leaseMs / 2));
+  }
+
   /** Active time on the page: counts while the page is visible. */
   function activeTimer() {
     return {
@@ -433,7 +482,7 @@
   }
 
   window.rlhfLabeling = {
-    $, $$, element, newKey, draftStore, draftKeeper, statusLine, activeTimer, postJson, readJson, describeRefusal,
+    $, $$, element, newKey, draftStore, draftKeeper, statusLine, listenAlike, activeTimer, postJson, readJson, describeRefusal,
     submitWithRetry, retryWaiter, skipPrompt, renewLease, isTyping, keyHelp, completionCards,
   };
 })();

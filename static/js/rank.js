@@ -18,8 +18,8 @@
   const data = JSON.parse(dataElement.textContent);
 
   const {
-    $, $$, element, newKey, draftKeeper, statusLine, activeTimer, submitWithRetry, retryWaiter,
-    skipPrompt, renewLease: renewLeaseAt, isTyping, keyHelp, completionCards, describeRefusal,
+    $, $$, element, newKey, draftKeeper, statusLine, listenAlike, activeTimer, submitWithRetry,
+    retryWaiter, skipPrompt, isTyping, keyHelp, completionCards, describeRefusal,
   } = window.rlhfLabeling; // static/js/labeling.js
 
   const NAVIGATE_DELAY_MS = 400;
@@ -543,10 +543,6 @@
 
   let leaseTimer = null;
 
-  function renewLease() {
-    if (!state.done) renewLeaseAt(data.urls.lease, ui.leaseNotice);
-  }
-
   // --- key help, layout and long completions ---------------------------------------------------
 
   const help = keyHelp(ui.keyHelp, ui.keyHelpClose);
@@ -898,49 +894,11 @@
     ui.unranked.addEventListener("dragover", onUnrankedDragOver);
     ui.unranked.addEventListener("drop", onUnrankedDrop);
     ui.unranked.addEventListener("dragleave", onDragLeave);
-
-    for (const box of $$("input[data-flag]")) {
-      box.addEventListener("change", () => {
-        const id = box.dataset.completionId;
-        const names = new Set(state.flags[id] || []);
-        if (box.checked) names.add(box.dataset.flag);
-        else names.delete(box.dataset.flag);
-        if (names.size) state.flags[id] = [...names].sort();
-        else delete state.flags[id];
-        changed();
-      });
-    }
-    ui.comment.addEventListener("input", () => {
-      state.comment = ui.comment.value;
-      changed();
-    });
-    ui.submit.addEventListener("click", () => submit());
-    ui.retryNow.addEventListener("click", () => retry.now());
-    window.addEventListener("online", () => retry.now());
-    ui.draftDiscard.addEventListener("click", discardDraft);
-    ui.staleKeepMine.addEventListener("click", keepMine);
-    ui.staleLoadCurrent.addEventListener("click", loadCurrent);
-    if (ui.cheatToggle) ui.cheatToggle.addEventListener("click", () => help.toggle(true));
     cards.setLayout(cards.storedLayout() || app.dataset.layout || "columns", false);
     cards.watchResize();
-    if (ui.skipButton) ui.skipButton.addEventListener("click", () => skip());
-
-    document.addEventListener("visibilitychange", () => {
-      if (document.hidden) {
-        timer.pause();
-        if (state.hasDraft) writeDraft(); // keep the time spent so far
-      } else {
-        timer.resume();
-      }
+    leaseTimer = listenAlike({
+      ui, state, data, timer, drafts, submit, retry, help, skip, discardDraft, keepMine, loadCurrent,
     });
-    window.addEventListener("pagehide", () => {
-      if (state.hasDraft) writeDraft();
-    });
-
-    if (!(data.revision > 0)) {
-      const leaseMs = Math.max(1, Number(data.leaseMinutes) || 30) * 60000;
-      leaseTimer = window.setInterval(renewLease, Math.min(5 * 60000, leaseMs / 2));
-    }
 
     render();
     app.dataset.state = "ready";

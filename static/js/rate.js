@@ -20,8 +20,8 @@
   const data = JSON.parse(dataElement.textContent);
 
   const {
-    $, $$, newKey, draftKeeper, statusLine, activeTimer, submitWithRetry, retryWaiter, skipPrompt,
-    renewLease, isTyping, keyHelp, completionCards, describeRefusal,
+    $, $$, newKey, draftKeeper, statusLine, listenAlike, activeTimer, submitWithRetry, retryWaiter,
+    skipPrompt, isTyping, keyHelp, completionCards, describeRefusal,
   } = window.rlhfLabeling;
 
   const NAVIGATE_DELAY_MS = 400;
@@ -586,39 +586,8 @@
         }
       });
     });
-    for (const box of $$("input[data-flag]")) {
-      box.addEventListener("change", () => {
-        const id = box.dataset.completionId;
-        const names = new Set(state.flags[id] || []);
-        if (box.checked) names.add(box.dataset.flag);
-        else names.delete(box.dataset.flag);
-        if (names.size) state.flags[id] = [...names].sort();
-        else delete state.flags[id];
-        changed();
-      });
-    }
-    ui.comment.addEventListener("input", () => {
-      state.comment = ui.comment.value;
-      changed();
-    });
-    ui.submit.addEventListener("click", () => submit());
-    ui.retryNow.addEventListener("click", () => retry.now());
-    window.addEventListener("online", () => retry.now());
-    ui.draftDiscard.addEventListener("click", discardDraft);
-    ui.staleKeepMine.addEventListener("click", keepMine);
-    ui.staleLoadCurrent.addEventListener("click", loadCurrent);
-    if (ui.cheatToggle) ui.cheatToggle.addEventListener("click", () => help.toggle(true));
-    if (ui.skipButton) ui.skipButton.addEventListener("click", () => skip());
-    document.addEventListener("visibilitychange", () => {
-      if (document.hidden) {
-        timer.pause();
-        if (state.hasDraft) writeDraft(); // keep the time spent so far
-      } else {
-        timer.resume();
-      }
-    });
-    window.addEventListener("pagehide", () => {
-      if (state.hasDraft) writeDraft();
+    leaseTimer = listenAlike({
+      ui, state, data, timer, drafts, submit, retry, help, skip, discardDraft, keepMine, loadCurrent,
     });
   }
 
@@ -627,12 +596,6 @@
     listen();
     cards.setLayout(cards.storedLayout() || app.dataset.layout || "columns", false);
     cards.watchResize();
-    if (!(data.revision > 0)) {
-      const leaseMs = Math.max(1, Number(data.leaseMinutes) || 30) * 60000;
-      leaseTimer = window.setInterval(() => {
-        if (!state.done) renewLease(data.urls.lease, ui.leaseNotice);
-      }, Math.min(5 * 60000, leaseMs / 2));
-    }
     if (slots.length && !data.frozen) focusSlot(state.focus, { scroll: false });
     else render();
     app.dataset.state = "ready";

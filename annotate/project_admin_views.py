@@ -37,9 +37,11 @@ def project_settings(request, slug: str):
 
 
 def _members_page(request, project, *, member_form=None, invitation=None, status=200):
-    rows = [(membership, services.password_refusal(actor=request.user, user=membership.user))
-            for membership in project.memberships.select_related("user").order_by(
-                "role", "user__username")]
+    memberships = list(project.memberships.select_related("user").order_by(
+        "role", "user__username"))
+    refusals = services.password_refusals(actor=request.user,
+                                          users=[membership.user for membership in memberships])
+    rows = [(membership, refusals[membership.user_id]) for membership in memberships]
     return render(request, "annotate/project_members.html", {
         "project": project,
         "rows": rows,

@@ -35,6 +35,7 @@ from .members import (
     member_remove,
     member_role_set,
     password_refusal,
+    password_refusals,
 )
 from .projects import (
     FIXED_ONCE_PROMPTS,
@@ -72,6 +73,7 @@ __all__ = [
     "member_remove",
     "member_role_set",
     "password_refusal",
+    "password_refusals",
     "project_update",
     "lease_renew",
     "membership_set",

@@ -356,3 +356,20 @@ def test_members_page_actions(project, alice, carol, client):
     response = client.post(f"/projects/{project.slug}/members/{alice.id}/",
                            {"action": "remove"}, follow=True)
     assert "last admin" in response.content.decode()
+
+
+def test_the_members_page_says_each_password_refusal_in_a_fixed_number_of_queries(
+        project, other_project, alice, carol, dave, make_user, client,
+        django_assert_max_num_queries):
+    services.membership_set(project=project, user=dave, role="labeler")  # dave is in P2 too
+    client.force_login(carol)
+    path = f"/projects/{project.slug}/members/"
+    with django_assert_max_num_queries(30) as few:
+        page = client.get(path).content.decode()
+    assert "also belongs to projects you do not administer" in page  # dave's row
+    assert "You cannot set your own password here." in page  # carol's row
+    for number in range(12):
+        services.membership_set(project=project, user=make_user(f"member{number}"),
+                                role="labeler")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        client.get(path)

@@ -7,27 +7,30 @@ The bytes stay those of one process: a prompt's lines depend on its own rows and
 parent settles once for the whole export (the parameters, the excluded labelers, the
 reliability weights, the chat form); the counts add up and the split keys join.
 
-Children are `python -m annotate.export_part` processes, not multiprocessing: a Celery
-prefork worker's processes are daemonic and may not have multiprocessing children, and a
-fork of a process holding database connections and a heartbeat thread is unsafe. A child
-reads its job (JSON) on stdin, writes its files and result.json into its own folder under
-the export's folder, and exits 0; anything else fails the export.
+Children are forked (os.fork), not multiprocessing: a Celery prefork worker's processes are
+daemonic and may not have multiprocessing children. Not a fresh interpreter either: starting
+Django costs about 0.9 CPU s, more than the whole export of 10,000 rankings (measured:
+bench/README.md). A fork starts with Django loaded and the job in memory; the parent closes
+its database connections first, so the child opens its own (psycopg leaves an inherited
+connection of another thread alone: it closes only connections of its own process). The
+child writes its files and result.json into its own folder under the export's folder and
+leaves with os._exit: 0, or 1 with its traceback in the folder, which fails the export.
 """
 
 import json
 import os
 import shutil
-import subprocess
-import sys
+import signal
+import traceback
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 from ..models import Export, Prompt, Ranking
 
-MIN_RANKINGS = 2000  # below this a child's start (about 0.3 CPU s) costs more than it saves
+MIN_RANKINGS = 2000  # below this, the export takes well under 0.2 s in one process
 RESULT = "result.json"
 ERRORS = "stderr.txt"
 
@@ -66,36 +69,43 @@ def id_ranges(project, workers: int) -> list[tuple[int | None, int | None]]:
 
 
 class Part:
-    """A child process building one range of an export into its own folder."""
+    """A forked child building one range of an export into its own folder."""
 
     def __init__(self, number: int, ids: tuple[int | None, int | None], folder: Path):
         self.number, self.ids, self.folder = number, ids, folder
-        folder.mkdir(parents=True)
-        self._errors = (folder / ERRORS).open("wb")
-        # Started before the job is known: the child's interpreter and Django start while
-        # the parent settles the weights and writes its own range.
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "annotate.export_part"], cwd=settings.BASE_DIR,
-            env={**os.environ, "DJANGO_SETTINGS_MODULE": getattr(
-                settings, "EXPORT_PART_SETTINGS", settings.SETTINGS_MODULE)},
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._errors)
+        self.pid: int | None = None
 
     def send(self, job: dict[str, Any]) -> None:
-        data = json.dumps({**job, "ids": list(self.ids), "folder": str(self.folder)}).encode()
-        try:
-            self.process.stdin.write(data)
-            self.process.stdin.close()
-        except BrokenPipeError:
-            pass  # it died starting: wait() says why
+        """Fork the child, which builds its range from `job` and exits."""
+        job = {**job, "ids": list(self.ids), "folder": str(self.folder)}
+        self.folder.mkdir(parents=True)
+        connections.close_all()  # a connection is not shared across a fork; reopened lazily
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 1
+            try:
+                export_part_build(job)
+                code = 0
+            except BaseException:
+                (self.folder / ERRORS).write_text(traceback.format_exc())
+            finally:
+                try:
+                    connections.close_all()
+                finally:
+                    os._exit(code)  # no atexit, no finalizers of what the parent owns
+        self.pid = pid
 
     def wait(self) -> tuple[Path, dict[str, Any], dict[str, list[str]]]:
         """The part's folder, counts and split keys, once it is written; RuntimeError, with
         the child's last error line, if it failed."""
-        code = self.process.wait()
-        self._errors.close()
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = None
+        code = os.waitstatus_to_exitcode(status)
         result = self.folder / RESULT
         if code != 0 or not result.is_file():
-            lines = (self.folder / ERRORS).read_text(errors="replace").strip().splitlines()
+            errors = self.folder / ERRORS
+            lines = errors.read_text(errors="replace").strip().splitlines() \
+                if errors.is_file() else []
             low, high = self.ids
             raise RuntimeError(
                 f"export part {self.number} (prompt ids {low or 'start'} to {high or 'end'}) "
@@ -105,16 +115,16 @@ class Part:
 
     def stop(self) -> None:
         """End the child if it still runs (the export failed elsewhere); drop its folder."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._errors.close()
+        if self.pid is not None:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.pid = None
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def export_parts_start(export: Export, params, directory: Path) -> tuple[list, list[Part]]:
-    """Split the export's prompts; start a child for every range but the first (the
-    caller's). Returns the ranges and the children, to send() their job to."""
+    """Split the export's prompts; a Part for every range but the first (the caller's), to
+    send() its job to once the parent has settled it. Returns the ranges and the parts."""
     ranges = id_ranges(export.project, export_workers(export.project, params))
     parts = [Part(number, ids, directory / f".part-{number}")
              for number, ids in enumerate(ranges[1:], 1)]
@@ -123,12 +133,10 @@ def export_parts_start(export: Export, params, directory: Path) -> tuple[list, l
 
 def export_part_job(export: Export, params, *, conversational: bool, excluded: set[int],
                     weights: dict[int | None, float]) -> dict[str, Any]:
-    """What a child needs besides its range: what the parent settled for the whole export,
-    and the database the parent reads (a test run's own, where it differs from settings)."""
+    """What a child needs besides its range: what the parent settled for the whole export."""
     return {"export_id": export.id, "params": params.as_dict(),
             "conversational": conversational, "excluded": sorted(excluded),
-            "weights": [[labeler, weight] for labeler, weight in weights.items()],
-            "database": connection.settings_dict["NAME"]}
+            "weights": [[labeler, weight] for labeler, weight in weights.items()]}
 
 
 def export_part_build(job: dict[str, Any]) -> dict[str, Any]:

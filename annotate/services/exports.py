@@ -166,8 +166,7 @@ def _build(export: Export, directory: Path) -> tuple[dict, str]:
         from .rating_exports import rating_export_build  # it streams with this module's reader
 
         return rating_export_build(export, params, directory)
-    # Children first: their start overlaps the weights' pass and the parent's own range.
-    ranges, parts = export_parts_start(export, params, directory)
+    ranges, parts = export_parts_start(export, params, directory)  # one range: no part
     writer = None
     try:
         conversational = project.prompts.filter(messages__isnull=False).exists()
@@ -177,7 +176,7 @@ def _build(export: Export, directory: Path) -> tuple[dict, str]:
         writer = exporters.ExportWriter(directory, conversational=conversational,
                                         test_fraction=params.test_fraction, seed=params.seed)
         # What depends on the whole export (weights, exclusions, the chat form) is settled
-        # above, once: each part writes its own prompts' lines, which depend on them alone.
+        # above, once: each part (a forked child) writes its own prompts' lines with it.
         for part in parts:
             part.send(export_part_job(export, params, conversational=conversational,
                                       excluded=excluded, weights=weights))

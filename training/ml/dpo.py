@@ -28,6 +28,7 @@ from .finetune import (
     trl_arguments,
     use_threads,
 )
+from .loading import is_adapter
 from .progress import Reporter
 
 METRICS = {"loss": "loss", "rewards/accuracies": "accuracy", "rewards/margins": "margin",
@@ -80,7 +81,7 @@ def train_dpo(config: DPOTrainingConfig, reporter: Reporter) -> dict:
                        "margin": after["eval_rewards/margins"], "loss_before": before["eval_loss"],
                        "loss_after": after["eval_loss"]}
     return {**result, "policy_dir": saved["model"], "merged_dir": saved.get("merged"),
-            "is_adapter": (Path(saved["model"]) / "adapter_config.json").is_file(),
+            "is_adapter": is_adapter(saved["model"]),
             "train_pairs": len(train_rows), "eval": evaluation}
 
 

@@ -186,12 +186,17 @@ def train(trainer, progress, reporter: Reporter, config: FineTuneConfig) -> dict
             "loop_seconds": round(state.metrics.get("train_runtime", 0.0), 3)}
 
 
+def drop_reference_adapter(model) -> None:
+    """Delete TRL's "ref" adapter (its frozen copy of the policy for DPO), if it made one."""
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+
+
 def save_policy(model, tokenizer, config: FineTuneConfig) -> dict[str, str]:
     """Save the policy (an adapter as an adapter) under output_dir/policy, as the other
     policy trainers do; TRL's frozen "ref" adapter copy, if it made one, is left out. The
     run's checkpoints go: the saved policy is what it made."""
-    if "ref" in getattr(model, "peft_config", {}):
-        model.delete_adapter("ref")
+    drop_reference_adapter(model)
     tokenizer.padding_side = "right"
     saved = save_model(model, tokenizer, Path(config.output_dir) / "policy",
                        merge_adapter=config.merge_adapter, extra=config.as_dict())

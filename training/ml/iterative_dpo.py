@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from .dpo import METRICS, DPOTrainingConfig
-from .finetune import bridge, train, trl_arguments
+from .finetune import bridge, drop_reference_adapter, train, trl_arguments
 from .loading import is_adapter
 from .policy import (
     Models,
@@ -132,7 +132,7 @@ def _train_on_pairs(models: Models, pairs: list[dict], config: PolicyTrainingCon
         learning_rate=config.learning_rate, beta=config.kl_coef,
         max_length=config.max_prompt_length + config.response_length,
         seed=config.seed + iteration, checkpoint_every=0, threads=config.threads)
-    _drop_reference_adapter(models.policy)  # TRL adds its own: a copy of the policy now
+    drop_reference_adapter(models.policy)  # TRL adds its own: a copy of the policy now
     progress = bridge(reporter, settings, METRICS)
     trainer = DPOTrainer(
         model=models.policy, ref_model=models.reference,
@@ -143,7 +143,7 @@ def _train_on_pairs(models: Models, pairs: list[dict], config: PolicyTrainingCon
     try:
         return train(trainer, progress, reporter, settings)
     finally:
-        _drop_reference_adapter(models.policy)
+        drop_reference_adapter(models.policy)
         shutil.rmtree(settings.output_dir, ignore_errors=True)
 
 
@@ -167,11 +167,6 @@ def _reset_reference(model, start: dict | None) -> None:
         return
     for name, weights in start.items():
         model.get_parameter(name.replace(".default.", ".ref.")).data.copy_(weights)
-
-
-def _drop_reference_adapter(model) -> None:
-    if "ref" in getattr(model, "peft_config", {}):
-        model.delete_adapter("ref")
 
 
 class NumberedReporter:

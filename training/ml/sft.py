@@ -29,6 +29,7 @@ from .finetune import (
     trl_arguments,
     use_threads,
 )
+from .loading import is_adapter
 from .progress import Reporter
 
 METRICS = {"loss": "loss", "mean_token_accuracy": "token_accuracy", "entropy": "entropy",
@@ -140,7 +141,7 @@ def train_sft(config: SFTTrainingConfig, reporter: Reporter) -> dict:
     after = _held_out_loss(trainer, held_out)
     saved = save_policy(trainer.model, tokenizer, config)
     return {**result, "policy_dir": saved["model"], "merged_dir": saved.get("merged"),
-            "is_adapter": (Path(saved["model"]) / "adapter_config.json").is_file(),
+            "is_adapter": is_adapter(saved["model"]),
             "train_examples": len(train_rows),
             "eval": {"examples": len(held_out), "loss_before": before, "loss_after": after}}
 

@@ -12,7 +12,7 @@ torch into every web worker that served one training request (+350 MB each).
 
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .data import choose_rendering
@@ -50,8 +50,7 @@ def model_facts(name_or_path: str) -> ModelFacts:
         max_positions=positions, chat_template=bool(getattr(tokenizer, "chat_template", None)),
         parameters=_parameter_count(Path(name_or_path)) if local else None,
         rendering=choose_rendering(tokenizer))
-    return ModelFacts(**{**asdict(facts), "architectures": facts.architectures,
-                         "problems": {role: role_problem(facts, role) for role in ROLES}})
+    return replace(facts, problems={role: role_problem(facts, role) for role in ROLES})
 
 
 def facts_from_json(text: str) -> ModelFacts:

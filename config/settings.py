@@ -129,6 +129,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # JIT compiling a short labeling query costs more than running it (25 ms of 40 measured
     # on next-prompt): these are OLTP queries, so JIT is off for the app's connections.
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
+    if os.environ.get("DATABASE_PREPARED", "1") != "0":
+        # Server-side binding lets psycopg prepare a statement on its second run on a
+        # connection, so the labeling loop's ~15 statements are no longer parsed and planned
+        # per request (database CPU per ranking 8.0 -> 5.7 ms, bench/README.md). Django also
+        # needs prepare_threshold named, or it passes None and nothing is prepared.
+        # DATABASE_PREPARED=0 turns it off behind a transaction-mode pooler (PgBouncer
+        # before 1.21, or without max_prepared_statements), where prepared statements break.
+        DATABASES["default"]["OPTIONS"].update(server_side_binding=True, prepare_threshold=2)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker share the file: WAL lets readers go on while one writes,
     # IMMEDIATE takes the write lock up front so two writers wait instead of deadlocking.

@@ -1,0 +1,90 @@
+"""PostgreSQL prepares the labeling hot path's statements (issue 19): with server-side binding
+and a prepare threshold, psycopg prepares a statement on its second run on a connection, so
+the database stops parsing and planning next-prompt's queries on every request.
+DATABASE_PREPARED=0 turns it off (a transaction-mode pooler). SQLite has nothing to prepare."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from django.db import connection
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from annotate import services
+from annotate.models import Prompt
+from tests.processes import ROOT, app_env
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(connection.vendor != "postgresql",
+                       reason="prepared statements are PostgreSQL's (CI runs it there)"),
+]
+
+
+def prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.fixture
+def labelers(make_user):
+    project = services.project_create(
+        created_by=None, slug="prepared", name="Prepared", criterion="helpfulness",
+        completions_per_prompt=2, labelers_per_prompt=2, gold_rate=0.0)
+    for index in range(6):
+        prompt = Prompt.objects.create(project=project, text=f"Q{index}", external_id=f"q{index}")
+        for position in range(2):
+            prompt.completions.create(position=position, text=f"A{index}.{position}")
+    clients = []
+    for name in ("alice", "bob", "charlie"):
+        user = make_user(name)
+        services.membership_set(project=project, user=user, role="labeler")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION="Token " + Token.objects.create(user=user).key)
+        clients.append(client)
+    return project, clients
+
+
+def test_next_prompts_statements_are_prepared_after_a_few_requests(labelers):
+    project, clients = labelers
+    for client in clients:
+        page = client.get(f"/api/projects/{project.id}/next-prompt/")
+        assert page.status_code == 200, page.content
+        order = [c["id"] for c in page.json()["completions"]]
+        answer = client.post(f"/api/projects/{project.id}/rankings/", {
+            "prompt": page.json()["prompt"]["id"], "tiers": [[i] for i in order],
+            "idempotency_key": f"k-{id(client)}", "displayed_order": order}, format="json")
+        assert answer.status_code == 201, answer.content
+    prepared = prepared_statements()
+    # Statements stay prepared for the connection's life, so earlier tests' may be among them;
+    # these are the hot path's own: the token lookup, the lease's INSERT, the open-lease read.
+    assert any(sql.startswith('SELECT "authtoken_token"."user_id"') for sql in prepared), prepared
+    assert any(sql.startswith('INSERT INTO "annotate_assignment" (prompt_id') for sql in prepared)
+    assert any(sql.startswith('SELECT COUNT("annotate_assignment"."id") FILTER')
+               for sql in prepared), prepared
+
+
+COUNT_PREPARED = (
+    "import django; django.setup(); from django.db import connection;"
+    "cursor = connection.cursor();"
+    "[cursor.execute('SELECT %s::int + 1', [i]) for i in range(3)];"
+    "cursor.execute('SELECT count(*) FROM pg_prepared_statements');"
+    "print(cursor.fetchone()[0])"
+)
+
+
+@pytest.mark.parametrize("switch, prepared", [(None, 1), ("1", 1), ("0", 0)])
+def test_database_prepared_0_turns_preparing_off(tmp_path, switch, prepared):
+    db = connection.settings_dict
+    env = app_env(DJANGO_SETTINGS_MODULE="config.settings", VAR_DIR=str(tmp_path),
+                  DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}")
+    env.pop("DATABASE_PREPARED", None)
+    if switch is not None:
+        env["DATABASE_PREPARED"] = switch
+    result = subprocess.run([sys.executable, "-c", COUNT_PREPARED], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == prepared

@@ -18,6 +18,7 @@ leaves with os._exit: 0, or 1 with its traceback in the folder, which fails the 
 """
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -31,6 +32,7 @@ from django.db import connection, connections
 from ..models import Export, Prompt, Ranking
 
 MIN_RANKINGS = 2000  # below this, the export takes well under 0.2 s in one process
+logger = logging.getLogger(__name__)
 RESULT = "result.json"
 ERRORS = "stderr.txt"
 
@@ -94,6 +96,9 @@ class Part:
                 finally:
                     os._exit(code)  # no atexit, no finalizers of what the parent owns
         self.pid = pid
+        low, high = self.ids
+        logger.debug("export %s: part %s, prompt ids %s to %s, in process %s",
+                     job["export_id"], self.number, low or "start", high or "end", pid)
 
     def wait(self) -> tuple[Path, dict[str, Any], dict[str, list[str]]]:
         """The part's folder, counts and split keys, once it is written; RuntimeError, with

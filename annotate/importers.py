@@ -257,18 +257,10 @@ def parse_prompts(
         if file_format == "csv"
         else _parse_jsonl(lines, completions_per_prompt, _row_parser(file_format))
     )
-    seen_ids: dict[str, int] = {}
+    # An id used twice in the file is the import's to refuse (services.imports): it finds
+    # the first line without holding every id read here.
     try:
-        for row in rows:
-            if isinstance(row, PromptRow) and row.external_id:
-                first_line = seen_ids.setdefault(row.external_id, row.line)
-                if first_line != row.line:
-                    row = RowError(
-                        row.line,
-                        "id",
-                        f"duplicate id {row.external_id!r} (first used on line {first_line})",
-                    )
-            yield row
+        yield from rows
     except FileTooLarge:
         yield RowError(0, "file", f"file is larger than the limit of {max_bytes:,} bytes", True)
 

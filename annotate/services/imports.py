@@ -25,6 +25,7 @@ from ..content import content_key
 from ..importers import PromptRow, RowError
 from ..models import Completion, Project, Prompt, PromptImport, Ranking
 from . import bulk_insert, import_runs
+from .duplicate_filter import DuplicateFilter
 
 IMPORT_BATCH_SIZE = 2000
 # Past this many errors, a failing import stops reading: the file needs fixing anyway.
@@ -220,7 +221,7 @@ def _import_file(record: PromptImport, binary: IO[bytes], progress: _Progress) -
             filename, [RowError(0, "file", f"conflicts with stored data: {exc}")]
         ) from exc
     if record.prompt_count >= ANALYZE_AFTER_PROMPTS:
-        _refresh_planner_statistics()
+        _refresh_planner_statistics(rankings=record.ranking_count > 0)
 
 
 def _counted(rows: Iterable[PromptRow | RowError], progress: _Progress,
@@ -246,12 +247,15 @@ def _finish(record: PromptImport, **fields) -> None:
 ANALYZE_AFTER_PROMPTS = 10_000
 
 
-def _refresh_planner_statistics() -> None:
+def _refresh_planner_statistics(*, rankings: bool) -> None:
     """After a large import, refresh PostgreSQL's statistics now rather than at autovacuum's
-    next pass: an export planned on the old ones (a few rows) can take minutes, not seconds."""
+    next pass: an export planned on the old ones (a few rows) can take minutes, not seconds.
+    The rankings table only if the import wrote to it: an unchanged table's are current."""
     if connection.vendor == "postgresql":
+        tables = "annotate_prompt, annotate_completion" + (", annotate_ranking" if rankings
+                                                           else "")
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE annotate_prompt, annotate_completion, annotate_ranking")
+            cursor.execute(f"ANALYZE {tables}")
 
 
 def _import_rows(
@@ -264,7 +268,8 @@ def _import_rows(
     in one statement per table: memory holds a batch, not the file.
     """
     written = _WrittenLines()
-    unwritten: dict[str, str] = {}
+    known = DuplicateFilter(record.project_id)
+    unwritten = _Unwritten()
     errors: list[RowError] = []
     chunk: list[PromptRow | RowError] = []
     prompts_in_chunk = 0
@@ -272,21 +277,21 @@ def _import_rows(
         chunk.append(row)
         prompts_in_chunk += isinstance(row, PromptRow)
         if prompts_in_chunk >= IMPORT_BATCH_SIZE or (isinstance(row, RowError) and row.fatal):
-            if _import_chunk(record, chunk, written, unwritten, errors, stop_on_error):
+            if _import_chunk(record, chunk, written, known, unwritten, errors, stop_on_error):
                 return errors, not errors[-1].fatal
             chunk, prompts_in_chunk = [], 0
-    if chunk and _import_chunk(record, chunk, written, unwritten, errors, stop_on_error):
+    if chunk and _import_chunk(record, chunk, written, known, unwritten, errors, stop_on_error):
         return errors, not errors[-1].fatal
     return errors, False
 
 
 def _import_chunk(record: PromptImport, chunk: list[PromptRow | RowError],
-                  written: "_WrittenLines", unwritten: dict[str, str], errors: list[RowError],
-                  stop_on_error: bool) -> bool:
+                  written: "_WrittenLines", known: DuplicateFilter, unwritten: "_Unwritten",
+                  errors: list[RowError], stop_on_error: bool) -> bool:
     """Check a chunk's rows in file order and write the valid ones, unless an error already
     rejects the file. True when reading must stop (a fatal error, or too many errors)."""
     prompts = [row for row in chunk if isinstance(row, PromptRow)]
-    refusals = _duplicates_refused(record, prompts, written, unwritten)
+    refusals = _duplicates_refused(record, prompts, written, known, unwritten)
     fresh: list[tuple[PromptRow, str]] = []
     for row in chunk:
         if isinstance(row, PromptRow):
@@ -300,13 +305,28 @@ def _import_chunk(record: PromptImport, chunk: list[PromptRow | RowError],
     if stop_on_error and errors:
         # The file is refused: its rows are no longer written, so the content of those
         # still to come is kept here to find copies among them (a refused file only).
-        unwritten.update((key, f"line {row.line}") for row, key in fresh)
+        unwritten.keys.update((key, f"line {row.line}") for row, key in fresh)
     elif fresh:
         ids = bulk_insert.ids_reserve(Prompt, len(fresh))
         _write_batch(record, [(row, key, prompt_id) for (row, key), prompt_id in zip(
             fresh, ids, strict=True)])
         written.add(ids, [row for row, _ in fresh])
+        known.add([row.external_id for row, _ in fresh if row.external_id],
+                  [key for _, key in fresh])
+        for row, _ in fresh:  # written: the lookup finds their ids from now on
+            unwritten.ids.pop(row.external_id, None)
     return False
+
+
+class _Unwritten:
+    """Rows this import read but did not write, for naming the first of two copies: the
+    content keys of a refused file's rows (`keys`, "line N" each), and the ids of the rows
+    refused or not yet written (`ids`, their lines): a batch, the refused rows (at most
+    MAX_REPORTED_ERRORS once the file is imported without them) and a refused file's rows."""
+
+    def __init__(self):
+        self.keys: dict[str, str] = {}
+        self.ids: dict[str, int] = {}
 
 
 class _WrittenLines:
@@ -327,25 +347,44 @@ class _WrittenLines:
 
 
 def _duplicates_refused(record: PromptImport, rows: list[PromptRow], written: _WrittenLines,
-                        unwritten: dict[str, str]) -> Iterator[tuple[str, PromptRow | RowError]]:
-    """Each row's content key, with the row, or the error refusing it as a copy: an id
-    already in the project, or the same content as a stored prompt (this import's earlier
-    batches included, named by line), as a row not written, or as an earlier row of the
-    batch. An id twice in the file is the parser's to refuse."""
+                        known: DuplicateFilter, unwritten: _Unwritten,
+                        ) -> Iterator[tuple[str, PromptRow | RowError]]:
+    """Each row's content key, with the row, or the error refusing it as a copy: an id used
+    on an earlier line of the file (named by line) or already in the project, or the same
+    content as a stored prompt (this import's earlier batches included, named by line), as
+    a row not written, or as an earlier row of the batch. Only the ids and keys that `known`
+    cannot rule out are looked up: the first line of an id used twice is found there (the
+    earlier row was written) or in `unwritten`, so no id of the file is held in memory."""
     keys = [_content_key(row) for row in rows]
     project = {"project_id": record.project_id}
-    taken_ids = {external_id for external_id, in bulk_insert.rows_where_in(
-        Prompt, ["external_id"], "external_id",
-        {row.external_id for row in rows if row.external_id}, **project)}
+    lookup_ids, lookup_keys = known.candidates(
+        {row.external_id for row in rows if row.external_id}, set(keys), len(written.ids))
+    first_lines: dict[str, int] = {}
+    taken_ids: set[str] = set()
+    for external_id, source_import_id, prompt_id in bulk_insert.rows_where_in(
+            Prompt, ["external_id", "source_import_id", "id"], "external_id", lookup_ids,
+            **project):
+        if source_import_id == record.pk:
+            first_lines[external_id] = written.line_of(prompt_id)
+        else:
+            taken_ids.add(external_id)
     seen: dict[str, str] = {}
     for content_hash, source_import_id, prompt_id in bulk_insert.rows_where_in(
-            Prompt, ["content_hash", "source_import_id", "id"], "content_hash", set(keys),
+            Prompt, ["content_hash", "source_import_id", "id"], "content_hash", lookup_keys,
             **project):
         mine = source_import_id == record.pk
         seen.setdefault(content_hash, f"line {written.line_of(prompt_id)}" if mine
                         else "a prompt already in this project")
     for row, key in zip(rows, keys, strict=True):
-        where = seen.get(key) or unwritten.get(key)
+        where = seen.get(key) or unwritten.keys.get(key)
+        first_line = row.external_id and (unwritten.ids.get(row.external_id)
+                                          or first_lines.get(row.external_id))
+        if first_line:
+            yield key, RowError(row.line, "id", f"duplicate id {row.external_id!r} "
+                                                f"(first used on line {first_line})")
+            continue
+        if row.external_id:
+            unwritten.ids[row.external_id] = row.line
         if row.external_id in taken_ids:
             yield key, RowError(row.line, "id",
                                 f"id {row.external_id!r} is already in this project")

@@ -179,3 +179,17 @@ def test_reserved_ids_are_new_and_increasing(project):
     with transaction.atomic():
         ids = bulk_insert.ids_reserve(Prompt, 5)
     assert ids == sorted(ids) and len(set(ids)) == 5 and min(ids) > stored
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="ANALYZE runs on PostgreSQL only")
+def test_a_large_import_analyzes_the_rankings_table_only_if_it_wrote_rankings(
+        project, other_project, monkeypatch):
+    from django.test.utils import CaptureQueriesContext
+
+    monkeypatch.setattr(import_services, "ANALYZE_AFTER_PROMPTS", 2)
+    with CaptureQueriesContext(connection) as queries:
+        import_records(project, [prompt_record(i) for i in range(3)])
+        import_records(other_project, [hh_record(f"Q {i}?", "Good.", "Bad.") for i in range(3)])
+    assert [q["sql"] for q in queries if q["sql"].startswith("ANALYZE")] == [
+        "ANALYZE annotate_prompt, annotate_completion",
+        "ANALYZE annotate_prompt, annotate_completion, annotate_ranking"]

@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from django.db import connection, connections
 from ..models import Export, Prompt, Ranking
 
 MIN_RANKINGS = 2000  # below this, the export takes well under 0.2 s in one process
+PART_TIMEOUT_SECONDS = 3600.0  # a part of a million rankings takes minutes, not an hour
 logger = logging.getLogger(__name__)
 RESULT = "result.json"
 ERRORS = "stderr.txt"
@@ -103,7 +105,18 @@ class Part:
     def wait(self) -> tuple[Path, dict[str, Any], dict[str, list[str]]]:
         """The part's folder, counts and split keys, once it is written; RuntimeError, with
         the child's last error line, if it failed."""
-        _, status = os.waitpid(self.pid, 0)
+        low, high = self.ids
+        timeout = getattr(settings, "EXPORT_PART_TIMEOUT_SECONDS", PART_TIMEOUT_SECONDS)
+        deadline = time.monotonic() + timeout
+        while True:  # a child hung after the fork must fail the export, not hold it forever
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"export part {self.number} (prompt ids {low or 'start'} "
+                                   f"to {high or 'end'}) did not finish in {timeout:g} s")
+            time.sleep(0.01)
         self.pid = None
         code = os.waitstatus_to_exitcode(status)
         result = self.folder / RESULT
@@ -111,7 +124,6 @@ class Part:
             errors = self.folder / ERRORS
             lines = errors.read_text(errors="replace").strip().splitlines() \
                 if errors.is_file() else []
-            low, high = self.ids
             raise RuntimeError(
                 f"export part {self.number} (prompt ids {low or 'start'} to {high or 'end'}) "
                 f"failed with exit code {code}: {lines[-1] if lines else 'no error output'}")

@@ -5,6 +5,7 @@ import io
 import json
 import random
 import shutil
+import time
 
 import pytest
 from django.db import connection
@@ -178,3 +179,20 @@ def test_a_failing_child_fails_the_export_and_leaves_no_files(mixed_project, set
         "Export failed: RuntimeError: export part 1 (prompt ids")
     folder = settings.VAR_DIR / "exports" / mixed_project.slug
     assert not folder.exists() or not any(folder.rglob("*"))  # nor .partial, nor a part
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_child_that_hangs_fails_the_export_at_the_deadline(mixed_project, settings,
+                                                             children_see_the_rows,
+                                                             monkeypatch):
+    """A child stuck after the fork (say, on a lock another thread held) is killed."""
+    monkeypatch.setattr(export_parts, "export_part_build", lambda job: time.sleep(60))
+    settings.EXPORT_WORKERS = 2
+    settings.EXPORT_PART_TIMEOUT_SECONDS = 1
+    with pytest.raises(RuntimeError, match=r"export part 1 \(prompt ids \d+ to end\) did not "
+                                           r"finish in 1 s"):
+        build(mixed_project, min_votes=1)
+    export = Export.objects.get(project=mixed_project)
+    assert export.status == "failed"
+    folder = settings.VAR_DIR / "exports" / mixed_project.slug
+    assert not folder.exists() or not any(folder.rglob("*"))

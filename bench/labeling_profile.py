@@ -2,6 +2,7 @@
 SQL queries per request and where the Python time goes (cProfile).
 
     .venv/bin/python bench/labeling_profile.py [--postgres URL] [--iterations 300] [--top 40]
+        [--ranked 0.5]   # half the prompts fully ranked first: a project later in its life
 
 Production settings, 2,000 prompts with 4 completions, 4 labelers; the first 20 rankings warm
 up and are not counted. With --sql the queries of one request of each kind are printed.
@@ -33,6 +34,26 @@ def setup(database_url: str) -> None:
     django.setup()
 
 
+def ranked_before(project, labelers: list, fraction: float) -> None:
+    """The first `fraction` of the prompts (by id) ranked by 3 of the labelers each: their
+    assignments closed as ranked and the prompts' ranking_count at N, as a loop leaves them
+    (the rankings' rows themselves are not needed by next-prompt or submit)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from annotate.models import Assignment, Prompt
+
+    now = timezone.now()
+    ids = list(Prompt.objects.filter(project=project).order_by("id").values_list("id", flat=True))
+    ids = ids[: int(len(ids) * fraction)]
+    Assignment.objects.bulk_create(
+        [Assignment(prompt_id=pid, labeler=labelers[(i + k) % len(labelers)], status="ranked",
+                    seed=1, leased_at=now - timedelta(minutes=5), expires_at=now, closed_at=now)
+         for i, pid in enumerate(ids) for k in range(3)], batch_size=2000)
+    Prompt.objects.filter(id__in=ids).update(ranking_count=3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--postgres", default="", help="a database URL (recreated)")
@@ -41,6 +62,9 @@ def main() -> None:
     parser.add_argument("--sql", action="store_true")
     parser.add_argument("--no-profile", action="store_true", help="CPU time without cProfile")
     parser.add_argument("--jsonl", default="/tmp/bench-prompts-2000-k4.jsonl")
+    parser.add_argument("--ranked", type=float, default=0.0,
+                        help="fraction of the prompts fully ranked (N=3) before the run: a "
+                             "project later in its life")
     args = parser.parse_args()
     if args.postgres:
         import psycopg
@@ -79,7 +103,11 @@ def main() -> None:
     clients = []
     for i in range(4):
         user = services.member_add(project=project, username=f"labeler-{i}", password="x" * 12).user
-        clients.append(Client(HTTP_AUTHORIZATION="Token " + Token.objects.create(user=user).key))
+        client = Client(HTTP_AUTHORIZATION="Token " + Token.objects.create(user=user).key)
+        client.user = user
+        clients.append(client)
+    if args.ranked:
+        ranked_before(project, [c.user for c in clients], args.ranked)
     base = f"/api/projects/{project.id}/"
     counts = {"next": [], "submit": []}
     cpu = {"next": 0.0, "submit": 0.0}

@@ -17,7 +17,18 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, IntegerField, Max, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -110,17 +121,13 @@ def _candidates(project_id: int, labeler_id: int, now: datetime,
     rankings plus open leases first, then id", but neither scans the whole project: the
     started ones are few, and untouched ones come from the (project, ranking_count, id) index.
     """
-    done_by_labeler = Assignment.objects.filter(
-        labeler_id=labeler_id, prompt__project_id=project_id,
-        status__in=[Assignment.Status.RANKED, Assignment.Status.SKIPPED],
-    ).values("prompt_id")
     # Every project's open leases (few; the partial index assignment_open_lease_idx): the
     # prompts' own project filter keeps this project's, without a join per lease.
     leased_to_others = Assignment.objects.filter(
         status=Assignment.Status.LEASED, expires_at__gt=now,
     ).exclude(labeler_id=labeler_id).order_by().values("prompt_id")
     open_prompts = Prompt.objects.filter(project_id=project_id, gold_tiers__isnull=True,
-                                         retired_at__isnull=True).exclude(id__in=done_by_labeler)
+                                         retired_at__isnull=True).filter(_not_done_by(labeler_id))
     started = (
         open_prompts.filter(id__in=_started_ids(project_id, n, leased_to_others))
         .annotate(open_leases=_open_lease_count(now, excluding=labeler_id))
@@ -128,9 +135,27 @@ def _candidates(project_id: int, labeler_id: int, now: datetime,
         .filter(taken__lt=F("extra_rankings") + n)
         .order_by("-taken", "id")
     )
-    untouched = (open_prompts.filter(ranking_count=0, extra_rankings=0)
-                 .exclude(id__in=leased_to_others).order_by("id"))
+    # `ranking_count < 1 ... ORDER BY ranking_count, id` is `= 0 ... ORDER BY id`, in a form
+    # only the (project, ranking_count, id) index yields in order: with `= 0` PostgreSQL
+    # walked the primary key past every prompt already ranked (it guesses untouched ones
+    # are spread evenly), thousands of rows a hand-out later in a project.
+    untouched = (open_prompts.filter(ranking_count__lt=1, extra_rankings=0)
+                 .exclude(id__in=leased_to_others).order_by("ranking_count", "id"))
     return started, untouched
+
+
+def _not_done_by(labeler_id: int) -> Q | Exists:
+    """Prompts the labeler has not ranked or skipped, in the form each database runs best."""
+    closed = Assignment.objects.filter(
+        labeler_id=labeler_id, status__in=[Assignment.Status.RANKED, Assignment.Status.SKIPPED])
+    if connection.vendor == "sqlite":
+        # One probe of the (prompt, labeler) unique index per candidate; a NOT IN list read
+        # all the labeler's closed assignments on every next-prompt.
+        return ~Exists(closed.filter(prompt_id=OuterRef("pk")))
+    # PostgreSQL plans a NOT EXISTS as an anti join, and with the LIMIT a merge join that
+    # walks the assignments from the project's first prompt; a hashed NOT IN list is read
+    # once (every project's: the prompts' project filter keeps this one's, without a join).
+    return ~Q(id__in=closed.order_by().values("prompt_id"))
 
 
 def _started_ids(project_id: int, n: int, leased_to_others: QuerySet) -> QuerySet:

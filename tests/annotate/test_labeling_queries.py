@@ -175,3 +175,28 @@ def test_started_prompts_are_read_by_id_not_by_scanning_the_project(four_prompts
     outer = [detail for _, parent, _, detail in plan if parent == 0 and "annotate_prompt" in detail]
     assert len(outer) == 1 and "rowid=?" in outer[0], plan
     assert any("assignment_open_lease_idx" in detail for *_, detail in plan), plan
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's EXPLAIN QUERY PLAN; "
+                    "PostgreSQL's plans: bench/started_prompts_plan.py")
+def test_untouched_prompts_come_in_index_order_and_the_done_check_is_a_probe(four_prompts,
+                                                                             make_user):
+    # The untouched prompts in id order straight from (project, ranking_count, id), no sort;
+    # the labeler's ranked and skipped prompts looked up per candidate on the (prompt,
+    # labeler) unique index, not read as a list of all of them on every hand-out.
+    from django.db import transaction
+    from django.utils import timezone
+
+    from annotate.services.labeling import UNTOUCHED_CANDIDATES
+
+    values = {"project_id": four_prompts.id, "labeler_id": make_user("ann").id,
+              "now": timezone.now()}
+    with transaction.atomic():
+        query = UNTOUCHED_CANDIDATES.build(**values).query
+        sql, params = query.get_compiler(connection=connection).as_sql()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+        plan = [detail for *_, detail in cursor.fetchall()]
+    assert any("annotate_pr_project_01dcfc_idx" in detail for detail in plan), plan
+    assert not any("TEMP B-TREE" in detail for detail in plan), plan
+    assert any("(prompt_id=? AND labeler_id=?)" in detail for detail in plan), plan

@@ -11,6 +11,7 @@ UNTOUCHED_CANDIDATES with that labeler's values, each run once to warm the cache
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -69,16 +70,30 @@ def populate(prompts: int) -> tuple[int, int]:
     return project.id, me.id
 
 
-def explain(name: str, compiled, **values) -> None:
+def explain(name: str, compiled, generic: bool = False, **values) -> None:
     from django.db import connection, transaction
 
     with transaction.atomic(), connection.cursor() as cursor:
         compiler = compiled.build(**values).query.get_compiler(connection=connection)
         sql, params = compiler.as_sql()
         cursor.execute(sql, params)
-        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
-        plan = "\n".join(row[0] for row in cursor.fetchall())
-        sql = cursor.mogrify(sql, params)
+        if generic:
+            # The plan PostgreSQL may settle on for a prepared statement after 5 runs
+            # (plan_cache_mode = auto): planned once for any values. EXPLAIN of a statement
+            # with bound values plans for those values, so PREPARE / EXECUTE it by name.
+            numbers = iter(range(1, len(params) + 1))
+            numbered = re.sub(r"%%|%s", lambda m: "%" if m[0] == "%%" else f"${next(numbers)}",
+                              sql)
+            cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            cursor.execute(f"PREPARE plan_check AS {numbered}")
+            values_sql = connection.ops.compose_sql(", ".join(["%s"] * len(params)), params)
+            cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE plan_check({values_sql})")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            cursor.execute("DEALLOCATE plan_check")
+        else:
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        sql = connection.ops.compose_sql(sql, params)  # cursor.mogrify: client binding only
     print(f"-- {name}\n{sql}\n\n{plan}\n")
 
 
@@ -86,6 +101,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="postgres://postgres@127.0.0.1:5432/bench_started_plan")
     parser.add_argument("--prompts", type=int, default=10_000)
+    parser.add_argument("--generic", action="store_true",
+                        help="the generic plans (PostgreSQL's choice for a prepared statement)")
     args = parser.parse_args()
     recreate(args.url)
     os.environ.update({"DJANGO_SETTINGS_MODULE": "config.settings", "DATABASE_URL": args.url})
@@ -103,8 +120,8 @@ def main() -> None:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     ids = {"project_id": project_id, "labeler_id": labeler_id, "now": timezone.now()}
-    explain("started prompts", STARTED_CANDIDATES, **ids, n=3)
-    explain("untouched prompts", UNTOUCHED_CANDIDATES, **ids)
+    explain("started prompts", STARTED_CANDIDATES, args.generic, **ids, n=3)
+    explain("untouched prompts", UNTOUCHED_CANDIDATES, args.generic, **ids)
 
 
 if __name__ == "__main__":

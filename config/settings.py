@@ -315,6 +315,10 @@ MODEL_HUB_ANY = os.environ.get("MODEL_HUB_ANY", "false").lower() in ("1", "true"
 # Exports: the same for an export's builder; at most this many queued or building per project.
 EXPORT_HEARTBEAT_STALE_SECONDS = int(os.environ.get("EXPORT_HEARTBEAT_STALE_SECONDS", 120))
 EXPORT_MAX_ACTIVE = int(os.environ.get("EXPORT_MAX_ACTIVE", 4))
+# A large export is built in this many processes (annotate/services/export_parts.py): the
+# parent and forked children each write a range of prompts; the bytes are those of one.
+EXPORT_WORKERS = int(os.environ.get("EXPORT_WORKERS", min(2, os.cpu_count() or 1)))
+EXPORT_PART_TIMEOUT_SECONDS = float(os.environ.get("EXPORT_PART_TIMEOUT_SECONDS", 3600))
 # Imports: uploads are imported on a worker (queue "default"); the same for their importer.
 IMPORT_HEARTBEAT_STALE_SECONDS = int(os.environ.get("IMPORT_HEARTBEAT_STALE_SECONDS", 120))
 IMPORT_MAX_ACTIVE = int(os.environ.get("IMPORT_MAX_ACTIVE", 4))

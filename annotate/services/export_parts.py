@@ -33,7 +33,6 @@ from django.db import connection, connections
 from ..models import Export, Prompt, Ranking
 
 MIN_RANKINGS = 2000  # below this, the export takes well under 0.2 s in one process
-PART_TIMEOUT_SECONDS = 3600.0  # a part of a million rankings takes minutes, not an hour
 logger = logging.getLogger(__name__)
 RESULT = "result.json"
 ERRORS = "stderr.txt"
@@ -43,9 +42,7 @@ def export_workers(project, params) -> int:
     """How many processes build this export: EXPORT_WORKERS (default: 2, or 1 on one CPU),
     but 1 for a small project, and 1 where a child could not see the rows the parent sees
     (inside a transaction, or a database in this process's memory)."""
-    workers = getattr(settings, "EXPORT_WORKERS", None)
-    if workers is None:
-        workers = int(os.environ.get("EXPORT_WORKERS", min(2, os.cpu_count() or 1)))
+    workers = settings.EXPORT_WORKERS
     if workers < 2 or not _children_see_the_rows():
         return 1
     sources = ["labeler", "imported"] if params.include_imported else ["labeler"]
@@ -106,7 +103,7 @@ class Part:
         """The part's folder, counts and split keys, once it is written; RuntimeError, with
         the child's last error line, if it failed."""
         low, high = self.ids
-        timeout = getattr(settings, "EXPORT_PART_TIMEOUT_SECONDS", PART_TIMEOUT_SECONDS)
+        timeout = settings.EXPORT_PART_TIMEOUT_SECONDS
         deadline = time.monotonic() + timeout
         while True:  # a child hung after the fork must fail the export, not hold it forever
             pid, status = os.waitpid(self.pid, os.WNOHANG)

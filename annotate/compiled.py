@@ -10,6 +10,7 @@ Values become parameters, never SQL text, so stand-ins can be swapped for real v
 queryset whose SQL depends on a value (None, an empty list) must not take it as a stand-in.
 """
 
+import re
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -61,10 +62,13 @@ class CompiledQuery:
         if found != set(self.kinds):
             raise AssertionError(f"values not found as parameters: {set(self.kinds) - found}")
         converters = list(compiler.get_converters([s[0] for s in compiler.select]).items())
+        if connection.vendor == "postgresql":
+            sql, slots = _constants_written_in(sql, slots)
         return sql, slots, converters
 
-    def rows(self, **values) -> list[tuple]:
-        sql, slots, converters = self._compiled()
+    def statement(self, **values) -> tuple[str, list]:
+        """The SQL this query runs on this connection, and its parameters for `values`."""
+        sql, slots, _ = self._compiled()
         params = []
         for slot in slots:
             if slot[0] == "constant":
@@ -77,6 +81,11 @@ class CompiledQuery:
                 elif kind is not type(value):
                     value = kind(value)
                 params.append(value)
+        return sql, params
+
+    def rows(self, **values) -> list[tuple]:
+        sql, params = self.statement(**values)
+        converters = self._compiled()[2]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
@@ -87,6 +96,44 @@ class CompiledQuery:
     def first(self, **values) -> tuple | None:
         rows = self.rows(**values)
         return rows[0] if rows else None
+
+
+_PLACEHOLDER = re.compile(r"%%|%s")
+
+
+def _constants_written_in(sql: str, slots: list) -> tuple[str, list]:
+    """PostgreSQL: the query's own constants (a status, a zero) written into its SQL as
+    literals; only the values stay parameters. Prepared statements may run a generic plan,
+    made once for any parameters (plan_cache_mode auto, after five runs), and a generic plan
+    can use a partial index only if the index's condition (status = 'leased',
+    extra_rankings > 0) stands in the SQL, not in a parameter (started prompts 0.74 -> 2.84
+    ms with it a parameter, bench/README.md)."""
+    kept = []
+    remaining = iter(slots)
+
+    def write(match: re.Match) -> str:
+        if match[0] == "%%":
+            return "%%"
+        slot = next(remaining)
+        literal = _literal(slot[1]) if slot[0] == "constant" else None
+        if literal is None:
+            kept.append(slot)
+            return "%s"
+        return literal.replace("%", "%%")
+
+    return _PLACEHOLDER.sub(write, sql), kept
+
+
+def _literal(value: object) -> str | None:
+    """A constant as SQL text: booleans, integers and plain strings; None for anything else
+    (it stays a parameter)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, str) and "\x00" not in value and "\\" not in value:
+        return "'" + value.replace("'", "''") + "'"
+    return None
 
 
 def _key(value: object) -> tuple:

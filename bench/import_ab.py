@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.import_prompts import POSTGRES_URL, SCRATCH, write_file  # noqa: E402
+from bench.import_prompts import SCRATCH, database_url, write_file  # noqa: E402
 
 CHILD = """
 import json, sys, time, django
@@ -39,23 +39,9 @@ print(json.dumps({"prompts": record.prompt_count, "wall": time.perf_counter() - 
 """
 
 
-def fresh_database(name: str) -> str:
-    if name == "sqlite":
-        db = SCRATCH / "ab.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
-        return f"sqlite:///{db}"
-    import psycopg
-
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS rlhf_bench_ab")
-        conn.execute("CREATE DATABASE rlhf_bench_ab")
-    return POSTGRES_URL.rsplit("/", 1)[0] + "/rlhf_bench_ab"
-
-
 def run(tree: Path, database: str, path: Path, k: int) -> dict:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "false",
-           "DATABASE_URL": fresh_database(database), "VAR_DIR": str(SCRATCH / "var-ab")}
+           "DATABASE_URL": database_url(database, "ab"), "VAR_DIR": str(SCRATCH / "var-ab")}
     child = subprocess.run([sys.executable, "-c", CHILD, str(path), str(k)], cwd=tree,
                            env=env, capture_output=True, text=True, check=True)
     return json.loads(child.stdout.strip().splitlines()[-1])

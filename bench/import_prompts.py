@@ -52,18 +52,20 @@ def write_file(path: Path, prompts: int, k: int, short: bool = False) -> None:
             out.write(json.dumps(record) + "\n")
 
 
-def database_url(name: str) -> str:
+def database_url(name: str, label: str = "bench") -> str:
+    """A fresh, empty database for `name` (sqlite or postgres), named after `label`."""
     if name == "sqlite":
-        db = SCRATCH / "bench.sqlite3"
+        db = SCRATCH / f"{label}.sqlite3"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
         return f"sqlite:///{db}"
     import psycopg
 
+    database = "rlhf_bench" if label == "bench" else f"rlhf_bench_{label}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS rlhf_bench")
-        conn.execute("CREATE DATABASE rlhf_bench")
-    return POSTGRES_URL.rsplit("/", 1)[0] + "/rlhf_bench"
+        conn.execute(f"DROP DATABASE IF EXISTS {database}")
+        conn.execute(f"CREATE DATABASE {database}")
+    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + database
 
 
 def measure(path: Path, k: int, profile: Path | None = None) -> dict:

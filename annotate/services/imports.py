@@ -198,6 +198,7 @@ def _import_file(record: PromptImport, binary: IO[bytes], progress: _Progress) -
         with transaction.atomic():
             if record.pk is None:
                 record.save()
+            rows = _gold_refused_where_none_is_taken(rows, record.project)
             errors, truncated = _import_rows(record, _counted(rows, progress),
                                              stop_on_error=not record.skip_invalid)
             if errors and (not record.skip_invalid or any(error.fatal for error in errors)):
@@ -245,6 +246,19 @@ def _finish(record: PromptImport, **fields) -> None:
 
 
 ANALYZE_AFTER_PROMPTS = 10_000
+
+
+def _gold_refused_where_none_is_taken(
+        rows: Iterable[PromptRow | RowError], project: Project) -> Iterable[PromptRow | RowError]:
+    """A demonstrate project takes no gold (as marking a stored prompt is refused): a line
+    that marks one is an error at its line, not a gold prompt no labeler could be scored on."""
+    if project.annotation_mode != Project.Mode.DEMONSTRATE:
+        return rows
+    return (RowError(row.line, "gold", "a demonstrate project takes no gold prompts: its "
+                                       "labelers write responses, which no reference ranking "
+                                       "can score")
+            if isinstance(row, PromptRow) and row.gold_tiers is not None else row
+            for row in rows)
 
 
 def _refresh_planner_statistics(*, rankings: bool) -> None:

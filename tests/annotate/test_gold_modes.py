@@ -6,12 +6,15 @@ reference and disagrees with an order. A demonstrate project takes no gold: a wr
 response has no ranking to compare. Carol administers, Alice labels.
 """
 
+import io
+
 import pytest
 
 from annotate import services
 from annotate.models import Membership, Prompt
 from annotate.quality import project_quality
 from config.errors import Invalid
+from tests.factories import jsonl_bytes, prompt_record
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +88,25 @@ def test_a_demonstrate_project_refuses_gold_saying_why(people, api, client):
     client.force_login(carol)
     page = client.get(f"/projects/{project.slug}/prompts/{prompt.id}/").content.decode()
     assert 'id="gold-unavailable"' in page and 'id="gold-mark"' not in page
+
+
+def test_an_import_marking_gold_in_a_demonstrate_project_is_refused_at_its_line(people):
+    project, _, _ = make_project("writing", "demonstrate")
+    records = [prompt_record(i, k=3) for i in range(3)]
+    records[1]["gold"] = {"tiers": [[0], [1, 2]], "mode": "best"}
+    with pytest.raises(services.ImportRejected) as caught:
+        services.prompts_import(project=project, binary=io.BytesIO(jsonl_bytes(records)),
+                                filename="gold.jsonl")
+    assert "gold.jsonl, line 2, field 'gold': a demonstrate project takes no gold prompts" in str(
+        caught.value)
+    assert project.prompts.count() == 1  # only make_project's own: nothing of the file
+    # Without the gold mark the same file imports; in a rank project the mark makes gold.
+    del records[1]["gold"]
+    services.prompts_import(project=project, binary=io.BytesIO(jsonl_bytes(records)),
+                            filename="plain.jsonl")
+    assert project.prompts.count() == 4
+    ranked, _, _ = make_project("ranked", "rank")
+    records[1]["gold"] = {"tiers": [[0], [1, 2]], "mode": "best"}
+    services.prompts_import(project=ranked, binary=io.BytesIO(jsonl_bytes(records)),
+                            filename="gold.jsonl")
+    assert ranked.prompts.filter(external_id="p1").get().is_gold

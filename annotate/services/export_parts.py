@@ -157,7 +157,7 @@ def export_part_build(job: dict[str, Any]) -> dict[str, Any]:
     """A child's work: write its range's lines into its folder, as the parent's writer would;
     return (and save as result.json) its counts and split keys."""
     from .. import exporters
-    from .exports import ExportParams, export_write_prompts
+    from .exports import ExportParams, export_progress, export_write_prompts
 
     export = Export.objects.select_related("project").get(id=job["export_id"])
     params = ExportParams(**{**job["params"], "formats": tuple(job["params"]["formats"])})
@@ -167,7 +167,7 @@ def export_part_build(job: dict[str, Any]) -> dict[str, Any]:
     try:
         export_write_prompts(writer, export.project, params, set(job["excluded"]),
                              {labeler: weight for labeler, weight in job["weights"]},
-                             tuple(job["ids"]))
+                             tuple(job["ids"]), export_progress(export.id))
     finally:
         writer.close()
     result = {"counts": writer.counts.__dict__, "keys": writer.split_keys()}

@@ -12,7 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
-from django.db.models import Max, QuerySet
+from django.db.models import F, Max, QuerySet
 from django.db.models.sql.constants import MULTI
 from django.utils import timezone
 
@@ -181,10 +181,8 @@ def _build(export: Export, directory: Path) -> tuple[dict, str]:
             part.send(export_part_job(export, params, conversational=conversational,
                                       excluded=excluded, weights=weights))
 
-        def progress(done: int) -> None:
-            Export.objects.filter(id=export.id).update(prompts_done=done)
-
-        export_write_prompts(writer, project, params, excluded, weights, ranges[0], progress)
+        export_write_prompts(writer, project, params, excluded, weights, ranges[0],
+                             export_progress(export.id))
         for part in parts:  # in order: the files are the parts' lines, concatenated
             writer.append_part(*part.wait())
     finally:
@@ -222,6 +220,16 @@ def export_write_prompts(writer: exporters.ExportWriter, project: Project, param
         writer.add_prompt(prompt, rankings, verdicts, consensus)
         if on_progress is not None and done % PROGRESS_EVERY == 0:
             on_progress(done)
+
+
+def export_progress(export_id: int):
+    """What export_write_prompts calls every PROGRESS_EVERY prompts: the export's count of
+    prompts done goes up by that many. An addition, not the writer's own count, since the
+    parts of an export built in several processes report side by side."""
+    def progress(done: int) -> None:
+        Export.objects.filter(id=export_id).update(
+            prompts_done=F("prompts_done") + PROGRESS_EVERY)
+    return progress
 
 
 IdRange = tuple[int | None, int | None]  # prompt ids from (inclusive), to (exclusive); None: open

@@ -196,3 +196,24 @@ def test_a_child_that_hangs_fails_the_export_at_the_deadline(mixed_project, sett
     assert export.status == "failed"
     folder = settings.VAR_DIR / "exports" / mixed_project.slug
     assert not folder.exists() or not any(folder.rglob("*"))
+
+
+def test_every_part_adds_its_prompts_to_the_exports_progress(mixed_project, settings,
+                                                             monkeypatch):
+    """Parts in other processes report side by side: each adds what it wrote, so the count
+    of prompts done covers every range, not only the parent's."""
+    monkeypatch.setattr("annotate.services.exports.PROGRESS_EVERY", 1)
+    export = build(mixed_project, min_votes=1)
+    Export.objects.filter(id=export.id).update(prompts_done=0)
+    low, high = export_parts.id_ranges(mixed_project, 2)
+    folders = []
+    for number, ids in enumerate((low, high)):
+        part = InProcessPart(number, ids, settings.VAR_DIR / f"progress-{number}")
+        part.send(export_parts.export_part_job(export, services.ExportParams(min_votes=1),
+                                               conversational=False, excluded=set(),
+                                               weights={}))
+        folders.append(part.wait())
+        part.stop()
+    export.refresh_from_db()
+    assert export.prompts_done == export.prompts_total == sum(
+        counts["prompts"] for _, counts, _ in folders) > 0

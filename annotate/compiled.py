@@ -124,6 +124,13 @@ def _constants_written_in(sql: str, slots: list) -> tuple[str, list]:
     return _PLACEHOLDER.sub(write, sql), kept
 
 
+def numbered_placeholders(sql: str) -> str:
+    """psycopg's %s placeholders as PREPARE's $1, $2, ... (to EXPLAIN a statement's generic
+    plan: bench/started_prompts_plan.py, the prepared-statement tests)."""
+    numbers = iter(range(1, len(sql) + 1))
+    return _PLACEHOLDER.sub(lambda m: "%" if m[0] == "%%" else f"${next(numbers)}", sql)
+
+
 def _literal(value: object) -> str | None:
     """A constant as SQL text: booleans, integers and plain strings; None for anything else
     (it stays a parameter)."""

@@ -11,7 +11,6 @@ UNTOUCHED_CANDIDATES with that labeler's values, each run once to warm the cache
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -73,17 +72,16 @@ def populate(prompts: int) -> tuple[int, int]:
 def explain(name: str, compiled, generic: bool = False, **values) -> None:
     from django.db import connection, transaction
 
+    from annotate.compiled import numbered_placeholders
+
     with transaction.atomic(), connection.cursor() as cursor:
-        compiler = compiled.build(**values).query.get_compiler(connection=connection)
-        sql, params = compiler.as_sql()
+        sql, params = compiled.statement(**values)  # the SQL the app runs, constants written in
         cursor.execute(sql, params)
         if generic:
             # The plan PostgreSQL may settle on for a prepared statement after 5 runs
             # (plan_cache_mode = auto): planned once for any values. EXPLAIN of a statement
             # with bound values plans for those values, so PREPARE / EXECUTE it by name.
-            numbers = iter(range(1, len(params) + 1))
-            numbered = re.sub(r"%%|%s", lambda m: "%" if m[0] == "%%" else f"${next(numbers)}",
-                              sql)
+            numbered = numbered_placeholders(sql)
             cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
             cursor.execute(f"PREPARE plan_check AS {numbered}")
             values_sql = connection.ops.compose_sql(", ".join(["%s"] * len(params)), params)

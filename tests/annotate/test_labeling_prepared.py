@@ -4,7 +4,6 @@ the database stops parsing and planning next-prompt's queries on every request.
 DATABASE_PREPARED=0 turns it off (a transaction-mode pooler). SQLite has nothing to prepare."""
 
 import json
-import re
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotate import services
+from annotate.compiled import numbered_placeholders
 from annotate.models import Prompt
 from tests.processes import ROOT, app_env
 
@@ -89,12 +89,6 @@ def test_database_prepared_0_turns_preparing_off(tmp_path, switch, prepared):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == prepared
-
-
-def numbered_placeholders(sql: str) -> str:
-    """psycopg's %s placeholders as PREPARE's $1, $2, ..."""
-    numbers = iter(range(1, sql.count("%s") + 1))
-    return re.sub(r"%%|%s", lambda m: "%" if m[0] == "%%" else f"${next(numbers)}", sql)
 
 
 def test_generic_plans_of_the_candidate_queries_still_use_the_partial_indexes(labelers):

@@ -120,3 +120,19 @@ def test_generic_plans_of_the_candidate_queries_still_use_the_partial_indexes(la
     assert "assignment_open_lease_idx" in plans["started"], plans["started"]
     assert "prompt_extra_rankings_idx" in plans["started"], plans["started"]
     assert "assignment_open_lease_idx" in plans["untouched"], plans["untouched"]
+
+
+def test_constants_written_into_the_sql_keep_quotes_and_percent_signs(labelers):
+    """A query's constants become SQL literals on PostgreSQL; one holding a quote, a percent
+    sign or a stand-in for a placeholder still matches exactly what the ORM would."""
+    from annotate.compiled import CompiledQuery
+
+    project, _ = labelers
+    awkward = "it's 100% %s done"
+    Prompt.objects.create(project=project, text=awkward, external_id="awkward")
+    query = CompiledQuery(lambda project_id: Prompt.objects.filter(
+        project_id=project_id, text=awkward, ranking_count__lt=1).values_list("external_id"),
+        project_id=int)
+    sql, params = query.statement(project_id=project.id)
+    assert "'it''s 100%% %%s done'" in sql and params == [project.id]
+    assert query.rows(project_id=project.id) == [("awkward",)]

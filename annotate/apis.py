@@ -253,21 +253,44 @@ class NextPromptOutput(serializers.Serializer):
 DATE_TIME = serializers.DateTimeField()
 
 
+def next_prompt_body(project: Project, labeler) -> dict | None:
+    """The labeler's open lease or a new one, in NextPromptOutput's shape; None when nothing
+    is left for them. Built directly: the serializer cost more than the query."""
+    assignment = services.assignment_next(project=project, labeler=labeler)
+    if assignment is None:
+        return None
+    page = selectors.rank_page_for_lease(assignment)
+    prompt = page.prompt
+    return {"annotation": annotation_of(project),
+            "prompt": {"id": prompt.id, "external_id": prompt.external_id,
+                       "text": prompt.text, "messages": prompt.messages},
+            "completions": [{"id": c.id, "text": c.text} for c in page.completions],
+            "expires_at": DATE_TIME.to_representation(assignment.expires_at)}
+
+
+NEXT_PARAMETER = OpenApiParameter(
+    "next", bool, required=False,
+    description="true: the answer also carries your next prompt in `next` (as next-prompt/ "
+                "gives it, null when nothing is left), so one request per ranking does.")
+
+
+def wants_next(request) -> bool:
+    """?next=true|1 (or false|0); anything else answers 400 naming the parameter."""
+    values = request.query_params.getlist("next")
+    if not values:
+        return False
+    if len(values) > 1 or values[0].lower() not in ("true", "1", "false", "0"):
+        raise ValidationError({"next": "must be true or false (or 1 or 0), given once."})
+    return values[0].lower() in ("true", "1")
+
+
 class NextPromptApi(APIView):
     @extend_schema(responses={200: NextPromptOutput, 204: None})
     def get(self, request, project_id: int):
         project = selectors.project_get_visible(request.user, id=project_id)
-        assignment = services.assignment_next(project=project, labeler=request.user)
-        if assignment is None:
+        body = next_prompt_body(project, request.user)
+        if body is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        page = selectors.rank_page_for_lease(assignment)
-        # NextPromptOutput's shape, built directly: the serializer cost more than the query.
-        prompt = page.prompt
-        body = {"annotation": annotation_of(project),
-                "prompt": {"id": prompt.id, "external_id": prompt.external_id,
-                           "text": prompt.text, "messages": prompt.messages},
-                "completions": [{"id": c.id, "text": c.text} for c in page.completions],
-                "expires_at": DATE_TIME.to_representation(assignment.expires_at)}
         return Response(body)
 
 
@@ -299,6 +322,9 @@ class RankingOutput(serializers.Serializer):
     comment = serializers.CharField()
     time_spent_ms = serializers.IntegerField(allow_null=True)
     idempotency_key = serializers.CharField()
+    next = NextPromptOutput(
+        allow_null=True, required=False,
+        help_text="With ?next=true only: your next prompt, null when nothing is left.")
 
     def get_id(self, version) -> int:
         return version.id
@@ -354,10 +380,12 @@ def ranking_body(version) -> dict:
 
 
 class RankingCreateApi(APIView):
-    @extend_schema(request=RankingInput, responses={201: RankingOutput, 200: RankingOutput})
+    @extend_schema(request=RankingInput, parameters=[NEXT_PARAMETER],
+                   responses={201: RankingOutput, 200: RankingOutput})
     @raises(Conflict)
     def post(self, request, project_id: int):
         project = selectors.project_get_visible(request.user, id=project_id)
+        with_next = wants_next(request)
         data = plain_ranking_input(request.data)
         if data is None:
             serializer = RankingInput(data=request.data)
@@ -376,6 +404,9 @@ class RankingCreateApi(APIView):
         feedback = selectors.gold_feedback(project, request.user, version.ranking)
         if feedback is not None:
             body["gold_feedback"] = feedback
+        if with_next:
+            # After the ranking's own transaction: a failure here loses no ranking.
+            body["next"] = next_prompt_body(project, request.user)
         return Response(body, status=code)
 
 
@@ -432,16 +463,27 @@ class SkipInput(serializers.Serializer):
     reason = serializers.CharField(max_length=500)
 
 
+class SkipNextOutput(serializers.Serializer):
+    next = NextPromptOutput(allow_null=True,
+                            help_text="Your next prompt, null when nothing is left.")
+
+
 class SkipCreateApi(APIView):
-    @extend_schema(request=SkipInput, responses={201: None})
+    @extend_schema(request=SkipInput, parameters=[NEXT_PARAMETER],
+                   responses={201: SkipNextOutput},
+                   description="201 with no body, or with `next` when ?next=true.")
     def post(self, request, project_id: int):
         project = selectors.project_get_visible(request.user, id=project_id)
+        with_next = wants_next(request)
         serializer = SkipInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.prompt_skip(project=project, labeler=request.user,
                              prompt_id=serializer.validated_data["prompt"],
                              reason=serializer.validated_data["reason"])
-        return Response(status=status.HTTP_201_CREATED)
+        if not with_next:
+            return Response(status=status.HTTP_201_CREATED)
+        return Response({"next": next_prompt_body(project, request.user)},
+                        status=status.HTTP_201_CREATED)
 
 
 class LeaseOutput(serializers.Serializer):

@@ -45,6 +45,14 @@ class Protocol:
         """Return the path and JSON body that submit a random ranking of `item`."""
         raise NotImplementedError
 
+    def carried_next(self, data: bytes) -> object:
+        """The next item a submit's answer carries (None: nothing left), so the labeler
+        skips the next fetch; NOT_CARRIED where this system's answer carries none."""
+        return NOT_CARRIED
+
+
+NOT_CARRIED = object()
+
 
 def random_order(ids: list) -> list:
     return random.sample(ids, len(ids))
@@ -239,6 +247,7 @@ class Labeler:
                         "Content-Type": "application/json"}
         self.conn = http.client.HTTPConnection(HOST, port, timeout=60)
         self.last_used = 0.0
+        self.carried = NOT_CARRIED  # the next item from the last submit's answer
 
     def _request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes, float]:
         # An idle connection past the server's keep-alive (gunicorn: 2 s) is closed: open anew.
@@ -263,20 +272,26 @@ class Labeler:
         raise AssertionError("unreachable")
 
     def iteration(self) -> bool:
-        """Fetch the next item, then submit a ranking of it; False once nothing is left."""
+        """Fetch the next item (unless the last submit's answer carried it), then submit a
+        ranking of it; False once nothing is left."""
         stats, protocol = self.stats, self.protocol
-        try:
-            status, data, next_ms = self._request("GET", protocol.next_path(), None)
-            item = protocol.read_next(status, data)
-        except ProtocolError as exc:
-            stats.error(f"next {str(exc).split(':')[0]}", str(exc))
-            return True
-        except (OSError, ValueError) as exc:
-            stats.error(f"next {type(exc).__name__}", repr(exc))
-            return True
+        next_ms = None  # no fetch: the item came with the last submit's answer
+        if self.carried is not NOT_CARRIED:
+            item, self.carried = self.carried, NOT_CARRIED
+        else:
+            try:
+                status, data, next_ms = self._request("GET", protocol.next_path(), None)
+                item = protocol.read_next(status, data)
+            except ProtocolError as exc:
+                stats.error(f"next {str(exc).split(':')[0]}", str(exc))
+                return True
+            except (OSError, ValueError) as exc:
+                stats.error(f"next {type(exc).__name__}", repr(exc))
+                return True
         if item is None:
             with stats.lock:
-                stats.next_ms.append(next_ms)
+                if next_ms is not None:
+                    stats.next_ms.append(next_ms)
                 stats.done_labelers += 1
             return False
         path, body = protocol.submit(item)
@@ -286,12 +301,18 @@ class Labeler:
             stats.error(f"submit {type(exc).__name__}", repr(exc))
             return True
         with stats.lock:
-            stats.next_ms.append(next_ms)
+            if next_ms is not None:
+                stats.next_ms.append(next_ms)
             if status == protocol.submit_status:
                 stats.submit_ms.append(submit_ms)
                 stats.rankings += 1
         if status != protocol.submit_status:
             stats.error(f"submit {status}", repr(data[:200]))
+            return True
+        try:
+            self.carried = protocol.carried_next(data)
+        except (ProtocolError, ValueError, KeyError) as exc:
+            stats.error(f"submit's next {type(exc).__name__}", repr(exc))
         return True
 
     def close(self) -> None:

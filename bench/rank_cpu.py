@@ -30,6 +30,8 @@ sys.path.insert(0, "bench")
 import labeler_loop, loadgen, rlhf_studio
 cfg = json.loads(sys.argv[1])
 rlhf_studio.DB_NAME = cfg["db_name"]
+if cfg.get("carry_next") is not None:
+    rlhf_studio.CARRY_NEXT = cfg["carry_next"]
 everyone = loadgen.postgres_pids
 
 def this_database() -> list[int]:
@@ -63,9 +65,12 @@ print(json.dumps({"imported": run.imported,
 
 def measure(args) -> None:
     trees = [Path(t).resolve() for t in args.trees.split(",")]
-    systems = [(tree, database) for database in args.databases.split(",") for tree in trees]
+    systems = [(tree, database, None) for database in args.databases.split(",")
+               for tree in trees]
+    if args.two_requests:  # the last tree also as a client that fetches before each ranking
+        systems += [(trees[-1], database, False) for database in args.databases.split(",")]
     if args.labelstudio:
-        systems.append((trees[0], "labelstudio"))
+        systems.append((trees[0], "labelstudio", None))
     jsonl = Path(args.jsonl)
     if not jsonl.exists():
         from import_prompts import write_file
@@ -73,9 +78,12 @@ def measure(args) -> None:
         write_file(jsonl, args.prompts, 4)
     with open(args.out, "a") as out:
         for rnd in range(args.rounds):
-            for tree, database in (systems[::-1] if rnd % 2 else systems):
+            for tree, database, carry_next in (systems[::-1] if rnd % 2 else systems):
                 commit = commit_of(tree) if database != "labelstudio" else "labelstudio"
+                if carry_next is False:
+                    commit += " two requests"
                 cfg = {"database": database, "db_name": f"bench_rankcpu_{rnd}",
+                       "carry_next": carry_next,
                        "prompts": args.prompts, "duration": args.duration,
                        "open_duration": args.open_duration, "open_labelers": args.open_labelers,
                        "concurrency": args.concurrency, "jsonl": str(jsonl)}
@@ -159,6 +167,9 @@ def main() -> None:
     parser.add_argument("--trees", help="worktrees, comma-separated, base first")
     parser.add_argument("--databases", default="postgres,sqlite")
     parser.add_argument("--no-labelstudio", dest="labelstudio", action="store_false")
+    parser.add_argument("--two-requests", action="store_true",
+                        help="also run the last tree with a client that GETs next-prompt/ "
+                             "before each ranking instead of taking it from the answer")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--prompts", type=int, default=4_000)
     parser.add_argument("--duration", type=float, default=20)

@@ -33,11 +33,18 @@ K = 4
 N = 3
 
 
-class OursProtocol(loadgen.Protocol):
-    """GET next-prompt/ (204: nothing left), then POST rankings/ with one tier a completion."""
+# POST rankings/?next=true: the answer carries the next prompt, one request per ranking (as
+# a client of the API would do it). False: GET next-prompt/ before every ranking, as before.
+CARRY_NEXT = True
 
-    def __init__(self, project: int):
+
+class OursProtocol(loadgen.Protocol):
+    """GET next-prompt/ (204: nothing left), then POST rankings/ with one tier a completion;
+    with CARRY_NEXT the ranking's answer brings the next prompt, so no GET after the first."""
+
+    def __init__(self, project: int, carry_next: bool | None = None):
         self.project = project
+        self.carry_next = CARRY_NEXT if carry_next is None else carry_next
 
     def next_path(self) -> str:
         return f"/api/projects/{self.project}/next-prompt/"
@@ -57,7 +64,13 @@ class OursProtocol(loadgen.Protocol):
             "idempotency_key": str(uuid.uuid4()), "displayed_order": shown,
             "time_spent_ms": random.randint(2_000, 60_000),
         }).encode()
-        return f"/api/projects/{self.project}/rankings/", body
+        query = "?next=true" if self.carry_next else ""
+        return f"/api/projects/{self.project}/rankings/{query}", body
+
+    def carried_next(self, data: bytes) -> object:
+        if not self.carry_next:
+            return loadgen.NOT_CARRIED
+        return json.loads(data)["next"]
 
 
 class Gunicorn:

@@ -367,6 +367,74 @@ def test_ranking_api_answers_400_404_and_replays(small_project, labelers, api):
     assert Ranking.objects.count() == 1
 
 
+def test_a_ranking_with_next_answers_the_next_prompt_as_next_prompt_gives_it(small_project,
+                                                                            labelers, api):
+    client = api(labelers["alice"])
+    base = f"/api/projects/{small_project.id}"
+    first = client.get(f"{base}/next-prompt/").json()
+    order = [c["id"] for c in first["completions"]]
+    body = {"prompt": first["prompt"]["id"], "tiers": [[i] for i in order],
+            "idempotency_key": "n1", "displayed_order": order}
+    posted = client.post(f"{base}/rankings/?next=true", body, format="json")
+    assert posted.status_code == 201
+    answer = posted.json()
+    assert Ranking.objects.get(id=answer["id"]).tiers == answer["tiers"]
+    carried = answer["next"]
+    assert carried["prompt"]["id"] != first["prompt"]["id"]
+    # It is the lease next-prompt resumes, in the same order, with the same expiry.
+    assert client.get(f"{base}/next-prompt/").json() == carried
+    # A retry of the same key stores nothing and carries the same open lease again.
+    replay = client.post(f"{base}/rankings/?next=1", body, format="json").json()
+    assert replay["id"] == answer["id"] and replay["next"] == carried
+    # Without the parameter the answer is as it always was.
+    assert "next" not in client.post(f"{base}/rankings/", body, format="json").json()
+    order = [c["id"] for c in carried["completions"]]
+    last = client.post(f"{base}/rankings/?next=true", {
+        "prompt": carried["prompt"]["id"], "tiers": [[i] for i in order],
+        "idempotency_key": "n2"}, format="json")
+    assert last.status_code == 201 and last.json()["next"] is None  # nothing left
+    assert Ranking.objects.filter(labeler=labelers["alice"]).count() == 2
+
+
+def test_a_refused_ranking_with_next_leases_nothing_and_a_bad_next_is_400(small_project,
+                                                                          labelers, api):
+    client = api(labelers["alice"])
+    base = f"/api/projects/{small_project.id}"
+    prompt_id = client.get(f"{base}/next-prompt/").json()["prompt"]["id"]
+    ids = ids_of(prompt_id)
+    refused = client.post(f"{base}/rankings/?next=true", {
+        "prompt": prompt_id, "tiers": [[ids[0]]], "idempotency_key": "r1"}, format="json")
+    assert refused.status_code == 400 and "next" not in refused.json()
+    assert Assignment.objects.filter(labeler=labelers["alice"]).count() == 1
+    full = {"prompt": prompt_id, "tiers": [[i] for i in ids], "idempotency_key": "r2"}
+    for bad in ("yes", "", "true&next=true"):
+        answer = client.post(f"{base}/rankings/?next={bad}", full, format="json")
+        assert answer.status_code == 400, bad
+        assert "next" in str(answer.json()), answer.json()
+    assert not Ranking.objects.exists()
+    answer = client.post(f"{base}/rankings/?next=false", full, format="json")
+    assert answer.status_code == 201 and "next" not in answer.json()
+
+
+def test_a_skip_with_next_answers_the_next_prompt(small_project, labelers, api):
+    alice, bob = api(labelers["alice"]), api(labelers["bob"])
+    base = f"/api/projects/{small_project.id}"
+    # Without the parameter: 201 and no body, as always.
+    first = bob.get(f"{base}/next-prompt/").json()["prompt"]["id"]
+    plain = bob.post(f"{base}/skips/", {"prompt": first, "reason": "unclear"}, format="json")
+    assert plain.status_code == 201 and not plain.content
+    first = alice.get(f"{base}/next-prompt/").json()["prompt"]["id"]
+    skipped = alice.post(f"{base}/skips/?next=true", {"prompt": first, "reason": "unclear"},
+                         format="json")
+    assert skipped.status_code == 201
+    second = skipped.json()["next"]["prompt"]["id"]
+    assert second != first
+    assert alice.get(f"{base}/next-prompt/").json()["prompt"]["id"] == second
+    last = alice.post(f"{base}/skips/?next=true", {"prompt": second, "reason": "unclear"},
+                      format="json")
+    assert last.status_code == 201 and last.json() == {"next": None}
+
+
 def test_labeling_apis_of_another_project_are_404(small_project, dave, api):
     client = api(dave)  # the conftest's dave labels the other project only
     base = f"/api/projects/{small_project.id}"

@@ -6,10 +6,12 @@ command imports at once (prompts_import). Both read and write through _import_fi
 file is refused, or imported, the same way.
 """
 
+import gc
 import zlib
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import IO
 
 from django.conf import settings
@@ -195,7 +197,7 @@ def _import_file(record: PromptImport, binary: IO[bytes], progress: _Progress) -
             max_bytes=settings.IMPORT_MAX_BYTES,
             max_line_bytes=settings.IMPORT_MAX_LINE_BYTES,
         )
-        with transaction.atomic():
+        with _heap_frozen(), transaction.atomic():
             if record.pk is None:
                 record.save()
             rows = _gold_refused_where_none_is_taken(rows, record.project)
@@ -223,6 +225,24 @@ def _import_file(record: PromptImport, binary: IO[bytes], progress: _Progress) -
         ) from exc
     if record.prompt_count >= ANALYZE_AFTER_PROMPTS:
         _refresh_planner_statistics(rankings=record.ranking_count > 0)
+
+
+@contextmanager
+def _heap_frozen() -> Iterator[None]:
+    """Keep the objects alive before the import (Django, the app's modules) out of the cyclic
+    garbage collector's full passes while it runs: a batch's rows survive long enough to
+    reach the oldest generation, so every few batches a full pass walked the whole heap,
+    0.15 s of CPU on 10,000 prompts (0.60 -> 0.45 s on PostgreSQL). New objects are
+    collected as before; the frozen ones are handed back at the end. A process that froze
+    its heap itself (e.g. before forking workers) is left as it is."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _counted(rows: Iterable[PromptRow | RowError], progress: _Progress,

@@ -1,5 +1,6 @@
 """Importing prompt files into a project: all or nothing, or valid lines with a report."""
 
+import gc
 import gzip
 import io
 import json
@@ -389,3 +390,26 @@ def test_the_same_content_twice_is_refused_or_skipped_with_its_reason(project):
     other = [records[0] | {"completions": ["Different.", "Answers.", "Here.", "Now."]}]
     assert services.prompts_import(project=project, filename="c.jsonl",
                                    binary=io.BytesIO(jsonl_bytes(other))).prompt_count == 1
+
+
+def test_the_heap_is_frozen_only_while_importing(project, monkeypatch):
+    """The import keeps the heap it found out of the collector's full passes while it runs,
+    and hands it back; a process that froze its heap itself keeps it frozen."""
+    from annotate.services import imports
+
+    frozen_during = []
+    import_rows = imports._import_rows
+
+    def import_rows_seen(*args, **kwargs):
+        frozen_during.append(gc.get_freeze_count() > 0)
+        return import_rows(*args, **kwargs)
+
+    monkeypatch.setattr(imports, "_import_rows", import_rows_seen)
+    import_bytes(project, jsonl_bytes([prompt_record(i) for i in range(3)]))
+    assert frozen_during == [True] and gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        import_bytes(project, jsonl_bytes([prompt_record(i) for i in range(3, 6)]))
+        assert gc.get_freeze_count() > 0  # not handed back: it was not the import's
+    finally:
+        gc.unfreeze()

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 # json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")), without
 # building an encoder per call: an export keys every prompt.
 _canonical = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
+# What _canonical writes for one string; used directly for a text prompt's key, which needs
+# no encoder: JSONEncoder.encode builds one per call, most of the cost of keying an import.
+_quoted = json.encoder.encode_basestring
 
 
 def _digest(value: object) -> str:
@@ -37,4 +40,8 @@ def content_key(text: str, messages: list[dict[str, str]] | None,
     >>> content_key("Why?", None, ["A", "B"]) == content_key("Why?", None, ["B", "A"])
     False
     """
-    return _digest([messages if messages else text, list(completions)])
+    if messages or type(text) is not str or any(type(c) is not str for c in completions):
+        return _digest([messages if messages else text, list(completions)])
+    # _canonical's text for [text, [completion, ...]], written out (the same bytes).
+    canonical = f"[{_quoted(text)},[{','.join(map(_quoted, completions))}]]"
+    return hashlib.sha256(canonical.encode()).hexdigest()

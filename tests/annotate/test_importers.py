@@ -378,3 +378,53 @@ def test_plain_lines_skip_the_walk_and_still_parse():
     text = json.dumps(prompt_record(1, metadata={"nested": [[1], {"b": "ok"}]}))
     assert not importers._may_be_unstorable(text)
     assert importers.loads_strict(text)["metadata"] == {"nested": [[1], {"b": "ok"}]}
+
+
+# --- the parser's shortcuts give today's answers ------------------------------------------
+
+
+@pytest.mark.parametrize(("line", "field", "key"), [
+    ('{"prompt": "a", "prompt": "b", "completions": ["1", "2", "3", "4"]}', "prompt", "prompt"),
+    ('{"prompt": "a", "completions": ["1", {"text": "x", "text": "y"}, "3", "4"]}',
+     "text", "text"),
+    ('{"messages": [{"role": "user", "content": "q", "role": "user"}], '
+     '"completions": ["1", "2", "3", "4"]}', "role", "role"),
+    # a string holding '":' neither hides a duplicate nor makes one
+    ('{"prompt": "a\\": 1, \\"prompt\\": \\"b", "prompt" : "c", '
+     '"completions": ["1", "2", "3", "4"]}', "prompt", "prompt"),
+])
+def test_a_duplicate_key_anywhere_is_refused_with_its_name(line, field, key):
+    error = only_error(parse(jsonl_bytes([prompt_record(1), line])))
+    assert (error.line, error.field, error.message) == (
+        2, field, f"duplicate key {key!r} in an object")
+
+
+def test_a_string_holding_a_key_separator_is_text_not_a_key():
+    text = 'a": 1, "prompt": "b'
+    [row] = parse(jsonl_bytes([prompt_record(1, prompt=text, completions=[
+        'x":', '":"', "\\\":", "4"])]))
+    assert row.text == text and [c.text for c in row.completions] == ['x":', '":"', '\\":', "4"]
+
+
+def test_a_byte_order_mark_past_the_first_line_is_named_as_json_loads_names_it():
+    error = only_error(parse(jsonl_bytes([prompt_record(1)]) + b"\xef\xbb\xbf"
+                             + jsonl_bytes([prompt_record(2)])))
+    assert (error.line, error.field) == (2, "line")
+    assert error.message == ("invalid JSON: Unexpected UTF-8 BOM (decode using utf-8-sig) "
+                             "at column 1")
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t\n", "\u3000", "\u2028", "\x1c", "\x85"])
+def test_a_completion_of_whitespace_only_is_empty(blank):
+    error = only_error(parse(jsonl_bytes([prompt_record(1, completions=["a", blank, "c", "d"])])))
+    assert (error.field, error.message) == ("completions[1]", "is empty")
+
+
+def test_text_content_keys_are_the_canonical_json_digest():
+    from annotate.content import _digest, content_key
+
+    texts = ["plain", 'q"uote\\', "tab\tnew\nline\x1f\x7f", "é 😀 \u2028", ""]
+    for text in texts:
+        assert content_key(text, None, texts) == _digest([text, texts])
+    messages = [{"role": "user", "content": "Hi"}]
+    assert content_key("", messages, ["a"]) == _digest([messages, ["a"]])

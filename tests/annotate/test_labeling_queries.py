@@ -68,16 +68,17 @@ def submit(client, project, page: dict, key: str) -> tuple[dict, list[str]]:
     return answer.json(), statements(queries)
 
 
-def test_next_prompt_leases_in_at_most_8_statements_and_resumes_in_4(four_prompts,
+def test_next_prompt_leases_in_at_most_9_statements_and_resumes_in_4(four_prompts,
                                                                       token_client):
     alice, bob = token_client("alice"), token_client("bob")
-    # Token and user, project and membership, open lease?, started prompts, untouched ones,
-    # slots and own lease on the locked one, the lease's INSERT, the completions.
+    # Token and user, project and membership, open lease?, busy prompts, part-ranked ones,
+    # untouched ones, slots and own lease on the locked one, the lease's INSERT, the
+    # completions. (Busy and part ranked were one query that sorted every started prompt.)
     _, fresh = next_prompt(alice, four_prompts)
-    assert len(fresh) <= 8, fresh
-    # Bob gets the started prompt: its slots are read with it, the untouched ones not at all.
+    assert len(fresh) <= 9, fresh
+    # Bob gets the prompt Alice holds (a busy one): the untouched ones are not read at all.
     _, started = next_prompt(bob, four_prompts)
-    assert len(started) <= 7, started
+    assert len(started) <= 8, started
     # Resuming reads the open lease with its prompt: token, project, lease, completions.
     _, resumed = next_prompt(alice, four_prompts)
     assert len(resumed) <= 4, resumed
@@ -104,8 +105,8 @@ def test_a_ranking_with_next_costs_the_two_requests_less_their_token_and_project
         answer = alice.post(f"/api/projects/{four_prompts.id}/rankings/?next=true", body,
                             format="json")
     assert answer.status_code == 201 and answer.json()["next"]["prompt"]["id"]
-    # The first ranking's 8 and a fresh lease's 8, less the token and the project read once.
-    assert len(statements(queries)) <= 14, statements(queries)
+    # The first ranking's 8 and a fresh lease's 9, less the token and the project read once.
+    assert len(statements(queries)) <= 15, statements(queries)
 
 
 def test_the_answers_are_what_their_documented_serializers_give(four_prompts, token_client):
@@ -173,25 +174,34 @@ def test_plain_ranking_bodies_skip_the_serializer_with_the_same_result(body):
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's EXPLAIN QUERY PLAN; "
                     "PostgreSQL's plans: bench/started_prompts_plan.py")
-def test_started_prompts_are_read_by_id_not_by_scanning_the_project(four_prompts, make_user):
-    # An OR of the three "started" conditions made the database read every prompt of the
-    # project; the UNION of their ids reads each prompt it returns by its id.
+def test_started_prompts_are_read_by_id_or_walked_in_index_order(four_prompts, make_user):
+    # Busy prompts: an OR of their conditions made the database read every prompt of the
+    # project; the UNION of their ids reads each prompt it returns by its id. Part-ranked
+    # ones: straight from (project, -ranking_count, id), no sort, so a hand-out stops after a
+    # few however many prompts are started (sorting them all cost ms per thousand).
     from django.db import transaction
     from django.utils import timezone
 
-    from annotate.services.labeling import STARTED_CANDIDATES
+    from annotate.services.labeling import BUSY_CANDIDATES, PART_RANKED_CANDIDATES
 
     values = {"project_id": four_prompts.id, "labeler_id": make_user("ann").id,
               "now": timezone.now(), "n": 2}
-    with transaction.atomic():
-        query = STARTED_CANDIDATES.build(**values).query
-        sql, params = query.get_compiler(connection=connection).as_sql()
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
-        plan = cursor.fetchall()
-    outer = [detail for _, parent, _, detail in plan if parent == 0 and "annotate_prompt" in detail]
-    assert len(outer) == 1 and "rowid=?" in outer[0], plan
-    assert any("assignment_open_lease_idx" in detail for *_, detail in plan), plan
+    plans = {}
+    for name, compiled in (("busy", BUSY_CANDIDATES), ("part ranked", PART_RANKED_CANDIDATES)):
+        with transaction.atomic():
+            query = compiled.build(**values).query
+            sql, params = query.get_compiler(connection=connection).as_sql()
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+            plans[name] = cursor.fetchall()
+    busy = plans["busy"]
+    outer = [detail for _, parent, _, detail in busy if parent == 0 and "annotate_prompt" in detail]
+    assert len(outer) == 1 and "rowid=?" in outer[0], busy
+    assert any("assignment_open_lease_idx" in detail for *_, detail in busy), busy
+    walked = [detail for *_, detail in plans["part ranked"]]
+    assert any("prompt_part_ranked_idx" in detail for detail in walked), walked
+    assert not any("TEMP B-TREE" in detail for detail in walked), walked
+    assert any("(prompt_id=? AND labeler_id=?)" in detail for detail in walked), walked
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's EXPLAIN QUERY PLAN; "

@@ -129,18 +129,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # JIT compiling a short labeling query costs more than running it (25 ms of 40 measured
     # on next-prompt): these are OLTP queries, so JIT is off for the app's connections.
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
-    if os.environ.get("DATABASE_PREPARED", "1") != "0":
+    if os.environ.get("DATABASE_PREPARED", "0") == "1":
         # Server-side binding lets psycopg prepare a statement on its second run on a
-        # connection, so the labeling loop's ~15 statements are no longer parsed and planned
-        # per request (database CPU per ranking 8.0 -> 5.7 ms, bench/README.md). Django also
-        # needs prepare_threshold named, or it passes None and nothing is prepared.
-        # DATABASE_PREPARED=0 turns it off behind a transaction-mode pooler (PgBouncer
-        # before 1.21, or without max_prepared_statements), where prepared statements break.
+        # connection, so it is no longer parsed and planned per request. Off by default: a
+        # prepared statement keeps the generic plan PostgreSQL settles on after five runs,
+        # made while the labeling tables were small, until the next ANALYZE of them. With
+        # autovacuum off (as on the machines here), or before it gets to them, that plan
+        # stays after the tables grew: next-prompt's busy-prompts query ran with a sequential
+        # scan of the assignments per candidate, 27 ms a call, and the open loop's p95 rose
+        # from 17 to 75 ms (bench/README.md). Django also needs prepare_threshold named, or
+        # it passes None and nothing is prepared. Never behind a transaction-mode pooler
+        # (PgBouncer before 1.21, or without max_prepared_statements).
         DATABASES["default"]["OPTIONS"].update(server_side_binding=True, prepare_threshold=2)
-        # Generic plans (PostgreSQL's choice after five runs) are safe for the candidate
-        # queries: annotate/compiled.py writes the partial indexes' conditions into the SQL.
-        # Not plan_cache_mode=force_custom_plan: it also replans every foreign-key check
-        # (an import of 10,000 prompts: commit 0.21 -> 0.77 s).
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker share the file: WAL lets readers go on while one writes,
     # IMMEDIATE takes the write lock up front so two writers wait instead of deadlocking.

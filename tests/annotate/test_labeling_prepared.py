@@ -1,7 +1,7 @@
-"""PostgreSQL prepares the labeling hot path's statements (issue 19): with server-side binding
-and a prepare threshold, psycopg prepares a statement on its second run on a connection, so
-the database stops parsing and planning next-prompt's queries on every request.
-DATABASE_PREPARED=0 turns it off (a transaction-mode pooler). SQLite has nothing to prepare."""
+"""PostgreSQL can prepare the labeling hot path's statements (issue 19): with DATABASE_PREPARED=1
+(server-side binding and a prepare threshold) psycopg prepares a statement on its second run
+on a connection, so the database stops parsing and planning next-prompt's queries on every
+request. Off by default (config/settings.py says why). SQLite has nothing to prepare."""
 
 import json
 import subprocess
@@ -49,7 +49,22 @@ def labelers(make_user):
     return project, clients
 
 
-def test_next_prompts_statements_are_prepared_after_a_few_requests(labelers):
+@pytest.fixture
+def preparing():
+    """This test's connection as DATABASE_PREPARED=1 opens one: server-side binding and a
+    prepare threshold of 2 (the test database's connection is opened by the suite's own
+    settings)."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.ensure_connection()
+    raw = connection.connection
+    before = raw.cursor_factory, raw.prepare_threshold
+    raw.cursor_factory, raw.prepare_threshold = ServerBindingCursor, 2
+    yield
+    raw.cursor_factory, raw.prepare_threshold = before
+
+
+def test_next_prompts_statements_are_prepared_after_a_few_requests(labelers, preparing):
     project, clients = labelers
     for client in clients:
         page = client.get(f"/api/projects/{project.id}/next-prompt/")
@@ -77,8 +92,8 @@ COUNT_PREPARED = (
 )
 
 
-@pytest.mark.parametrize("switch, prepared", [(None, 1), ("1", 1), ("0", 0)])
-def test_database_prepared_0_turns_preparing_off(tmp_path, switch, prepared):
+@pytest.mark.parametrize("switch, prepared", [(None, 0), ("1", 1), ("0", 0)])
+def test_database_prepared_1_turns_preparing_on(tmp_path, switch, prepared):
     db = connection.settings_dict
     env = app_env(DJANGO_SETTINGS_MODULE="config.settings", VAR_DIR=str(tmp_path),
                   DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F, Max, QuerySet
 from django.db.models.sql.constants import MULTI
 from django.utils import timezone
@@ -223,13 +223,36 @@ def export_write_prompts(writer: exporters.ExportWriter, project: Project, param
 
 
 def export_progress(export_id: int):
-    """What export_write_prompts calls every PROGRESS_EVERY prompts: the export's count of
-    prompts done goes up by that many. An addition, not the writer's own count, since the
-    parts of an export built in several processes report side by side."""
+    """What an export calls every PROGRESS_EVERY prompts: the export's count of prompts done
+    goes up by that many. An addition, not the writer's own count, since the parts of an
+    export built in several processes report side by side."""
     def progress(done: int) -> None:
-        Export.objects.filter(id=export_id).update(
-            prompts_done=F("prompts_done") + PROGRESS_EVERY)
+        if not _reads_hold_a_snapshot():
+            Export.objects.filter(id=export_id).update(
+                prompts_done=F("prompts_done") + PROGRESS_EVERY)
+            return
+        # SQLite: the export streams its rows on this connection, so the connection's read
+        # snapshot is older than anything committed since (a labeler's ranking, another
+        # part's progress, the heartbeat). A write here would upgrade that snapshot, which
+        # SQLite refuses at once ("database is locked", SQLITE_BUSY_SNAPSHOT), failing the
+        # export. A connection of its own waits for the write lock like any writer.
+        own = connections.create_connection(DEFAULT_DB_ALIAS)
+        try:
+            with own.cursor() as cursor:
+                cursor.execute(f"UPDATE {own.ops.quote_name(Export._meta.db_table)} "
+                               "SET prompts_done = prompts_done + %s WHERE id = %s",
+                               [PROGRESS_EVERY, export_id])
+        finally:
+            own.close()
     return progress
+
+
+def _reads_hold_a_snapshot() -> bool:
+    """Whether a write on this connection, while the export's streaming reads are open,
+    would have to upgrade their snapshot: SQLite on a file, outside a transaction (inside
+    one, or in memory, nothing else can have written in between)."""
+    return (connection.vendor == "sqlite" and not connection.in_atomic_block
+            and not connection.is_in_memory_db())
 
 
 IdRange = tuple[int | None, int | None]  # prompt ids from (inclusive), to (exclusive); None: open

@@ -11,7 +11,7 @@ from ..models import Export
 from ..quality import flagged_labeler_ids
 from ..rating_exporters import RatingExportWriter, RatingRules
 from ..selectors import model_win_rates
-from .exports import PROGRESS_EVERY, ExportParams, prompts_with_rankings
+from .exports import PROGRESS_EVERY, ExportParams, export_progress, prompts_with_rankings
 
 
 def rating_export_build(export: Export, params: ExportParams,
@@ -26,10 +26,11 @@ def rating_export_build(export: Export, params: ExportParams,
                                 test_fraction=params.test_fraction, seed=params.seed,
                                 rules=rules)
     try:
+        progress = export_progress(export.id)
         for done, (prompt, rankings) in enumerate(prompts_with_rankings(project, params), 1):
             writer.add_prompt(prompt, [r for r in rankings if r.labeler_id not in excluded])
             if done % PROGRESS_EVERY == 0:
-                Export.objects.filter(id=export.id).update(prompts_done=done)
+                progress(done)
     finally:
         writer.close()
     data_hash = rating_exporters.rating_content_hash(directory)

@@ -471,21 +471,17 @@ KEY_OR_RANKING_SEEN = CompiledQuery(
         RankingRevision.objects.filter(ranking__labeler_id=labeler_id, idempotency_key=key)
         .order_by().values_list("id"), all=True),
     labeler_id=int, prompt_id=int, key=str)
-OPEN_ASSIGNMENT = CompiledQuery(
-    lambda prompt_id, labeler_id: Assignment.objects.filter(
-        prompt_id=prompt_id, labeler_id=labeler_id, status=Assignment.Status.LEASED,
-    ).order_by().values_list("id", "expires_at")[:1],
-    prompt_id=int, labeler_id=int)
 
 
 def _first_ranking_fast(
     project: Project, labeler: AbstractUser, prompt_id: object, key: str, answer: dict,
     now: datetime,
 ) -> Ranking | None:
-    """The common submission, a first ranking on a live lease, in three reads and three
+    """The common submission, a first ranking on a live lease, in two reads and three
     writes. None for anything else (a retried key, a revision, a base_revision to check, a
-    frozen project, an expired lease, a full prompt, no such prompt): the full path, under
-    the same lock, handles and words those. Invalid answers are refused here as there."""
+    frozen project, an expired lease, a full prompt, no such prompt), with nothing written:
+    the full path, under the same lock, handles and words those. Invalid answers are refused
+    here as there."""
     if not key or answer["base_revision"] not in (None, 0) or type(prompt_id) is not int:
         return None
     rows = LOCKED_PROMPT_COMPLETIONS.rows(prompt_id=prompt_id, project_id=project.id)
@@ -493,19 +489,25 @@ def _first_ranking_fast(
         return None
     if KEY_OR_RANKING_SEEN.first(labeler_id=labeler.id, prompt_id=prompt_id, key=key):
         return None
-    lease = OPEN_ASSIGNMENT.first(prompt_id=prompt_id, labeler_id=labeler.id)
-    if lease is None or lease[1] <= now:
-        return None
     prompt = Prompt.from_db(connection.alias, PROMPT_FIELDS, rows[0][2:])
     if prompt.ranking_count >= project.labelers_per_prompt + prompt.extra_rankings and (
             not prompt.is_gold):
         return None
+    table = connection.ops.quote_name
+    # The live lease closed as ranked, found and written in one statement: none (expired,
+    # skipped, never leased) writes nothing and leaves the submission to the full path. An
+    # invalid answer is refused after it, as the full path refuses it after the lease; the
+    # refusal rolls the transaction back.
+    closed = execute(
+        f"UPDATE {table(Assignment._meta.db_table)} SET status = %s, closed_at = %s "
+        "WHERE prompt_id = %s AND labeler_id = %s AND status = %s AND expires_at > %s "
+        "RETURNING id",
+        [Assignment.Status.RANKED, db_value(Assignment, "closed_at", now), prompt_id,
+         labeler.id, Assignment.Status.LEASED, db_value(Assignment, "expires_at", now)])
+    if not closed:
+        return None
     fields = _validated_for(answer, [row[0] for row in rows], project, key)
     ranking = _ranking_insert(prompt, labeler, fields)
-    table = connection.ops.quote_name
-    execute(f"UPDATE {table(Assignment._meta.db_table)} SET status = %s, closed_at = %s "
-            "WHERE id = %s", [Assignment.Status.RANKED, db_value(Assignment, "closed_at", now),
-                              lease[0]])
     prompt.ranking_count += 1
     if _needs_more_rankings(prompt, project):
         prompt.extra_rankings += 1

@@ -137,6 +137,9 @@ def test_bad_tiers_are_refused_with_a_clear_message(small_project, labelers, mak
                                 tiers=make_tiers(ids_of(prompt_id)), idempotency_key="k")
     assert status_of(caught.value) == 400
     assert not Ranking.objects.exists()
+    # The lease stays open (the refusal came after it was closed, and rolled that back).
+    lease = Assignment.objects.get(prompt_id=prompt_id, labeler=alice)
+    assert (lease.status, lease.closed_at) == ("leased", None)
 
 
 def test_ties_are_refused_where_the_project_forbids_them(small_project, labelers):

@@ -84,13 +84,14 @@ def test_next_prompt_leases_in_at_most_9_statements_and_resumes_in_4(four_prompt
     assert len(resumed) <= 4, resumed
 
 
-def test_a_first_ranking_is_stored_in_at_most_8_statements(four_prompts, token_client):
+def test_a_first_ranking_is_stored_in_at_most_7_statements(four_prompts, token_client):
     alice = token_client("alice")
     page, _ = next_prompt(alice, four_prompts)
     # Token and user, project, the locked prompt with its completions, key or earlier
-    # ranking?, the lease, INSERT ranking, UPDATE lease, UPDATE prompt's count.
+    # ranking?, the live lease closed (UPDATE ... RETURNING), INSERT ranking, UPDATE
+    # prompt's count.
     body, queries = submit(alice, four_prompts, page, "k1")
-    assert len(queries) <= 8, queries
+    assert len(queries) <= 7, queries
     assert Ranking.objects.get(id=body["id"]).tiers == body["tiers"]
 
 
@@ -105,8 +106,8 @@ def test_a_ranking_with_next_costs_the_two_requests_less_their_token_and_project
         answer = alice.post(f"/api/projects/{four_prompts.id}/rankings/?next=true", body,
                             format="json")
     assert answer.status_code == 201 and answer.json()["next"]["prompt"]["id"]
-    # The first ranking's 8 and a fresh lease's 9, less the token and the project read once.
-    assert len(statements(queries)) <= 15, statements(queries)
+    # The first ranking's 7 and a fresh lease's 9, less the token and the project read once.
+    assert len(statements(queries)) <= 14, statements(queries)
 
 
 def test_the_answers_are_what_their_documented_serializers_give(four_prompts, token_client):

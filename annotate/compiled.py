@@ -10,6 +10,7 @@ Values become parameters, never SQL text, so stand-ins can be swapped for real v
 queryset whose SQL depends on a value (None, an empty list) must not take it as a stand-in.
 """
 
+import itertools
 import re
 import weakref
 from collections.abc import Callable
@@ -127,7 +128,7 @@ def _constants_written_in(sql: str, slots: list) -> tuple[str, list]:
 def numbered_placeholders(sql: str) -> str:
     """psycopg's %s placeholders as PREPARE's $1, $2, ... (to EXPLAIN a statement's generic
     plan: bench/started_prompts_plan.py, the prepared-statement tests)."""
-    numbers = iter(range(1, len(sql) + 1))
+    numbers = itertools.count(1)
     return _PLACEHOLDER.sub(lambda m: "%" if m[0] == "%%" else f"${next(numbers)}", sql)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import F, Max, QuerySet
+from django.db.models import Max, QuerySet
 from django.db.models.sql.constants import MULTI
 from django.utils import timezone
 
@@ -227,23 +227,21 @@ def export_progress(export_id: int):
     goes up by that many. An addition, not the writer's own count, since the parts of an
     export built in several processes report side by side."""
     def progress(done: int) -> None:
-        if not _reads_hold_a_snapshot():
-            Export.objects.filter(id=export_id).update(
-                prompts_done=F("prompts_done") + PROGRESS_EVERY)
-            return
         # SQLite: the export streams its rows on this connection, so the connection's read
         # snapshot is older than anything committed since (a labeler's ranking, another
-        # part's progress, the heartbeat). A write here would upgrade that snapshot, which
+        # part's progress, the heartbeat). A write there would upgrade that snapshot, which
         # SQLite refuses at once ("database is locked", SQLITE_BUSY_SNAPSHOT), failing the
         # export. A connection of its own waits for the write lock like any writer.
-        own = connections.create_connection(DEFAULT_DB_ALIAS)
+        own = _reads_hold_a_snapshot()
+        writer = connections.create_connection(DEFAULT_DB_ALIAS) if own else connection
         try:
-            with own.cursor() as cursor:
-                cursor.execute(f"UPDATE {own.ops.quote_name(Export._meta.db_table)} "
+            with writer.cursor() as cursor:
+                cursor.execute(f"UPDATE {writer.ops.quote_name(Export._meta.db_table)} "
                                "SET prompts_done = prompts_done + %s WHERE id = %s",
                                [PROGRESS_EVERY, export_id])
         finally:
-            own.close()
+            if own:
+                writer.close()
     return progress
 
 

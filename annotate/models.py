@@ -328,7 +328,10 @@ class Prompt(models.Model):
 
 
 class Completion(models.Model):
-    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions")
+    # No index of its own: completion_position_unique (prompt, position) serves the lookups
+    # by prompt and a prompt's deletion.
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions",
+                               db_index=False)
     position = models.PositiveSmallIntegerField(help_text="Order in the imported file, from 0.")
     text = models.TextField()
     model_name = models.CharField(max_length=200, blank=True)

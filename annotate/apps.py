@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class AnnotateConfig(AppConfig):
     name = "annotate"
     verbose_name = "Annotation"
+
+    def ready(self):
+        from django.core.signals import request_started
+
+        from config.prepared_plans import plans_renew_if_old
+
+        request_started.connect(plans_renew_if_old, dispatch_uid="prepared_plans_renew")

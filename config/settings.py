@@ -129,16 +129,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # JIT compiling a short labeling query costs more than running it (25 ms of 40 measured
     # on next-prompt): these are OLTP queries, so JIT is off for the app's connections.
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
-    if os.environ.get("DATABASE_PREPARED", "0") == "1":
-        # Server-side binding lets psycopg prepare a statement on its second run on a
-        # connection, so it is no longer parsed and planned per request. Off by default: a
-        # prepared statement keeps the generic plan PostgreSQL settles on after five runs,
-        # made while the labeling tables were small, until the next ANALYZE of them. With
-        # autovacuum off (as on the machines here), or before it gets to them, that plan
-        # stays after the tables grew: next-prompt's busy-prompts query ran with a sequential
-        # scan of the assignments per candidate, 27 ms a call, and the open loop's p95 rose
-        # from 17 to 75 ms (bench/README.md). Django also needs prepare_threshold named, or
-        # it passes None and nothing is prepared. Never behind a transaction-mode pooler
+    if os.environ.get("DATABASE_PREPARED", "1") == "1":
+        # Server-side binding lets psycopg prepare a statement on its third run on a
+        # connection, so it is no longer parsed and planned per request (planning was half
+        # the database's CPU of a ranking). A prepared statement keeps its plan until the
+        # next ANALYZE of its tables, so config/prepared_plans.py drops a connection's plans
+        # once they are DATABASE_PLAN_MAX_AGE_SECONDS old: a plan made while the assignments
+        # were few scanned them all per candidate, 27 ms a call, while autovacuum was off
+        # (bench/README.md). Django also needs prepare_threshold named, or it passes None and
+        # nothing is prepared. DATABASE_PREPARED=0 behind a transaction-mode pooler
         # (PgBouncer before 1.21, or without max_prepared_statements).
         DATABASES["default"]["OPTIONS"].update(server_side_binding=True, prepare_threshold=2)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -151,6 +150,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+
+# PostgreSQL: how long a connection keeps its prepared statements (config/prepared_plans.py).
+DATABASE_PLAN_MAX_AGE_SECONDS = float(os.environ.get("DATABASE_PLAN_MAX_AGE_SECONDS", 10))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

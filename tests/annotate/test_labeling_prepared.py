@@ -1,7 +1,8 @@
-"""PostgreSQL can prepare the labeling hot path's statements (issue 19): with DATABASE_PREPARED=1
-(server-side binding and a prepare threshold) psycopg prepares a statement on its second run
-on a connection, so the database stops parsing and planning next-prompt's queries on every
-request. Off by default (config/settings.py says why). SQLite has nothing to prepare."""
+"""PostgreSQL prepares the labeling hot path's statements (issue 19): with DATABASE_PREPARED=1
+(the default: server-side binding and a prepare threshold) psycopg prepares a statement on its
+third run on a connection, so the database stops parsing and planning next-prompt's queries
+on every request; a connection drops its plans once they are DATABASE_PLAN_MAX_AGE_SECONDS old
+(config/prepared_plans.py). SQLite has nothing to prepare."""
 
 import json
 import subprocess
@@ -92,7 +93,7 @@ COUNT_PREPARED = (
 )
 
 
-@pytest.mark.parametrize("switch, prepared", [(None, 0), ("1", 1), ("0", 0)])
+@pytest.mark.parametrize("switch, prepared", [(None, 1), ("1", 1), ("0", 0)])
 def test_database_prepared_1_turns_preparing_on(tmp_path, switch, prepared):
     db = connection.settings_dict
     env = app_env(DJANGO_SETTINGS_MODULE="config.settings", VAR_DIR=str(tmp_path),
@@ -104,6 +105,33 @@ def test_database_prepared_1_turns_preparing_on(tmp_path, switch, prepared):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == prepared
+
+
+@pytest.mark.django_db(transaction=True)  # a request starts outside any transaction
+def test_plans_older_than_the_limit_are_dropped_at_a_request_and_prepared_again(
+        labelers, preparing, settings):
+    project, [alice, *_] = labelers
+
+    def token_lookup_prepared() -> bool:
+        return any(sql.startswith('SELECT "authtoken_token"."user_id"')
+                   for sql in prepared_statements())
+
+    def next_prompt() -> None:
+        assert alice.get(f"/api/projects/{project.id}/next-prompt/").status_code == 200
+
+    settings.DATABASE_PLAN_MAX_AGE_SECONDS = 3600
+    for _ in range(3):  # psycopg prepares a statement on its third run (threshold 2)
+        next_prompt()
+    assert token_lookup_prepared()
+    next_prompt()  # younger than the limit: kept
+    assert token_lookup_prepared()
+    settings.DATABASE_PLAN_MAX_AGE_SECONDS = 0
+    next_prompt()  # dropped as the request started; run once since, so not prepared yet
+    assert not token_lookup_prepared()
+    settings.DATABASE_PLAN_MAX_AGE_SECONDS = 3600
+    next_prompt()  # psycopg forgot its names too: it prepares afresh instead of failing
+    next_prompt()
+    assert token_lookup_prepared()
 
 
 def test_generic_plans_of_the_candidate_queries_still_use_the_partial_indexes(labelers):

@@ -103,3 +103,20 @@ def test_gunicorn_in_production_mode_serves_the_pages_and_their_static_files(tmp
             assert "max-age" in (response.getheader("Cache-Control") or ""), url
     finally:
         stop(server)
+
+
+WARMED = (
+    "import config.wsgi; from django.urls import get_resolver; from config.celery import app;"
+    "print(get_resolver()._populated, app.finalized)"
+)
+
+
+def test_a_worker_loads_its_urls_and_task_registry_as_it_starts_even_with_the_broker_down(
+        tmp_path):
+    """What a worker's first request would otherwise wait for is loaded at import of the WSGI
+    module; that opens no broker connection, so a web server starts while Redis is down."""
+    env = app_env(VAR_DIR=str(tmp_path), CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
+    result = subprocess.run([sys.executable, "-c", WARMED], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["True", "True"]

@@ -16,7 +16,7 @@ import time
 import weakref
 
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
 
 # Each open psycopg connection: when its prepared statements were last dropped (or first seen).
 _plans_since: "weakref.WeakKeyDictionary[object, float]" = weakref.WeakKeyDictionary()
@@ -34,6 +34,9 @@ def plans_renew_if_old(**_signal) -> None:
         # A request starts outside any transaction (ATOMIC_REQUESTS is off); the test suite's
         # requests run inside its per-test one, whose statement counts stay as they are.
         if now - since >= settings.DATABASE_PLAN_MAX_AGE_SECONDS and not wrapper.in_atomic_block:
-            with wrapper.cursor() as cursor:
-                cursor.execute("DEALLOCATE ALL")
+            try:
+                with wrapper.cursor() as cursor:
+                    cursor.execute("DEALLOCATE ALL")
+            except DatabaseError:  # the server is gone: the request's own queries will say so
+                continue
             _plans_since[raw] = now

@@ -134,6 +134,26 @@ def test_plans_older_than_the_limit_are_dropped_at_a_request_and_prepared_again(
     assert token_lookup_prepared()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_database_gone_when_plans_are_due_fails_no_request_that_does_not_use_it(
+        preparing, settings, monkeypatch):
+    """The renewal runs before the request's own code: with the server unreachable it must
+    not turn a request that reads nothing (a static file, a redirect) into a 500."""
+    from django.db import OperationalError
+
+    from config.prepared_plans import plans_renew_if_old
+
+    def unreachable():
+        raise OperationalError("server closed the connection unexpectedly")
+
+    settings.DATABASE_PLAN_MAX_AGE_SECONDS = 0
+    monkeypatch.setattr(connection, "cursor", unreachable)
+    plans_renew_if_old()  # no exception
+    monkeypatch.undo()
+    plans_renew_if_old()  # and with the server back, the plans are dropped
+    assert prepared_statements() == []
+
+
 def test_generic_plans_of_the_candidate_queries_still_use_the_partial_indexes(labelers):
     """PostgreSQL may give a prepared statement one generic plan for any values after five
     runs; the started and untouched prompts' queries must keep reading open leases and extra

@@ -40,7 +40,9 @@ def test_round_one_on_the_demo_shows_the_labelers_verdict(page, live_server, dem
     page.wait_for_url(re.compile(r"/rounds/$"))
     expect(page.locator("select[name=reward_model]")).to_have_value("tiny/reward")
     expect(page.locator("select[name=policy_model]")).to_have_value("tiny/policy")
-    page.get_by_role("button", name="Start round 1").click()
+    # Starting a round checks both models, each in a child process that loads torch and
+    # transformers: on a loaded 2-core CI machine that passed the default 10 s.
+    page.get_by_role("button", name="Start round 1").click(timeout=90_000)
     expect(page.get_by_text("Round 1 started")).to_be_visible()
 
     round_ = run_round(Round.objects.get(project=demo, number=1))

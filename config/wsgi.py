@@ -12,7 +12,7 @@ def _warm() -> None:
     upload took 0.31 s as a worker's first request, 0.06 s after; bench/README.md): the URL
     configuration with every view module and reverse()'s map, and Celery's task registry and
     producer pool (which open no connection: a broker that is down fails no start)."""
-    from config.celery import app as celery_app
+    from config import celery_app
 
     get_resolver().reverse_dict  # noqa: B018 (a property that builds the map)
     celery_app.finalize()

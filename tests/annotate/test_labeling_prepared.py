@@ -146,10 +146,15 @@ def test_a_database_gone_when_plans_are_due_fails_no_request_that_does_not_use_i
     def unreachable():
         raise OperationalError("server closed the connection unexpectedly")
 
+    with connection.cursor() as cursor:
+        for _ in range(3):  # prepared on its third run: a plan to drop
+            cursor.execute("SELECT %s::int + 41", [1])
+    assert prepared_statements()
     settings.DATABASE_PLAN_MAX_AGE_SECONDS = 0
     monkeypatch.setattr(connection, "cursor", unreachable)
     plans_renew_if_old()  # no exception
     monkeypatch.undo()
+    assert prepared_statements()  # nothing could be dropped meanwhile
     plans_renew_if_old()  # and with the server back, the plans are dropped
     assert prepared_statements() == []
 

@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from . import content
+
 FORMATS = ("jsonl", "csv", "hh-rlhf", "trl", "ultrafeedback")
 PAIR_FORMATS = {"hh-rlhf": "HH-RLHF", "trl": "TRL preference"}  # 2 completions per row
 ROLES = ("system", "user", "assistant")
@@ -67,6 +69,14 @@ class PromptRow:
     # A gold prompt's known answer, as tiers of completion positions, and "ranking" or "best".
     gold_tiers: list[list[int]] | None = None
     gold_mode: str = ""
+    # The prompt with its completions, as a hash (annotate.content): what an import compares
+    # to refuse a copy. Made with the row, so in the thread that parses the file, which is
+    # not the importer's on PostgreSQL (services.imports, annotate/read_ahead.py).
+    content_key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "content_key", content.content_key(
+            self.text, self.messages, [completion.text for completion in self.completions]))
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,13 @@ import writes three tables whose columns it knows, so these writers take plain t
 
 import json
 from collections.abc import Collection, Iterable, Sequence
+from contextlib import ExitStack
 
 from django.db import connection
 from django.db.models import Field, JSONField, Model
 from django.utils import timezone
+
+from ..read_ahead import database_wait
 
 
 def ids_reserve(model: type[Model], count: int) -> list[int]:
@@ -71,10 +74,13 @@ def rows_insert(model: type[Model], columns: Sequence[str], rows: Iterable[Seque
         if connection.vendor == "postgresql":
             # Django's cursor wraps execute's errors, not copy's: an IntegrityError (a
             # concurrent import's id, the tiers trigger) must stay one for the caller.
-            with connection.wrap_database_errors, cursor.copy(
+            with connection.wrap_database_errors, ExitStack() as after_copy, cursor.copy(
                     f"COPY {table} ({all_columns}) FROM STDIN") as copy:
                 for row in prepared:
                     copy.write_row(row)
+                # The copy's end waits for the database to store the rest and check it;
+                # entered here, the wait is left after that end (an import reads ahead).
+                after_copy.enter_context(database_wait())
         else:
             marks = ", ".join(["%s"] * (len(columns) + len(defaulted)))
             cursor.executemany(f"INSERT INTO {table} ({all_columns}) VALUES ({marks})",

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
+from django.db import connection, transaction
 
 from annotate import services, tasks
 from annotate.models import Completion, Prompt, PromptImport, Ranking
@@ -390,6 +391,40 @@ def test_the_same_content_twice_is_refused_or_skipped_with_its_reason(project):
     other = [records[0] | {"completions": ["Different.", "Answers.", "Here.", "Now."]}]
     assert services.prompts_import(project=project, filename="c.jsonl",
                                    binary=io.BytesIO(jsonl_bytes(other))).prompt_count == 1
+
+
+def test_on_postgresql_the_file_is_parsed_in_a_thread_of_its_own(project, monkeypatch):
+    """On PostgreSQL the import parses ahead in another thread, in its waits on the database
+    (annotate/read_ahead.py); on SQLite in its own. The result is the same, and no thread is
+    left behind."""
+    import threading
+
+    from annotate import importers
+
+    parsed_by = set()
+    jsonl_row = importers._jsonl_row
+
+    def jsonl_row_seen(*args):
+        parsed_by.add(threading.get_ident())
+        return jsonl_row(*args)
+
+    monkeypatch.setattr(importers, "_jsonl_row", jsonl_row_seen)
+    record = import_bytes(project, jsonl_bytes([prompt_record(i) for i in range(5000)]))
+    assert record.prompt_count == 5000 and Completion.objects.count() == 20_000
+    on_postgresql = connection.vendor == "postgresql"
+    assert (threading.get_ident() not in parsed_by) == on_postgresql
+    assert not [thread for thread in threading.enumerate() if thread.name == "read-ahead"]
+
+
+def test_the_foreign_keys_are_deferred_again_after_an_import(project):
+    """The import checks its rows' foreign keys at each statement's end (PostgreSQL); the
+    rest of an enclosing transaction checks them at its commit again, as Django declares."""
+    import_bytes(project, jsonl_bytes([prompt_record(0)]))
+    saved = transaction.savepoint()
+    try:  # a dangling key is taken until the commit (this savepoint is rolled back first)
+        Completion.objects.create(prompt_id=2**40, position=0, text="Orphan.")
+    finally:
+        transaction.savepoint_rollback(saved)
 
 
 def test_the_heap_is_frozen_only_while_importing(project, monkeypatch):

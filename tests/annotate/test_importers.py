@@ -428,3 +428,14 @@ def test_text_content_keys_are_the_canonical_json_digest():
         assert content_key(text, None, texts) == _digest([text, texts])
     messages = [{"role": "user", "content": "Hi"}]
     assert content_key("", messages, ["a"]) == _digest([messages, ["a"]])
+
+
+def test_a_parsed_row_carries_its_content_key():
+    """Made where the row is parsed (an import's read-ahead thread), compared by the import."""
+    from annotate.content import content_key
+
+    chat = {"messages": [{"role": "user", "content": "Hi"}], "completions": ["a", "b", "c", "d"]}
+    text, chat_row = parse(jsonl_bytes([prompt_record(1), chat]))
+    assert text.content_key == content_key(text.text, None, [c.text for c in text.completions])
+    assert chat_row.content_key == content_key("", chat["messages"], ["a", "b", "c", "d"])
+    assert text.content_key != chat_row.content_key

@@ -123,7 +123,7 @@ def job_detail(request, job_id: int):
 
 def _charts(job) -> list:
     kind = KINDS.get(job.kind)
-    curves = kind.curves if kind else ()
+    curves = kind.curves_for(job.params) if kind else ()
     return [mark_safe(line_chart(selectors.job_metric_series(job, curve.metrics),  # noqa: S308 - escaped
                                  title=curve.title)) for curve in curves]
 

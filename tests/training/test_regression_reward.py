@@ -276,6 +276,31 @@ def test_the_command_trains_on_a_file_prints_and_registers_the_evaluation(projec
 
 
 @pytest.mark.django_db
+def test_the_job_page_draws_the_regression_curves(project, carol, client):
+    """A regression model logs no pairs: its page draws its squared error and mean score,
+    not a pair accuracy and a margin left empty."""
+    from django.urls import reverse
+
+    from training.models import TrainingJob
+
+    job = TrainingJob.objects.create(
+        project=project, kind="reward", params={"method": "regression"}, base_model="tiny",
+        dedupe_key="k", metrics=[{"step": 1, "loss": 0.4, "mean_prediction": 0.1},
+                                 {"step": 2, "loss": 0.3, "mean_prediction": 0.2}])
+    pairwise = TrainingJob.objects.create(
+        project=project, kind="reward", params={"method": "kway"}, base_model="tiny",
+        dedupe_key="l", metrics=[{"step": 1, "loss": 0.6, "accuracy": 0.5, "margin": 0.1}])
+    client.force_login(carol)
+    page = client.get(reverse("training_job", args=[job.id])).content.decode()
+    assert "Loss (squared error of tanh(output) to the score)" in page
+    assert "Mean predicted score in the batch" in page
+    assert "Pair accuracy" not in page and "Reward margin" not in page
+    assert page.count("<polyline") == 2  # both curves have their points
+    page = client.get(reverse("training_job", args=[pairwise.id])).content.decode()
+    assert "Pair accuracy in the batch" in page and "Mean predicted score" not in page
+
+
+@pytest.mark.django_db
 def test_the_command_trains_on_an_exports_scores_and_its_test_pairs(learnable_export,
                                                                    tiny_models, tmp_path):
     from training.kinds.reward import scores_file

@@ -134,6 +134,10 @@ class JobKind:
         """The job as a refusal names it."""
         return self.label
 
+    def curves_for(self, settings: dict) -> tuple[Curve, ...]:
+        """The curves the page of a job with these settings draws (its metrics by step)."""
+        return self.curves
+
     # --- what a job does -----------------------------------------------------------------
 
     def check(self, project, request: JobRequest, resolved: dict) -> dict | None:

@@ -69,6 +69,9 @@ class RewardKind(JobKind):
     )
     curves = (Curve("Loss", ("loss",)), Curve("Pair accuracy in the batch", ("accuracy",)),
               Curve("Reward margin (chosen - rejected)", ("margin",)))
+    # A regression model has no pairs: its batches log the squared error and the mean score.
+    regression_curves = (Curve("Loss (squared error of tanh(output) to the score)", ("loss",)),
+                         Curve("Mean predicted score in the batch", ("mean_prediction",)))
     set_by_job = {"base_model": "-", "train_file": "-", "output_dir": "-"}
 
     def export_reads(self, settings: dict) -> tuple[str, ...]:
@@ -76,6 +79,9 @@ class RewardKind(JobKind):
 
     def job_named(self, settings: dict) -> str:
         return f"{self.label} (method {settings.get('method')})"
+
+    def curves_for(self, settings: dict) -> tuple[Curve, ...]:
+        return self.regression_curves if settings.get("method") == "regression" else self.curves
 
     def check(self, project, request, resolved) -> dict | None:
         """Refuse regression data that cannot train (before any job exists), and settle the

@@ -1,7 +1,9 @@
 """The labeling rules as a state machine: any sequence of steps keeps the invariants.
 
 Three labelers (ann, ben, cat) work on two prompts of three completions, two rankings
-each, with adaptive overlap asking for a third when the two disagree. Hypothesis runs random
+each, with adaptive overlap asking for a third when the two disagree. The same machine runs
+on a rank project and on a rate project, whose labelers score each completion on two aspects
+(1 to 3) and whose stored tiers are the ones their scores imply. Hypothesis runs random
 sequences of: claim the next prompt, submit a ranking (or a revision), retry an earlier
 submission with its idempotency key, skip, renew a lease, let the clock run past leases, and
 build an export. The services take the time as `now`, so the clock is the machine's own.
@@ -11,10 +13,12 @@ After every step:
 - a prompt's ranking count is its rankings, never past its target (N plus what adaptive
   overlap added, at most adaptive_max_labelers);
 - open leases never hold more slots than the prompt has left;
-- the database holds what the machine expects: which rankings exist, and at which revision.
+- the database holds what the machine expects: which rankings exist, and at which revision;
+  a rating's tiers are the ones its scores imply.
 Each step also checks its own answer against the rules (who may claim, submit, skip or renew
 what, and the status when refused); a retry changes nothing and returns what it stored first;
-an export's rankings.jsonl has exactly the database's rankings, one record each.
+an export's rankings.jsonl has exactly the database's rankings, one record each (with its
+scores, for a rating).
 
 Each example runs in a savepoint rolled back at its end, so the same test runs on SQLite and
 on PostgreSQL.
@@ -40,7 +44,8 @@ from hypothesis.stateful import (
 )
 
 from annotate import services
-from annotate.models import Assignment, Prompt, Ranking, RankingRevision
+from annotate.models import Assignment, Project, Prompt, Ranking, RankingRevision
+from annotate.ratings import tiers_from_scores
 from config.errors import ApplicationError, status_of
 
 pytestmark = pytest.mark.django_db
@@ -51,6 +56,8 @@ K = 3
 PROMPTS = 2  # few, so labelers contend for the same slots
 LEASE = timedelta(minutes=30)
 NAMES = ("ann", "ben", "cat")
+ASPECTS = ("helpfulness", "honesty")  # a rate project's
+SCALE = (1, 3)  # few points: equal scores (ties) and disagreements are common
 labeler_names = st.sampled_from(NAMES)
 
 
@@ -87,12 +94,33 @@ class LabelingMachine(RuleBasedStateMachine):
         self.now = timezone.now()
         self.keys = count(1)
         self.ranked: dict[tuple[int, str], int] = {}  # (prompt, labeler) -> revision
-        self.submitted: dict[str, tuple[str, int, list, int]] = {}  # key -> what it stored
+        self.scores: dict[tuple[int, str], dict] = {}  # a rating's latest scores, likewise
+        self.submitted: dict[str, tuple[str, int, dict, int]] = {}  # key -> what it stored
 
     def teardown(self):
         self._files.disable()
         transaction.set_rollback(True)
         self._atomic.__exit__(None, None, None)
+
+    # --- what a labeler sends, and what is stored of it ------------------------------------
+
+    def rating(self) -> bool:
+        return self.project.annotation_mode == Project.Mode.RATE
+
+    def answer(self, draw, prompt_id: int) -> dict:
+        """A valid answer for the prompt: a ranking (tiers) or a rating (scores)."""
+        completion_ids = self.completion_ids[prompt_id]
+        if not self.rating():
+            return {"tiers": random_tiers(draw, completion_ids)}
+        score = st.integers(*SCALE)
+        return {"scores": {str(completion_id): {aspect: draw(score) for aspect in ASPECTS}
+                           for completion_id in completion_ids}}
+
+    def stored(self, answer: dict) -> tuple[list, dict | None]:
+        """The tiers and scores a ranking stores for `answer`."""
+        if "scores" in answer:
+            return tiers_from_scores(answer["scores"]), answer["scores"]
+        return answer["tiers"], None
 
     # --- what the rules say, read from the database before a step --------------------------
 
@@ -172,43 +200,48 @@ class LabelingMachine(RuleBasedStateMachine):
         self.submit_as(*data.draw(st.sampled_from(self.leased() + ranked)), data)
 
     def submit_as(self, name, prompt_id, data):
-        tiers = random_tiers(data.draw, self.completion_ids[prompt_id])
+        answer = self.answer(data.draw, prompt_id)
         expected = self.expected_submit(name, prompt_id)
         key = f"{name}-{next(self.keys)}"
         try:
             version, created = services.ranking_submit(
                 project=self.project, labeler=self.labelers[name], prompt_id=prompt_id,
-                tiers=tiers, idempotency_key=key, now=self.now)
+                idempotency_key=key, now=self.now, **answer)
         except ApplicationError as refused:
             got = status_of(refused)
             assert got == expected, f"refused {got}, expected {expected}"
             return
         assert expected in ("create", "revise"), f"accepted, but expected {expected}"
         revision = self.ranked.get((prompt_id, name), 0) + 1
-        assert created and version.revision == revision and version.tiers == tiers
+        assert created and version.revision == revision
+        assert (version.tiers, version.scores) == self.stored(answer)
         self.ranked[(prompt_id, name)] = revision
-        self.submitted[key] = (name, prompt_id, tiers, revision)
+        if self.rating():
+            self.scores[(prompt_id, name)] = answer["scores"]
+        self.submitted[key] = (name, prompt_id, answer, revision)
         assert self.assignment(name, prompt_id).status == Assignment.Status.RANKED
 
     @precondition(lambda self: self.submitted)
     @rule(data=st.data())
     def retry(self, data):
         """The client sends an earlier request again (a lost answer): nothing changes. The
-        same key with another ranking is refused (409), and nothing changes either."""
+        same key with another answer is refused (409), and nothing changes either: for a
+        rating, other scores too, even when they imply the same tiers."""
         key = data.draw(st.sampled_from(sorted(self.submitted)), label="key")
-        name, prompt_id, tiers, revision = self.submitted[key]
-        other_tiers = random_tiers(data.draw, self.completion_ids[prompt_id])
+        name, prompt_id, answer, revision = self.submitted[key]
+        other = self.answer(data.draw, prompt_id)
         before = self.rows()
         version, created = services.ranking_submit(
             project=self.project, labeler=self.labelers[name], prompt_id=prompt_id,
-            tiers=tiers, idempotency_key=key, now=self.now)
+            idempotency_key=key, now=self.now, **answer)
         assert not created
-        assert (version.revision, version.tiers) == (revision, tiers), "not what it stored"
-        if other_tiers != tiers:
+        assert (version.revision, version.tiers, version.scores) == (
+            revision, *self.stored(answer)), "not what it stored"
+        if self.stored(other) != self.stored(answer):
             try:
                 services.ranking_submit(
                     project=self.project, labeler=self.labelers[name], prompt_id=prompt_id,
-                    tiers=other_tiers, idempotency_key=key, now=self.now)
+                    idempotency_key=key, now=self.now, **other)
             except ApplicationError as refused:
                 assert status_of(refused) == 409
             else:
@@ -282,9 +315,11 @@ class LabelingMachine(RuleBasedStateMachine):
         assert len(records) == in_db.count() == export.counts["rankings"]
         pseudonym = {services.labeler_pseudonym(self.project.id, user.id): name
                      for name, user in self.labelers.items()}
-        exported = {(r["prompt_id"], pseudonym[r["labeler"]]): r["revision"] for r in records}
+        exported = {(r["prompt_id"], pseudonym[r["labeler"]]): r for r in records}
         assert len(exported) == len(records), "a ranking was exported twice"
-        assert exported == self.ranked
+        assert {pair: r["revision"] for pair, r in exported.items()} == self.ranked
+        assert {pair: r["scores"] for pair, r in exported.items() if "scores" in r} == (
+            self.scores), "a rating's scores are not what the labeler sent last"
 
     # --- invariants ----------------------------------------------------------------------------
 
@@ -302,6 +337,10 @@ class LabelingMachine(RuleBasedStateMachine):
         prompts = {p.id: p for p in Prompt.objects.filter(id__in=self.prompt_ids)}
         rankings = list(Ranking.objects.values_list("prompt_id", "labeler__username",
                                                     "revision", "id"))
+        if self.rating():  # a rating's tiers are its scores' (its history kept likewise)
+            for tiers, scores in [*Ranking.objects.values_list("tiers", "scores"),
+                                  *RankingRevision.objects.values_list("tiers", "scores")]:
+                assert tiers == tiers_from_scores(scores), "tiers that its scores do not imply"
         kept = Counter(RankingRevision.objects.values_list("ranking_id", flat=True))
         assignments = list(Assignment.objects.values_list("prompt_id", "labeler__username",
                                                           "status", "expires_at"))
@@ -327,13 +366,15 @@ class LabelingMachine(RuleBasedStateMachine):
                 f"{target - prompt.ranking_count} slots left")
 
 
-@pytest.fixture
-def labeling_world(make_user, tmp_path):
+@pytest.fixture(params=["rank", "rate"])
+def labeling_world(request, make_user, tmp_path):
+    rating = {"annotation_mode": "rate", "rating_scale_min": SCALE[0],
+              "rating_scale_max": SCALE[1], "rating_aspects": list(ASPECTS)}
     project = services.project_create(
         created_by=None, slug="machine", name="Machine", criterion="helpfulness",
         completions_per_prompt=K, labelers_per_prompt=N, allow_ties=True, lease_minutes=30,
         adaptive_overlap=True, adaptive_min_agreement=0.6, adaptive_max_labelers=MAX_LABELERS,
-        gold_rate=0.0)
+        gold_rate=0.0, **(rating if request.param == "rate" else {}))
     labelers = {}
     for name in NAMES:
         labelers[name] = make_user(name)

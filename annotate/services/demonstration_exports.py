@@ -14,7 +14,13 @@ from ..exporters import PromptForExport
 from ..models import Demonstration, Export, Project
 from ..quality import flagged_labeler_ids
 from ..sft_export import DemonstrationForExport, SFTWriter
-from .exports import STREAM_CHUNK, ExportParams, labeler_pseudonym
+from .exports import (
+    PROGRESS_EVERY,
+    STREAM_CHUNK,
+    ExportParams,
+    export_progress,
+    labeler_pseudonym,
+)
 
 
 def demonstration_export_build(export: Export, params: ExportParams,
@@ -27,8 +33,12 @@ def demonstration_export_build(export: Export, params: ExportParams,
     writer = SFTWriter(directory, conversational=conversational,
                        test_fraction=params.test_fraction, seed=params.seed)
     try:
-        for prompt, demonstrations in prompts_with_demonstrations(project, excluded):
+        progress = export_progress(export.id)  # the export page counts prompts done, as
+        for done, (prompt, demonstrations) in enumerate(  # a ranking export's does
+                prompts_with_demonstrations(project, excluded), 1):
             writer.add_prompt(prompt, demonstrations)
+            if done % PROGRESS_EVERY == 0:
+                progress(done)
     finally:
         writer.close()
     if not writer.counts.demonstrations:

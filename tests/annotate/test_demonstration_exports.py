@@ -148,3 +148,25 @@ def test_an_export_with_no_demonstrations_fails_saying_why():
     export = Export.objects.get(project=project)
     assert export.status == "failed"
     assert "has no demonstrations to export yet" in export.error
+
+
+def test_the_export_reports_its_progress_as_it_writes(make_user, monkeypatch):
+    """Every PROGRESS_EVERY prompts with demonstrations, the export's count of prompts done
+    goes up, as a ranking export's does (its page shows it while it runs)."""
+    from annotate.services import demonstration_exports
+
+    project = writing_project("progress", [{"text": f"Q{i}"} for i in range(5)])
+    demonstrate(project, make_user("alice"), lambda p: f"on {p.text}")
+    seen = []
+
+    def progress_of(export_id):
+        def progress(done):
+            seen.append(done)
+            Export.objects.filter(id=export_id).update(prompts_done=done)
+        return progress
+
+    monkeypatch.setattr(demonstration_exports, "PROGRESS_EVERY", 2)
+    monkeypatch.setattr(demonstration_exports, "export_progress", progress_of)
+    export = build(project)
+    assert seen == [2, 4]
+    assert export.status == "succeeded" and export.counts["demonstrations"] == 5

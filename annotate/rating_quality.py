@@ -1,14 +1,19 @@
 """Reads for the admin dashboard of a rate project: how much the labelers' scores agree.
 
-Loads the project's ratings once and hands them to the pure metrics in annotate.agreement:
-Krippendorff's alpha with the interval metric (units: completions, coders: labelers) and
-each labeler's Pearson correlation with the others' mean score.
+Loads the project's ratings once and hands them to the pure metrics in
+annotate.rating_agreement: Krippendorff's alpha with the interval metric (units: completions,
+coders: labelers) and each labeler's Pearson correlation with the others' mean score.
 """
 
 from dataclasses import dataclass
 
-from .agreement import LabelerCorrelation, interval_alpha, labeler_correlations, rating_units
 from .models import Project, Ranking
+from .rating_agreement import (
+    LabelerCorrelation,
+    interval_alpha,
+    labeler_correlations,
+    rating_units,
+)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ def test_invalid_tiers_say_what_is_wrong(tiers, allow_ties, message):
 
 @pytest.mark.parametrize(
     "module", ["annotate.ranking", "annotate.importers", "annotate.consensus", "annotate.agreement",
-               "annotate.content", "annotate.exporters"]
+               "annotate.rating_agreement", "annotate.content", "annotate.exporters",
+               "annotate.read_ahead"]
 )
 def test_pure_modules_do_not_load_django(module):
     code = f"import sys, {module}; print(sorted(m for m in sys.modules if 'django' in m))"
@@ -58,7 +59,10 @@ def test_doctests_of_the_data_contracts_pass():
     import annotate.consensus
     import annotate.importers
     import annotate.ranking
+    import annotate.rating_agreement
+    import annotate.read_ahead
 
-    for module in (annotate.ranking, annotate.importers, annotate.consensus, annotate.agreement):
+    for module in (annotate.ranking, annotate.importers, annotate.consensus, annotate.agreement,
+                   annotate.rating_agreement, annotate.read_ahead):
         failed, attempted = doctest.testmod(module)
         assert attempted > 0 and failed == 0

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from annotate.agreement import (
+from annotate.rating_agreement import (
     LabelerCorrelation,
     interval_alpha,
     labeler_correlations,

@@ -8,8 +8,6 @@ file is refused, or imported, the same way.
 
 import gc
 import zlib
-from array import array
-from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO
@@ -27,7 +25,7 @@ from ..importers import PromptRow, RowError
 from ..models import Completion, Project, Prompt, PromptImport, Ranking
 from ..read_ahead import read_ahead
 from . import bulk_insert, import_runs
-from .duplicate_filter import DuplicateFilter
+from .duplicate_filter import DuplicateFilter, Unwritten, WrittenLines, duplicates_refused
 
 IMPORT_BATCH_SIZE = 2000
 # Past this many errors, a failing import stops reading: the file needs fixing anyway.
@@ -340,9 +338,9 @@ def _import_rows(
     them), looked up against the database in one query for its ids and content, and written
     in one statement per table: memory holds a batch, not the file.
     """
-    written = _WrittenLines()
+    written = WrittenLines()
     known = DuplicateFilter(record.project_id)
-    unwritten = _Unwritten()
+    unwritten = Unwritten()
     errors: list[RowError] = []
     chunk: list[PromptRow | RowError] = []
     prompts_in_chunk = 0
@@ -359,12 +357,12 @@ def _import_rows(
 
 
 def _import_chunk(record: PromptImport, chunk: list[PromptRow | RowError],
-                  written: "_WrittenLines", known: DuplicateFilter, unwritten: "_Unwritten",
+                  written: WrittenLines, known: DuplicateFilter, unwritten: Unwritten,
                   errors: list[RowError], stop_on_error: bool) -> bool:
     """Check a chunk's rows in file order and write the valid ones, unless an error already
     rejects the file. True when reading must stop (a fatal error, or too many errors)."""
     prompts = [row for row in chunk if isinstance(row, PromptRow)]
-    refusals = _duplicates_refused(record, prompts, written, known, unwritten)
+    refusals = duplicates_refused(record, prompts, written, known, unwritten)
     fresh: list[tuple[PromptRow, str]] = []
     for row in chunk:
         if isinstance(row, PromptRow):
@@ -389,84 +387,6 @@ def _import_chunk(record: PromptImport, chunk: list[PromptRow | RowError],
         for row, _ in fresh:  # written: the lookup finds their ids from now on
             unwritten.ids.pop(row.external_id, None)
     return False
-
-
-class _Unwritten:
-    """Rows this import read but did not write, for naming the first of two copies: the
-    content keys of a refused file's rows (`keys`, "line N" each), and the ids of the rows
-    refused or not yet written (`ids`, their lines): a batch, the refused rows (at most
-    MAX_REPORTED_ERRORS once the file is imported without them) and a refused file's rows."""
-
-    def __init__(self):
-        self.keys: dict[str, str] = {}
-        self.ids: dict[str, int] = {}
-
-
-class _WrittenLines:
-    """The line of each prompt this import wrote, by id, in two arrays: 12 bytes a prompt
-    (a dict of content hashes to lines held about 200), so that naming "the same prompt and
-    completions as line N" costs no memory to speak of on a file of millions of prompts."""
-
-    def __init__(self):
-        self.ids = array("q")
-        self.lines = array("I")
-
-    def add(self, ids: list[int], rows: list[PromptRow]) -> None:
-        self.ids.extend(ids)
-        self.lines.extend(row.line for row in rows)
-
-    def line_of(self, prompt_id: int) -> int:
-        return self.lines[bisect_left(self.ids, prompt_id)]
-
-
-def _duplicates_refused(record: PromptImport, rows: list[PromptRow], written: _WrittenLines,
-                        known: DuplicateFilter, unwritten: _Unwritten,
-                        ) -> Iterator[tuple[str, PromptRow | RowError]]:
-    """Each row's content key, with the row, or the error refusing it as a copy: an id used
-    on an earlier line of the file (named by line) or already in the project, or the same
-    content as a stored prompt (this import's earlier batches included, named by line), as
-    a row not written, or as an earlier row of the batch. Only the ids and keys that `known`
-    cannot rule out are looked up: the first line of an id used twice is found there (the
-    earlier row was written) or in `unwritten`, so no id of the file is held in memory."""
-    keys = [row.content_key for row in rows]
-    project = {"project_id": record.project_id}
-    lookup_ids, lookup_keys = known.candidates(
-        {row.external_id for row in rows if row.external_id}, set(keys), len(written.ids))
-    first_lines: dict[str, int] = {}
-    taken_ids: set[str] = set()
-    for external_id, source_import_id, prompt_id in bulk_insert.rows_where_in(
-            Prompt, ["external_id", "source_import_id", "id"], "external_id", lookup_ids,
-            **project):
-        if source_import_id == record.pk:
-            first_lines[external_id] = written.line_of(prompt_id)
-        else:
-            taken_ids.add(external_id)
-    seen: dict[str, str] = {}
-    for content_hash, source_import_id, prompt_id in bulk_insert.rows_where_in(
-            Prompt, ["content_hash", "source_import_id", "id"], "content_hash", lookup_keys,
-            **project):
-        mine = source_import_id == record.pk
-        seen.setdefault(content_hash, f"line {written.line_of(prompt_id)}" if mine
-                        else "a prompt already in this project")
-    for row, key in zip(rows, keys, strict=True):
-        where = seen.get(key) or unwritten.keys.get(key)
-        first_line = row.external_id and (unwritten.ids.get(row.external_id)
-                                          or first_lines.get(row.external_id))
-        if first_line:
-            yield key, RowError(row.line, "id", f"duplicate id {row.external_id!r} "
-                                                f"(first used on line {first_line})")
-            continue
-        if row.external_id:
-            unwritten.ids[row.external_id] = row.line
-        if row.external_id in taken_ids:
-            yield key, RowError(row.line, "id",
-                                f"id {row.external_id!r} is already in this project")
-        elif where:
-            yield key, RowError(row.line, "prompt",
-                                f"the same prompt and completions as {where}")
-        else:
-            seen[key] = f"line {row.line}"
-            yield key, row
 
 
 PROMPT_COLUMNS = ("id", "project_id", "source_import_id", "external_id", "text", "messages",

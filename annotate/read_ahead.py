@@ -50,8 +50,8 @@ def read_ahead(items: Iterable[T], *, limit: int) -> Iterator[Iterator[T]]:
     stopping = threading.Event()
 
     def produce() -> None:
-        source = iter(items)
         try:
+            source = iter(items)
             while True:
                 room.acquire()
                 with turn.borrowed():
@@ -71,7 +71,8 @@ def read_ahead(items: Iterable[T], *, limit: int) -> Iterator[Iterator[T]]:
             except queue.Empty:
                 with database_wait():  # nothing to do but wait for the parser
                     group, raised = handoff.get()
-            room.release(len(group))  # this group is the consumer's now
+            if group:  # empty when the items raised first thing
+                room.release(len(group))  # this group is the consumer's now
             for item in group:
                 if item is _END:
                     return

@@ -15,11 +15,11 @@ from ..models import Demonstration, Export, Project
 from ..quality import flagged_labeler_ids
 from ..sft_export import DemonstrationForExport, SFTWriter
 from .exports import (
-    PROGRESS_EVERY,
     STREAM_CHUNK,
     ExportParams,
     export_progress,
     labeler_pseudonym,
+    reported,
 )
 
 
@@ -33,12 +33,10 @@ def demonstration_export_build(export: Export, params: ExportParams,
     writer = SFTWriter(directory, conversational=conversational,
                        test_fraction=params.test_fraction, seed=params.seed)
     try:
-        progress = export_progress(export.id)  # the export page counts prompts done, as
-        for done, (prompt, demonstrations) in enumerate(  # a ranking export's does
-                prompts_with_demonstrations(project, excluded), 1):
+        # The export page counts the prompts done, as a ranking export's does.
+        for prompt, demonstrations in reported(prompts_with_demonstrations(project, excluded),
+                                               export_progress(export.id)):
             writer.add_prompt(prompt, demonstrations)
-            if done % PROGRESS_EVERY == 0:
-                progress(done)
     finally:
         writer.close()
     if not writer.counts.demonstrations:

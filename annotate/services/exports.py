@@ -5,9 +5,10 @@ import json
 import logging
 import shutil
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 FORMATS = ("trl-jsonl", "parquet", "hf-dataset")
 PROGRESS_EVERY = 1000
+T = TypeVar("T")
 STREAM_CHUNK = 2000
 ZIP_LEVEL = 3  # deflate: about half the time of the default 6, for a zip about a fifth larger
 
@@ -210,7 +212,8 @@ def export_write_prompts(writer: exporters.ExportWriter, project: Project, param
                          excluded: set[int], weights: dict[int | None, float],
                          ids: "IdRange" = (None, None), on_progress=None) -> None:
     """Merge and write the prompts whose ids are in `ids`, in id order (all: the default)."""
-    for done, (prompt, all_rankings) in enumerate(prompts_with_rankings(project, params, ids), 1):
+    for prompt, all_rankings in reported(prompts_with_rankings(project, params, ids),
+                                         on_progress):
         rankings = [r for r in all_rankings if r.labeler_id not in excluded]
         labeled = [LabeledRanking(prompt.prompt_id, r.labeler, r.tiers,
                                   weights.get(r.labeler_id, 1.0)) for r in rankings]
@@ -218,8 +221,15 @@ def export_write_prompts(writer: exporters.ExportWriter, project: Project, param
                                            min_agreement=params.min_agreement,
                                            tie_policy=params.tie_policy)
         writer.add_prompt(prompt, rankings, verdicts, consensus)
-        if on_progress is not None and done % PROGRESS_EVERY == 0:
-            on_progress(done)
+
+
+def reported(items: Iterable[T], progress: Callable[[int], None] | None) -> Iterator[T]:
+    """`items`, calling `progress(done)` after every PROGRESS_EVERY of them are handled (an
+    export's prompts: export_progress counts them on the export's row)."""
+    for done, item in enumerate(items, 1):
+        yield item
+        if progress is not None and done % PROGRESS_EVERY == 0:
+            progress(done)
 
 
 def export_progress(export_id: int):

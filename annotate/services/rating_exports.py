@@ -11,7 +11,7 @@ from ..models import Export
 from ..quality import flagged_labeler_ids
 from ..rating_exporters import RatingExportWriter, RatingRules
 from ..selectors import model_win_rates
-from .exports import PROGRESS_EVERY, ExportParams, export_progress, prompts_with_rankings
+from .exports import ExportParams, export_progress, prompts_with_rankings, reported
 
 
 def rating_export_build(export: Export, params: ExportParams,
@@ -26,11 +26,9 @@ def rating_export_build(export: Export, params: ExportParams,
                                 test_fraction=params.test_fraction, seed=params.seed,
                                 rules=rules)
     try:
-        progress = export_progress(export.id)
-        for done, (prompt, rankings) in enumerate(prompts_with_rankings(project, params), 1):
+        for prompt, rankings in reported(prompts_with_rankings(project, params),
+                                         export_progress(export.id)):
             writer.add_prompt(prompt, [r for r in rankings if r.labeler_id not in excluded])
-            if done % PROGRESS_EVERY == 0:
-                progress(done)
     finally:
         writer.close()
     data_hash = rating_exporters.rating_content_hash(directory)

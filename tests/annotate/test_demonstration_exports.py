@@ -165,7 +165,7 @@ def test_the_export_reports_its_progress_as_it_writes(make_user, monkeypatch):
             Export.objects.filter(id=export_id).update(prompts_done=done)
         return progress
 
-    monkeypatch.setattr(demonstration_exports, "PROGRESS_EVERY", 2)
+    monkeypatch.setattr("annotate.services.exports.PROGRESS_EVERY", 2)
     monkeypatch.setattr(demonstration_exports, "export_progress", progress_of)
     export = build(project)
     assert seen == [2, 4]

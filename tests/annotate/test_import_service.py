@@ -427,6 +427,19 @@ def test_the_foreign_keys_are_deferred_again_after_an_import(project):
         transaction.savepoint_rollback(saved)
 
 
+def test_the_foreign_keys_are_deferred_again_after_a_refused_import(project):
+    """A refused file inside an enclosing transaction: its rollback (to a savepoint) gives
+    the constraints back as they were, deferred to the commit."""
+    records = [prompt_record(0), prompt_record(1, completions=["only one"])]
+    with pytest.raises(services.ImportRejected):
+        import_bytes(project, jsonl_bytes(records))
+    saved = transaction.savepoint()
+    try:
+        Completion.objects.create(prompt_id=2**40, position=0, text="Orphan.")
+    finally:
+        transaction.savepoint_rollback(saved)
+
+
 def test_the_heap_is_frozen_only_while_importing(project, monkeypatch):
     """The import keeps the heap it found out of the collector's full passes while it runs,
     and hands it back; a process that froze its heap itself keeps it frozen."""

@@ -57,6 +57,23 @@ def test_an_exception_comes_after_the_items_read_before_it():
     assert reader_threads() == []
 
 
+def test_items_that_cannot_be_iterated_are_refused_here_not_waited_for():
+    """The error comes to the consumer (the reader's thread must not die with it unsaid)."""
+    with pytest.raises(TypeError), read_ahead(42, limit=10) as ahead:
+        next(ahead)
+    assert reader_threads() == []
+
+
+@pytest.mark.parametrize("fail_at", [0, GROUP, GROUP + 1])
+def test_an_exception_first_in_a_group_is_raised_as_it_is(fail_at):
+    """Raised before the first item of a group is taken: nothing is handed over but the
+    exception, which must come through as it is."""
+    with pytest.raises(ValueError, match=f"item {fail_at} is bad"), read_ahead(
+            Counted(fail_at=fail_at), limit=1000) as ahead:
+        assert list(ahead) == list(range(fail_at))
+    assert reader_threads() == []
+
+
 def test_leaving_early_stops_the_reader_within_its_limit():
     items = Counted()  # endless
     with read_ahead(items, limit=50) as ahead:

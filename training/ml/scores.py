@@ -20,8 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from annotate.rating_agreement import pearson  # the dashboard's: pure, no Django
-
 from .data import DataError, Text, is_text, parse_json_line
 
 SPLITS = ("train", "test")
@@ -102,6 +100,23 @@ def split_scores(rows: Sequence[ScoreRow], held_out_fraction: float = 0.1,
         in_test = row.split == "test" or (row.split is None and row.prompt_key in held_out)
         (test if in_test else train).append(row)
     return train, test
+
+
+def pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Pearson correlation; None when either side has no spread (or fewer than 2 values).
+
+    >>> pearson([1, 2, 3], [2, 4, 7]) > 0.99, pearson([1, 1], [0, 1])
+    (True, None)
+    """
+    if len(xs) < 2:
+        return None
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    cov = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
+    var_x = sum((x - mean_x) ** 2 for x in xs)
+    var_y = sum((y - mean_y) ** 2 for y in ys)
+    if var_x == 0 or var_y == 0:
+        return None
+    return cov / math.sqrt(var_x * var_y)
 
 
 def mean_squared_error(predictions: Sequence[float], targets: Sequence[float]) -> float | None:
